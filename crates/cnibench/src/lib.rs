@@ -1,0 +1,1 @@
+//! cnibench: runs suites of CNI benchmark scenarios with netload and reports them.

@@ -1,0 +1,6 @@
+//! `cnibench` command line.
+
+fn main() {
+    eprintln!("cnibench: not built yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,20 @@
+//! netload: one self-contained binary that is traffic source, sink and measuring instrument.
+//!
+//! Main types: [`spec::TestSpec`] (what to run, validated), [`report::StreamReport`] (the
+//! versioned JSON result), [`server::Server`] and [`client::run_stream_test`].
+//!
+//! Layout:
+//! - [`spec`]: validated test specs, unit parsing;
+//! - [`report`]: JSON result schema;
+//! - [`control`]: control-protocol frames, messages and the data-connection preamble;
+//! - [`stream`]: TCP and UDP stream engines (one OS thread per stream) and interval sampling;
+//! - [`clock`], [`cpu`]: all timing and CPU sampling;
+//! - [`sys`]: the only unsafe code (TCP_INFO, MSG_ZEROCOPY completions, UDP GSO/GRO);
+//! - [`server`], [`client`]: the two ends of a test; [`render`]: human-readable tables;
+//! - [`bench`], [`netns`]: the local microbenchmark, on loopback or between two namespaces.
+
+pub mod clock;
+pub mod cpu;
+pub mod report;
+pub mod spec;
+pub mod stream;

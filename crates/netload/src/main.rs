@@ -1,0 +1,3 @@
+//! `netload` command line.
+
+fn main() {}

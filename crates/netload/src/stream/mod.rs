@@ -1,0 +1,3 @@
+//! Stream engines: one OS thread per stream on both ends.
+
+pub mod udp;

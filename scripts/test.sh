@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (`.ci/run` calls this script).
+# Installs the system packages the tests need when they are missing, then runs
+# fmt, clippy, every test tier (unit, loopback, network namespaces as root) and the docs build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/deps.sh
+
+require_tools
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests (nextest, profile ci)"
+cargo nextest run --workspace --locked --profile ci --no-tests=fail
+
+step "doc tests"
+cargo test --workspace --locked --doc
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+step "all checks passed"
