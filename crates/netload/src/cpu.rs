@@ -134,7 +134,7 @@ mod tests {
         assert!((d.idle - 1.0).abs() < 1e-9);
         assert!((d.busy() - 2.5).abs() < 1e-9);
         let back = node_delta(&b, &a);
-        assert_eq!(back.softirq, 0.0);
+        assert!(back.softirq.abs() < f64::EPSILON);
     }
 
     #[test]

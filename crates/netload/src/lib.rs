@@ -11,10 +11,17 @@
 //! - [`clock`], [`cpu`]: all timing and CPU sampling;
 //! - [`sys`]: the only unsafe code (TCP_INFO, MSG_ZEROCOPY completions, UDP GSO/GRO);
 //! - [`server`], [`client`]: the two ends of a test; [`render`]: human-readable tables;
-//! - [`bench`], [`netns`]: the local microbenchmark, on loopback or between two namespaces.
+//! - [`mod@bench`], [`netns`]: the local microbenchmark, on loopback or between two namespaces.
 
+pub mod bench;
+pub mod client;
 pub mod clock;
+pub mod control;
 pub mod cpu;
+pub mod netns;
+pub mod render;
 pub mod report;
+pub mod server;
 pub mod spec;
 pub mod stream;
+pub mod sys;

@@ -1,3 +1,406 @@
-//! `netload` command line.
+//! `netload` command line: parses arguments and calls the library.
 
-fn main() {}
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use netload::client::{ClientOptions, run_stream_test};
+use netload::control::DEFAULT_PORT;
+use netload::report::StreamReport;
+use netload::server::{Server, ServerConfig};
+use netload::spec::{
+    BitRate, ByteSize, Direction, Limits, Protocol, TestSpec, Zerocopy, parse_affinity,
+};
+use netload::{bench, render};
+
+/// Network load generator and sink: TCP/UDP streams with CPU accounting.
+#[derive(Parser)]
+#[command(name = "netload", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve tests (control and data on one TCP port, UDP on the same port number).
+    Server(ServerArgs),
+    /// TCP stream throughput test against a netload server.
+    Tcp(TcpArgs),
+    /// UDP stream throughput test against a netload server.
+    Udp(UdpArgs),
+    /// Microbenchmark netload on this host: in-process server, loopback or a veth pair.
+    Bench(BenchArgs),
+    /// Print the JSON Schema of `--json` stream reports.
+    Schema,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Port (TCP for control and data, UDP for UDP streams).
+    #[arg(short, long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// Serve one test, then exit.
+    #[arg(long)]
+    once: bool,
+    /// Longest test (warm-up included) a client may ask for, seconds.
+    #[arg(long, default_value_t = 3600.0, value_parser = positive_seconds)]
+    max_duration: f64,
+    /// Most parallel streams per direction a client may ask for.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    max_parallel: u32,
+    /// Tests running at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    max_sessions: u32,
+}
+
+#[derive(Args, Clone)]
+struct CommonArgs {
+    /// Server host name or address.
+    host: String,
+    /// Server port.
+    #[arg(short, long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// Measured duration, seconds.
+    #[arg(short = 't', long = "time", default_value_t = 10.0, value_parser = positive_seconds)]
+    time: f64,
+    /// Warm-up before measuring, seconds (not counted anywhere).
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative_seconds)]
+    omit: f64,
+    /// Interval report period, seconds (0 = none).
+    #[arg(short, long, default_value_t = 1.0, value_parser = non_negative_seconds)]
+    interval: f64,
+    /// Parallel streams (one thread each, on both ends).
+    #[arg(short = 'P', long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=128))]
+    parallel: u32,
+    /// Server sends, client receives.
+    #[arg(short = 'R', long, conflicts_with = "bidir")]
+    reverse: bool,
+    /// Both ends send at once (separate streams per direction).
+    #[arg(long)]
+    bidir: bool,
+    /// Bytes per write (TCP) or UDP payload bytes per datagram, e.g. 1400 or 256K.
+    #[arg(short, long)]
+    length: Option<ByteSize>,
+    /// Socket buffer size (SO_SNDBUF and SO_RCVBUF), e.g. 4M; the effective value is reported.
+    #[arg(short, long)]
+    window: Option<ByteSize>,
+    /// Pin stream threads: client cores, optionally `/` server cores, e.g. `0,1/1,0`.
+    #[arg(long, value_parser = parse_affinity)]
+    affinity: Option<(Vec<usize>, Vec<usize>)>,
+    /// Print one JSON document at the end instead of the table.
+    #[arg(long, conflicts_with = "json_stream")]
+    json: bool,
+    /// Print one JSON line per interval as it happens, then the report as a last line.
+    #[arg(long)]
+    json_stream: bool,
+    /// Timeout for connecting and for each protocol phase, seconds.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_seconds)]
+    connect_timeout: f64,
+}
+
+#[derive(Args)]
+struct TcpArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// TCP_MAXSEG to set; the effective MSS is read back and the test fails if not taken.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(88..=65535))]
+    mss: Option<u32>,
+    /// Disable Nagle's algorithm (TCP_NODELAY).
+    #[arg(short = 'N', long)]
+    nodelay: bool,
+    /// Zero-copy send: `sendfile` or `msg` (MSG_ZEROCOPY).
+    #[arg(long, value_enum)]
+    zerocopy: Option<ZerocopyArg>,
+    /// Receivers discard payload in the kernel (MSG_TRUNC) instead of copying it; labelled in output.
+    #[arg(long)]
+    rx_discard: bool,
+    /// Congestion control algorithm, e.g. cubic or bbr.
+    #[arg(long)]
+    congestion: Option<String>,
+}
+
+#[derive(Args)]
+struct UdpArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Target rate per stream in bits/s, e.g. 500M; 0 = unlimited. Paced evenly.
+    #[arg(short = 'b', long, default_value = "1G")]
+    rate: BitRate,
+    /// Do not use UDP GSO/GRO (segmentation and coalescing offload); batching stays on.
+    #[arg(long)]
+    no_gso: bool,
+    /// One datagram per syscall: no sendmmsg/recvmmsg batching and no GSO/GRO.
+    #[arg(long)]
+    no_batch: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ZerocopyArg {
+    Sendfile,
+    Msg,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Run between two network namespaces joined by a veth pair (root) instead of loopback.
+    #[arg(long)]
+    netns: bool,
+    /// MTU of the veth pair.
+    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u32).range(1280..=65535))]
+    mtu: u32,
+    /// Seconds per case.
+    #[arg(short = 't', long = "time", default_value_t = 3.0, value_parser = positive_seconds)]
+    time: f64,
+    /// Run only these cases (comma separated); see `--list`.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// List the cases and exit.
+    #[arg(long)]
+    list: bool,
+    /// Write a Markdown report here.
+    #[arg(long)]
+    report: Option<std::path::PathBuf>,
+    /// Write every case's JSON report here (one JSON array).
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
+fn non_negative_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not zero or a positive number of seconds")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server(args) => server(&args),
+        Command::Tcp(args) => {
+            let spec = tcp_spec(&args);
+            stream_test(&args.common, &spec)
+        }
+        Command::Udp(args) => {
+            let spec = udp_spec(&args);
+            stream_test(&args.common, &spec)
+        }
+        Command::Bench(args) => bench_cmd(&args),
+        Command::Schema => {
+            let schema = schemars::schema_for!(StreamReport);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).expect("schema serialises")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("netload: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn server(args: &ServerArgs) -> Result<ExitCode> {
+    let config = ServerConfig {
+        bind: SocketAddr::new(args.bind, args.port),
+        limits: Limits {
+            max_duration_s: args.max_duration,
+            max_parallel: args.max_parallel,
+        },
+        max_sessions: args.max_sessions as usize,
+        once: args.once,
+        ..ServerConfig::default()
+    };
+    let server = Server::bind(config)
+        .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+    let stop = server.shutdown_flag();
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    eprintln!("netload server listening on {}", server.local_addr()?);
+    server.run().context("server failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn common_spec(c: &CommonArgs, protocol: Protocol) -> TestSpec {
+    let mut spec = TestSpec::new(protocol);
+    spec.duration_s = c.time;
+    spec.omit_s = c.omit;
+    spec.interval_s = c.interval;
+    spec.parallel = c.parallel;
+    spec.direction = if c.bidir {
+        Direction::Bidir
+    } else if c.reverse {
+        Direction::Reverse
+    } else {
+        Direction::Forward
+    };
+    if let Some(l) = c.length {
+        spec.length = u32::try_from(l.0).unwrap_or(u32::MAX);
+    }
+    spec.window = c.window.map(|w| u32::try_from(w.0).unwrap_or(u32::MAX));
+    if let Some((client, server)) = &c.affinity {
+        spec.client_affinity.clone_from(client);
+        spec.server_affinity.clone_from(server);
+    }
+    spec
+}
+
+fn tcp_spec(a: &TcpArgs) -> TestSpec {
+    let mut spec = common_spec(&a.common, Protocol::Tcp);
+    spec.mss = a.mss;
+    spec.nodelay = a.nodelay;
+    spec.rx_discard = a.rx_discard;
+    spec.congestion.clone_from(&a.congestion);
+    spec.zerocopy = match a.zerocopy {
+        None => Zerocopy::None,
+        Some(ZerocopyArg::Sendfile) => Zerocopy::Sendfile,
+        Some(ZerocopyArg::Msg) => Zerocopy::Msg,
+    };
+    spec
+}
+
+fn udp_spec(a: &UdpArgs) -> TestSpec {
+    let mut spec = common_spec(&a.common, Protocol::Udp);
+    spec.udp_rate_bps = a.rate.0;
+    spec.udp_gso = !a.no_gso && !a.no_batch;
+    spec.udp_batch = !a.no_batch;
+    spec
+}
+
+fn stream_test(c: &CommonArgs, spec: &TestSpec) -> Result<ExitCode> {
+    if let Err(e) = spec.validate(&Limits::default()) {
+        Cli::command()
+            .error(clap::error::ErrorKind::ValueValidation, e.to_string())
+            .exit();
+    }
+    let mut opts = ClientOptions::new(c.host.clone(), c.port, spec.clone());
+    opts.phase_timeout = Duration::from_secs_f64(c.connect_timeout);
+    let human = !c.json && !c.json_stream;
+    let mut stdout = std::io::stdout().lock();
+    if human && spec.interval_s > 0.0 {
+        let _ = writeln!(stdout, "{}", render::interval_header(spec));
+    }
+    let json_stream = c.json_stream;
+    let mut on_interval = |i: &netload::report::Interval| {
+        let line = if json_stream {
+            serde_json::json!({ "event": "interval", "side": "client", "interval": i }).to_string()
+        } else if human {
+            render::interval_line(i)
+        } else {
+            return;
+        };
+        let _ = writeln!(stdout, "{line}");
+        let _ = stdout.flush();
+    };
+    let outcome = run_stream_test(&opts, &mut on_interval)?;
+    let report = &outcome.report;
+    if c.json {
+        let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(report)?);
+    } else if c.json_stream {
+        let _ = writeln!(
+            stdout,
+            "{}",
+            serde_json::json!({ "event": "end", "report": report })
+        );
+    } else {
+        let _ = write!(
+            stdout,
+            "{}",
+            render::summary(report, &format!("{}:{}", c.host, c.port))
+        );
+    }
+    if outcome.errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for e in &outcome.errors {
+            eprintln!("netload: {e}");
+        }
+        Ok(ExitCode::from(3))
+    }
+}
+
+fn bench_cmd(args: &BenchArgs) -> Result<ExitCode> {
+    let all = bench::standard_cases(args.time);
+    if args.list {
+        for c in &all {
+            println!("{}", c.name);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cases: Vec<_> = if args.only.is_empty() {
+        all
+    } else {
+        for name in &args.only {
+            if !all.iter().any(|c| c.name == name) {
+                let known: Vec<_> = all.iter().map(|c| c.name).collect();
+                Cli::command()
+                    .error(
+                        clap::error::ErrorKind::InvalidValue,
+                        format!(
+                            "unknown case {name:?} for --only (known: {})",
+                            known.join(", ")
+                        ),
+                    )
+                    .exit();
+            }
+        }
+        all.into_iter()
+            .filter(|c| args.only.iter().any(|n| n == c.name))
+            .collect()
+    };
+    let path = if args.netns {
+        format!("veth pair between two network namespaces, MTU {}", args.mtu)
+    } else {
+        "loopback".to_string()
+    };
+    eprintln!(
+        "netload bench on {path}: {} cases of {} s",
+        cases.len(),
+        args.time
+    );
+    let results = bench::run(&cases, args.netns, args.mtu, &mut |name| {
+        eprintln!("  running {name}");
+    })?;
+    print!("{}", bench::terminal(&results));
+    if let Some(p) = &args.report {
+        std::fs::write(p, bench::markdown(&results, &path))
+            .with_context(|| format!("writing {}", p.display()))?;
+        eprintln!("report written to {}", p.display());
+    }
+    if let Some(p) = &args.json {
+        let docs: Vec<_> = results
+            .iter()
+            .map(|r| match &r.outcome {
+                Ok(rep) => serde_json::json!({ "case": r.name, "report": rep }),
+                Err(e) => serde_json::json!({ "case": r.name, "error": e }),
+            })
+            .collect();
+        std::fs::write(p, serde_json::to_string_pretty(&docs)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    let failed = results.iter().filter(|r| r.outcome.is_err()).count();
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}

@@ -66,8 +66,10 @@ impl Zerocopy {
     }
 }
 
-/// A stream test as both ends must run it.
+/// A stream test as both ends must run it. Unknown fields are rejected: a server must not
+/// silently ignore an option a newer client asked for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TestSpec {
     /// TCP or UDP.
     pub protocol: Protocol,
@@ -97,8 +99,10 @@ pub struct TestSpec {
     pub rx_discard: bool,
     /// UDP target rate per stream, bits per second; 0 = unlimited.
     pub udp_rate_bps: u64,
-    /// Use UDP GSO/GRO and sendmmsg/recvmmsg where the kernel has them.
-    pub udp_offload: bool,
+    /// Use UDP GSO/GRO (UDP_SEGMENT / UDP_GRO) where the kernel has them.
+    pub udp_gso: bool,
+    /// Batch datagrams with sendmmsg/recvmmsg.
+    pub udp_batch: bool,
     /// Cores for the client's stream threads, in stream order (cycled).
     pub client_affinity: Vec<usize>,
     /// Cores for the server's stream threads, in stream order (cycled).
@@ -173,7 +177,8 @@ impl TestSpec {
             zerocopy: Zerocopy::None,
             rx_discard: false,
             udp_rate_bps: 0,
-            udp_offload: true,
+            udp_gso: true,
+            udp_batch: true,
             client_affinity: Vec::new(),
             server_affinity: Vec::new(),
         }
@@ -186,7 +191,10 @@ impl TestSpec {
             return Err(invalid("--time", "must be a positive number of seconds"));
         }
         if !finite_non_negative(self.omit_s) {
-            return Err(invalid("--omit", "must be zero or a positive number of seconds"));
+            return Err(invalid(
+                "--omit",
+                "must be zero or a positive number of seconds",
+            ));
         }
         if self.duration_s + self.omit_s > limits.max_duration_s {
             return Err(invalid(
@@ -198,7 +206,8 @@ impl TestSpec {
                 ),
             ));
         }
-        if !finite_non_negative(self.interval_s) || (self.interval_s > 0.0 && self.interval_s < 0.01)
+        if !finite_non_negative(self.interval_s)
+            || (self.interval_s > 0.0 && self.interval_s < 0.01)
         {
             return Err(invalid("--interval", "must be 0 (off) or at least 0.01 s"));
         }
@@ -254,7 +263,9 @@ impl TestSpec {
             return Err(invalid("--window", "must be between 1 KiB and 1 GiB"));
         }
         if let Some(algo) = &self.congestion
-            && (algo.is_empty() || algo.len() > 15 || !algo.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            && (algo.is_empty()
+                || algo.len() > 15
+                || !algo.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
         {
             return Err(invalid(
                 "--congestion",
@@ -364,7 +375,11 @@ pub fn parse_core_list(s: &str) -> Result<Vec<usize>, String> {
 pub fn parse_affinity(s: &str) -> Result<(Vec<usize>, Vec<usize>), String> {
     match s.split_once('/') {
         Some((c, srv)) => Ok((
-            if c.is_empty() { Vec::new() } else { parse_core_list(c)? },
+            if c.is_empty() {
+                Vec::new()
+            } else {
+                parse_core_list(c)?
+            },
             parse_core_list(srv)?,
         )),
         None => Ok((parse_core_list(s)?, Vec::new())),

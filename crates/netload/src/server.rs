@@ -1,0 +1,621 @@
+//! `netload server`: accepts control and data connections on one port and runs tests.
+//!
+//! One thread accepts; each connection gets a short-lived thread that reads its first four
+//! bytes to tell a data connection (routed to its session by cookie) from a control
+//! connection (a session). A UDP socket on the same port number receives UDP streams'
+//! hello datagrams. Hostile input costs a bounded thread for a bounded time: every read
+//! has a timeout, frames are capped, concurrent connections and sessions are limited.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
+
+use crate::clock;
+use crate::control::{
+    self, ClientMsg, Cookie, DATA_MAGIC, FrameError, MAX_CLIENT_FRAME, PROTOCOL_NAME,
+    PROTOCOL_VERSION, Preamble, ServerMsg, UDP_MAGIC,
+};
+use crate::report::{SideReport, StreamRole};
+use crate::spec::{Limits, Protocol, TestSpec};
+use crate::stream::{self, DataSocket, RunControl, Schedule, StreamPlan, core_for};
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on (TCP and UDP).
+    pub bind: SocketAddr,
+    /// What tests may ask for.
+    pub limits: Limits,
+    /// Tests running at once.
+    pub max_sessions: usize,
+    /// Connections in their first phase (hello or preamble) at once.
+    pub max_pending: usize,
+    /// Timeout of each protocol phase (hello, setup, stream connection, start).
+    pub phase_timeout: Duration,
+    /// Exit after the first test that got past setup.
+    pub once: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), control::DEFAULT_PORT),
+            limits: Limits::default(),
+            max_sessions: 8,
+            max_pending: 64,
+            phase_timeout: Duration::from_secs(10),
+            once: false,
+        }
+    }
+}
+
+/// A data connection on its way to its session.
+#[derive(Debug)]
+enum DataConn {
+    Tcp { stream: u32, socket: TcpStream },
+    UdpHello { stream: u32, peer: SocketAddr },
+}
+
+/// Sessions waiting for data connections, by cookie.
+#[derive(Default)]
+struct Registry {
+    sessions: Mutex<HashMap<Cookie, Sender<DataConn>>>,
+    active: AtomicUsize,
+}
+
+impl Registry {
+    fn deliver(&self, cookie: Cookie, conn: DataConn) -> bool {
+        let sessions = self.sessions.lock().expect("registry lock");
+        sessions
+            .get(&cookie)
+            .is_some_and(|tx| tx.send(conn).is_ok())
+    }
+}
+
+/// Removes a session from the registry and frees its slot, however the session ends.
+struct SessionGuard<'a> {
+    registry: &'a Registry,
+    cookie: Cookie,
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        self.registry
+            .sessions
+            .lock()
+            .expect("registry lock")
+            .remove(&self.cookie);
+        self.registry.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    config: ServerConfig,
+    listener: TcpListener,
+    udp: UdpSocket,
+    registry: Arc<Registry>,
+    shutdown: Arc<AtomicBool>,
+}
+
+/// A server running on a background thread (tests, `netload bench`).
+pub struct ServerHandle {
+    /// Address the server listens on.
+    pub addr: SocketAddr,
+    shutdown: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<io::Result<()>>>,
+}
+
+impl ServerHandle {
+    /// Stops accepting and waits for the accept loop to end.
+    pub fn stop(mut self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+    }
+}
+
+fn reuse_port_udp(addr: SocketAddr) -> io::Result<Socket> {
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::DGRAM,
+        Some(SockProtocol::UDP),
+    )?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    sock.bind(&addr.into())?;
+    Ok(sock)
+}
+
+impl Server {
+    /// Binds the TCP listener and the UDP hello socket.
+    pub fn bind(config: ServerConfig) -> io::Result<Server> {
+        let sock = Socket::new(
+            Domain::for_address(config.bind),
+            Type::STREAM,
+            Some(SockProtocol::TCP),
+        )?;
+        sock.set_reuse_address(true)?;
+        sock.bind(&config.bind.into())?;
+        sock.listen(1024)?;
+        let listener: TcpListener = sock.into();
+        let bound = listener.local_addr()?;
+        let udp: UdpSocket = reuse_port_udp(bound)?.into();
+        udp.set_read_timeout(Some(Duration::from_millis(100)))?;
+        Ok(Server {
+            config,
+            listener,
+            udp,
+            registry: Arc::default(),
+            shutdown: Arc::default(),
+        })
+    }
+
+    /// Address the server listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A flag that stops the accept loop when set.
+    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.shutdown)
+    }
+
+    /// Runs on a background thread.
+    pub fn spawn(self) -> io::Result<ServerHandle> {
+        let addr = self.local_addr()?;
+        let shutdown = self.shutdown_flag();
+        let thread = thread::Builder::new()
+            .name("netload-server".into())
+            .spawn(move || self.run())?;
+        Ok(ServerHandle {
+            addr,
+            shutdown,
+            thread: Some(thread),
+        })
+    }
+
+    /// Accepts connections until the shutdown flag is set (or, with `once`, until the
+    /// first test ends).
+    pub fn run(self) -> io::Result<()> {
+        let udp = self.udp.try_clone()?;
+        let registry = Arc::clone(&self.registry);
+        let shutdown = Arc::clone(&self.shutdown);
+        let udp_thread = thread::Builder::new()
+            .name("udp-hello".into())
+            .spawn(move || udp_hello_loop(&udp, &registry, &shutdown))?;
+        let pending = Arc::new(AtomicUsize::new(0));
+        let local_port = self.listener.local_addr()?.port();
+        while !self.shutdown.load(Ordering::Relaxed) {
+            let fd = self.listener.as_fd();
+            let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
+                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let (socket, peer) = match self.listener.accept() {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    eprintln!("netload server: accept failed: {e}");
+                    thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            if pending.fetch_add(1, Ordering::AcqRel) >= self.config.max_pending {
+                pending.fetch_sub(1, Ordering::AcqRel);
+                eprintln!("netload server: too many pending connections, dropping {peer}");
+                continue;
+            }
+            let ctx = ConnContext {
+                config: self.config.clone(),
+                registry: Arc::clone(&self.registry),
+                pending: Arc::clone(&pending),
+                shutdown: Arc::clone(&self.shutdown),
+                port: local_port,
+            };
+            let spawned = thread::Builder::new()
+                .name("conn".into())
+                .spawn(move || handle_connection(&ctx, socket, peer));
+            if let Err(e) = spawned {
+                pending.fetch_sub(1, Ordering::AcqRel);
+                eprintln!("netload server: cannot spawn a thread for {peer}: {e}");
+            }
+        }
+        let _ = udp_thread.join();
+        Ok(())
+    }
+}
+
+struct ConnContext {
+    config: ServerConfig,
+    registry: Arc<Registry>,
+    pending: Arc<AtomicUsize>,
+    shutdown: Arc<AtomicBool>,
+    port: u16,
+}
+
+/// Frees a pending-connection slot once the first phase is over.
+struct PendingSlot<'a>(Option<&'a AtomicUsize>);
+
+impl PendingSlot<'_> {
+    fn release(&mut self) {
+        if let Some(p) = self.0.take() {
+            p.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for PendingSlot<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+fn handle_connection(ctx: &ConnContext, mut socket: TcpStream, peer: SocketAddr) {
+    let mut slot = PendingSlot(Some(&ctx.pending));
+    let _ = socket.set_read_timeout(Some(ctx.config.phase_timeout));
+    let _ = socket.set_write_timeout(Some(ctx.config.phase_timeout));
+    let mut head = [0u8; 4];
+    let mut first_phase = PhaseReader::new(&socket, ctx.config.phase_timeout);
+    if let Err(e) = first_phase.read_exact(&mut head) {
+        eprintln!("netload server: {peer}: nothing readable ({e}), closing");
+        return;
+    }
+    if head == DATA_MAGIC {
+        let mut rest = [0u8; Preamble::LEN];
+        rest[..4].copy_from_slice(&head);
+        if first_phase.read_exact(&mut rest[4..]).is_err() {
+            return;
+        }
+        let Some(pre) = Preamble::decode(&rest, DATA_MAGIC) else {
+            return;
+        };
+        if !ctx.registry.deliver(
+            pre.cookie,
+            DataConn::Tcp {
+                stream: pre.stream,
+                socket,
+            },
+        ) {
+            eprintln!("netload server: {peer}: data connection for an unknown test, closing");
+        }
+        return;
+    }
+    let result = session(ctx, &mut socket, head, &mut slot);
+    match result {
+        Ok(started) => {
+            if started && ctx.config.once {
+                ctx.shutdown.store(true, Ordering::Relaxed);
+            }
+        }
+        Err(SessionError::Peer(msg)) => {
+            eprintln!("netload server: {peer}: {msg}");
+            let _ = control::write_frame(&socket, &ServerMsg::Error { message: msg });
+        }
+        Err(SessionError::Frame(e)) => {
+            eprintln!("netload server: {peer}: {e}");
+            let _ = control::write_frame(
+                &socket,
+                &ServerMsg::Error {
+                    message: e.to_string(),
+                },
+            );
+        }
+        Err(SessionError::Failed { message, started }) => {
+            eprintln!("netload server: {peer}: {message}");
+            let _ = control::write_frame(&socket, &ServerMsg::Error { message });
+            if started && ctx.config.once {
+                ctx.shutdown.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum SessionError {
+    /// The peer broke the protocol; tell it why.
+    Peer(String),
+    /// A frame could not be read.
+    Frame(FrameError),
+    /// The test could not run to the end.
+    Failed { message: String, started: bool },
+}
+
+impl From<FrameError> for SessionError {
+    fn from(e: FrameError) -> Self {
+        SessionError::Frame(e)
+    }
+}
+
+/// Reads from a socket with a deadline for the whole phase, not per `read` call, so a peer
+/// dribbling one byte at a time cannot hold a thread beyond the phase timeout.
+struct PhaseReader<'a> {
+    socket: &'a TcpStream,
+    deadline: std::time::Instant,
+}
+
+impl<'a> PhaseReader<'a> {
+    fn new(socket: &'a TcpStream, timeout: Duration) -> Self {
+        PhaseReader {
+            socket,
+            deadline: clock::now() + timeout,
+        }
+    }
+}
+
+impl Read for PhaseReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(clock::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "phase timed out"));
+        }
+        self.socket.set_read_timeout(Some(left))?;
+        let mut s = self.socket;
+        s.read(buf)
+    }
+}
+
+fn read_client(
+    socket: &TcpStream,
+    timeout: Duration,
+    prefix: Option<[u8; 4]>,
+) -> Result<ClientMsg, SessionError> {
+    Ok(control::read_frame(
+        PhaseReader::new(socket, timeout),
+        MAX_CLIENT_FRAME,
+        prefix,
+    )?)
+}
+
+/// Runs one control session; `Ok(true)` when a test was set up (counts for `--once`).
+fn session(
+    ctx: &ConnContext,
+    socket: &mut TcpStream,
+    head: [u8; 4],
+    slot: &mut PendingSlot<'_>,
+) -> Result<bool, SessionError> {
+    let phase = ctx.config.phase_timeout;
+    match read_client(socket, phase, Some(head))? {
+        ClientMsg::Hello { protocol, version } => {
+            if protocol != PROTOCOL_NAME {
+                return Err(SessionError::Peer(format!("unknown protocol {protocol:?}")));
+            }
+            if version != PROTOCOL_VERSION {
+                return Err(SessionError::Peer(format!(
+                    "protocol version {version} not supported (this server speaks {PROTOCOL_VERSION})"
+                )));
+            }
+        }
+        other => {
+            return Err(SessionError::Peer(format!(
+                "expected hello, got {}",
+                msg_name(&other)
+            )));
+        }
+    }
+    slot.release();
+    if ctx.registry.active.fetch_add(1, Ordering::AcqRel) >= ctx.config.max_sessions {
+        ctx.registry.active.fetch_sub(1, Ordering::AcqRel);
+        return Err(SessionError::Peer(format!(
+            "server busy: {} tests already running",
+            ctx.config.max_sessions
+        )));
+    }
+    let cookie = Cookie::random();
+    let (tx, rx) = mpsc::channel();
+    ctx.registry
+        .sessions
+        .lock()
+        .expect("registry lock")
+        .insert(cookie, tx);
+    let _guard = SessionGuard {
+        registry: &ctx.registry,
+        cookie,
+    };
+    control::write_frame(
+        &*socket,
+        &ServerMsg::Welcome {
+            version: PROTOCOL_VERSION,
+            cookie,
+            limits: ctx.config.limits,
+            server_version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+    )
+    .map_err(FrameError::Io)?;
+    let spec = match read_client(socket, phase, None)? {
+        ClientMsg::Setup { spec } => spec,
+        other => {
+            return Err(SessionError::Peer(format!(
+                "expected setup, got {}",
+                msg_name(&other)
+            )));
+        }
+    };
+    spec.validate(&ctx.config.limits)
+        .map_err(|e| SessionError::Peer(e.to_string()))?;
+    control::write_frame(&*socket, &ServerMsg::Accepted).map_err(FrameError::Io)?;
+    let failed = |message: String| SessionError::Failed {
+        message,
+        started: true,
+    };
+    let local_ip = socket.local_addr().map_err(|e| failed(e.to_string()))?.ip();
+    let plans =
+        collect_streams(ctx, &spec, &rx, SocketAddr::new(local_ip, ctx.port)).map_err(failed)?;
+    control::write_frame(&*socket, &ServerMsg::Ready).map_err(FrameError::Io)?;
+    match read_client(socket, phase, None)? {
+        ClientMsg::Start => {}
+        other => {
+            return Err(SessionError::Peer(format!(
+                "expected start, got {}",
+                msg_name(&other)
+            )));
+        }
+    }
+    let schedule = Schedule::new(&spec, clock::now());
+    let control = RunControl::new(plans.len());
+    let run = stream::run_side(&spec, plans, schedule, &control, &mut |_| {});
+    // The client's Finish arrives after its own streams drained.
+    let peer_sent = match read_client(socket, phase + stream::DRAIN_GRACE * 2, None)? {
+        ClientMsg::Finish { sent } => sent,
+        other => {
+            return Err(SessionError::Peer(format!(
+                "expected finish, got {}",
+                msg_name(&other)
+            )));
+        }
+    };
+    let mut side = run.report;
+    apply_peer_sent(&spec, &mut side, &run.received_distinct, &peer_sent);
+    for e in &run.errors {
+        eprintln!("netload server: {e}");
+    }
+    control::write_frame(
+        &*socket,
+        &ServerMsg::Report {
+            side: Box::new(side),
+            sent: run.sent,
+            errors: run.errors,
+        },
+    )
+    .map_err(FrameError::Io)?;
+    Ok(true)
+}
+
+/// Fills UDP loss of a side's receiving streams from the peer's sent counts.
+pub fn apply_peer_sent(
+    spec: &TestSpec,
+    side: &mut SideReport,
+    received_distinct: &[u64],
+    peer_sent: &[u64],
+) {
+    if spec.protocol != Protocol::Udp {
+        return;
+    }
+    let mut lost_total = 0;
+    let mut receiving = false;
+    for s in side
+        .streams
+        .iter_mut()
+        .filter(|s| s.role == StreamRole::Receive)
+    {
+        receiving = true;
+        let sent = peer_sent.get(s.id as usize).copied().unwrap_or(0);
+        let got = received_distinct.get(s.id as usize).copied().unwrap_or(0);
+        let lost = sent.saturating_sub(got);
+        if let Some(udp) = &mut s.udp {
+            udp.lost = lost;
+        }
+        lost_total += lost;
+    }
+    side.lost = receiving.then_some(lost_total);
+}
+
+fn msg_name(msg: &ClientMsg) -> &'static str {
+    match msg {
+        ClientMsg::Hello { .. } => "hello",
+        ClientMsg::Setup { .. } => "setup",
+        ClientMsg::Start => "start",
+        ClientMsg::Finish { .. } => "finish",
+    }
+}
+
+/// Waits for every data stream of the test and configures it.
+fn collect_streams(
+    ctx: &ConnContext,
+    spec: &TestSpec,
+    rx: &Receiver<DataConn>,
+    udp_local: SocketAddr,
+) -> Result<Vec<StreamPlan>, String> {
+    let count = spec.stream_count();
+    let mut slots: Vec<Option<DataSocket>> = vec![None; count as usize];
+    let give_up = clock::now() + ctx.config.phase_timeout;
+    while slots.iter().any(Option::is_none) {
+        let left = give_up.saturating_duration_since(clock::now());
+        let conn = match rx.recv_timeout(left) {
+            Ok(c) => c,
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                let missing = slots.iter().filter(|s| s.is_none()).count();
+                return Err(format!(
+                    "{missing} of {count} data streams did not connect within {} s",
+                    ctx.config.phase_timeout.as_secs()
+                ));
+            }
+        };
+        let (id, socket) = match (conn, spec.protocol) {
+            (DataConn::Tcp { stream, socket }, Protocol::Tcp) => {
+                stream::tcp::post_connect(&socket, spec).map_err(|e| e.to_string())?;
+                (stream, DataSocket::Tcp(Arc::new(socket)))
+            }
+            (DataConn::UdpHello { stream, peer }, Protocol::Udp) => {
+                if slots.get(stream as usize).is_some_and(Option::is_some) {
+                    continue; // a repeated hello
+                }
+                let sock =
+                    reuse_port_udp(udp_local).map_err(|e| format!("UDP stream socket: {e}"))?;
+                sock.connect(&peer.into())
+                    .map_err(|e| format!("UDP stream socket: {e}"))?;
+                let sock: UdpSocket = sock.into();
+                stream::udp::configure(&sock, spec).map_err(|e| e.to_string())?;
+                (stream, DataSocket::Udp(Arc::new(sock)))
+            }
+            _ => return Err("data connection of the wrong protocol".into()),
+        };
+        match slots.get_mut(id as usize) {
+            Some(slot @ None) => *slot = Some(socket),
+            Some(Some(_)) => return Err(format!("stream {id} connected twice")),
+            None => return Err(format!("stream {id} does not exist (the test has {count})")),
+        }
+    }
+    Ok(slots
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let id = i as u32;
+            StreamPlan {
+                id,
+                role: if spec.client_sends_on(id) {
+                    StreamRole::Receive
+                } else {
+                    StreamRole::Send
+                },
+                core: core_for(&spec.server_affinity, i),
+                socket: s.expect("every slot filled"),
+            }
+        })
+        .collect())
+}
+
+fn udp_hello_loop(udp: &UdpSocket, registry: &Registry, shutdown: &AtomicBool) {
+    let mut buf = [0u8; 2048];
+    while !shutdown.load(Ordering::Relaxed) {
+        let Ok((n, peer)) = udp.recv_from(&mut buf) else {
+            continue;
+        };
+        if let Some(pre) = Preamble::decode(&buf[..n], UDP_MAGIC) {
+            registry.deliver(
+                pre.cookie,
+                DataConn::UdpHello {
+                    stream: pre.stream,
+                    peer,
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The `netload` binary as a user meets it: flag errors, connection errors, the server
+//! process, `--json` and the published schema.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn netload(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netload"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("netload runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn bad_flags_name_the_flag_and_the_allowed_range() {
+    let o = netload(&["tcp", "127.0.0.1", "-P", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--parallel"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1..=128"), "{}", stderr(&o));
+
+    let o = netload(&["tcp", "127.0.0.1", "--time=-3"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--time"), "{}", stderr(&o));
+
+    let o = netload(&["udp", "127.0.0.1", "-l", "70000"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--length"), "{}", stderr(&o));
+
+    let o = netload(&["tcp", "127.0.0.1", "--mss", "10"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--mss"), "{}", stderr(&o));
+
+    let o = netload(&["tcp", "127.0.0.1", "--zerocopy", "magic"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("sendfile"), "{}", stderr(&o));
+
+    let o = netload(&["tcp", "127.0.0.1", "-R", "--bidir"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn refused_connection_is_one_clear_line() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = netload(&["tcp", "127.0.0.1", "-p", &port.to_string(), "-t", "1"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("cannot connect") && err.contains("refused"),
+        "{err}"
+    );
+}
+
+/// Kills the child on drop so a failing assertion leaves no server behind.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("server did not listen on {port}");
+}
+
+#[test]
+fn server_once_serves_one_json_test_then_exits() {
+    let port = free_port();
+    let mut server = Child(
+        Command::new(env!("CARGO_BIN_EXE_netload"))
+            .args([
+                "server",
+                "--bind",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "--once",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    let o = netload(&[
+        "tcp",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-t",
+        "0.5",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+    assert_eq!(doc["schema_version"], 1);
+    for side in ["client", "server"] {
+        for key in [
+            "bytes",
+            "bits_per_second",
+            "intervals",
+            "retransmits",
+            "mss",
+        ] {
+            assert!(!doc[side][key].is_null(), "{side}.{key} missing");
+        }
+        for key in ["process_user_s", "process_system_s"] {
+            assert!(doc[side]["cpu"][key].is_number(), "{side}.cpu.{key}");
+        }
+        for key in ["user", "system", "softirq", "irq", "idle", "nice", "steal"] {
+            assert!(
+                doc[side]["cpu"]["node"][key].is_number(),
+                "{side}.cpu.node.{key}"
+            );
+        }
+    }
+    // --once: the server exits by itself after the test.
+    for _ in 0..100 {
+        if server.0.try_wait().unwrap().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("server --once did not exit after its test");
+}
+
+#[test]
+fn json_stream_emits_intervals_then_the_report() {
+    let port = free_port();
+    let _server = Child(
+        Command::new(env!("CARGO_BIN_EXE_netload"))
+            .args(["server", "--bind", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    let o = netload(&[
+        "udp",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-t",
+        "0.6",
+        "-i",
+        "0.2",
+        "-b",
+        "10M",
+        "--json-stream",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert!(lines.len() >= 3);
+    assert!(
+        lines[..lines.len() - 1]
+            .iter()
+            .all(|l| l["event"] == "interval")
+    );
+    let end = lines.last().unwrap();
+    assert_eq!(end["event"], "end");
+    assert!(end["report"]["server"]["jitter_ms"].is_number());
+    assert!(end["report"]["flows"][0]["lost"].is_number());
+}
+
+#[test]
+fn published_schema_matches_the_code() {
+    let o = netload(&["schema"]);
+    assert!(o.status.success());
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schema/stream-report.schema.json"
+    );
+    if std::env::var_os("UPDATE_SCHEMA").is_some() {
+        std::fs::write(path, &o.stdout).unwrap();
+    }
+    let committed = std::fs::read(path).unwrap_or_default();
+    assert!(
+        committed == o.stdout,
+        "{path} is out of date: run `UPDATE_SCHEMA=1 cargo test -p netload --test cli` and commit it"
+    );
+}
