@@ -3,6 +3,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
@@ -87,6 +88,8 @@ pub struct ClientOptions {
     pub spec: TestSpec,
     /// Timeout for connecting and for each protocol phase.
     pub phase_timeout: Duration,
+    /// When set during the test, both ends stop early and report what they measured.
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl ClientOptions {
@@ -97,6 +100,7 @@ impl ClientOptions {
             port,
             spec,
             phase_timeout: Duration::from_secs(10),
+            interrupt: None,
         }
     }
 }
@@ -164,7 +168,17 @@ pub fn run_stream_test(
     session.send(&ClientMsg::Start)?;
     let schedule = Schedule::new(spec, clock::now());
     let control = RunControl::new(plans.len());
+    let finished = Arc::new(AtomicBool::new(false));
+    let interrupt_watch = opts.interrupt.clone().map(|flag| {
+        let conn = control_conn.try_clone();
+        let control = Arc::clone(&control);
+        let finished = Arc::clone(&finished);
+        std::thread::spawn(move || watch_interrupt(&flag, conn.ok().as_ref(), &control, &finished))
+    });
     let run = stream::run_side(spec, plans, schedule, &control, on_interval);
+    finished.store(true, Ordering::Relaxed);
+    // The watcher may be writing Stop: it must be done before Finish goes out.
+    let interrupted = interrupt_watch.is_some_and(|h| h.join().unwrap_or(false));
     session.send(&ClientMsg::Finish {
         sent: run.sent.clone(),
     })?;
@@ -180,7 +194,13 @@ pub fn run_stream_test(
     let errors: Vec<String> = (run.errors.iter().map(|e| format!("client {e}")))
         .chain(server_errors.iter().map(|e| format!("server {e}")))
         .collect();
-    let warnings = warnings_for(spec, &client, &server, &errors);
+    let mut warnings = warnings_for(spec, &client, &server, &errors);
+    if interrupted {
+        warnings.push(format!(
+            "interrupted: {:.2} s of the {} s planned were measured",
+            client.duration_s, spec.duration_s
+        ));
+    }
     let report = StreamReport {
         schema_version: SCHEMA_VERSION,
         netload_version: format!("{} (server {server_version})", env!("CARGO_PKG_VERSION")),
@@ -190,8 +210,30 @@ pub fn run_stream_test(
         client,
         server,
         warnings,
+        interrupted,
     };
     Ok(TestOutcome { report, errors })
+}
+
+/// Polls the interrupt flag while the streams run; on interrupt, tells the server to stop
+/// and then stops this side. Returns whether it interrupted.
+fn watch_interrupt(
+    flag: &AtomicBool,
+    conn: Option<&TcpStream>,
+    control: &RunControl,
+    finished: &AtomicBool,
+) -> bool {
+    while !finished.load(Ordering::Relaxed) {
+        if flag.load(Ordering::Relaxed) {
+            if let Some(conn) = conn {
+                let _ = control::write_frame(conn, &ClientMsg::Stop);
+            }
+            control.abort.store(true, Ordering::Relaxed);
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 struct Session<'a> {

@@ -294,6 +294,19 @@ fn stream_test(c: &CommonArgs, spec: &TestSpec) -> Result<ExitCode> {
     }
     let mut opts = ClientOptions::new(c.host.clone(), c.port, spec.clone());
     opts.phase_timeout = Duration::from_secs_f64(c.connect_timeout);
+    // Ctrl-C stops both ends early; what was measured is still reported.
+    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while the first is being handled exits at once.
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            130,
+            std::sync::Arc::clone(&interrupt),
+        )
+        .and_then(|_| signal_hook::flag::register(signal, std::sync::Arc::clone(&interrupt)))
+        .context("installing signal handlers")?;
+    }
+    opts.interrupt = Some(interrupt);
     let human = !c.json && !c.json_stream;
     let mut stdout = std::io::stdout().lock();
     if human && spec.interval_s > 0.0 {
@@ -328,7 +341,9 @@ fn stream_test(c: &CommonArgs, spec: &TestSpec) -> Result<ExitCode> {
             render::summary(report, &format!("{}:{}", c.host, c.port))
         );
     }
-    if outcome.errors.is_empty() {
+    if report.interrupted {
+        Ok(ExitCode::from(130))
+    } else if outcome.errors.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
         for e in &outcome.errors {

@@ -31,6 +31,9 @@ pub struct StreamReport {
     pub flows: Vec<FlowSummary>,
     /// Things a reader must know to trust the numbers (copy fallbacks, clamped buffers...).
     pub warnings: Vec<String>,
+    /// The test was stopped early (Ctrl-C): figures cover the shorter window actually run.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 impl StreamReport {

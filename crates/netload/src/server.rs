@@ -470,17 +470,21 @@ fn session(
     }
     let schedule = Schedule::new(&spec, clock::now());
     let control = RunControl::new(plans.len());
-    let run = stream::run_side(&spec, plans, schedule, &control, &mut |_| {});
-    // The client's Finish arrives after its own streams drained.
-    let peer_sent = match read_client(socket, phase + stream::DRAIN_GRACE * 2, None)? {
-        ClientMsg::Finish { sent } => sent,
-        other => {
-            return Err(SessionError::Peer(format!(
-                "expected finish, got {}",
-                msg_name(&other)
-            )));
-        }
+    // The control connection is watched during the run: a Stop or a vanished client stops
+    // the streams at once instead of after their I/O timeouts.
+    let watcher = {
+        let socket = socket.try_clone().map_err(|e| failed(e.to_string()))?;
+        let control = Arc::clone(&control);
+        let wait = spec.total_duration() + phase + stream::DRAIN_GRACE * 2;
+        thread::Builder::new()
+            .name("control-watch".into())
+            .spawn(move || watch_control(&socket, wait, &control))
+            .map_err(|e| failed(e.to_string()))?
     };
+    let run = stream::run_side(&spec, plans, schedule, &control, &mut |_| {});
+    let peer_sent = watcher
+        .join()
+        .unwrap_or_else(|_| Err(SessionError::Peer("control watcher panicked".into())))?;
     let mut side = run.report;
     apply_peer_sent(&spec, &mut side, &run.received_distinct, &peer_sent);
     for e in &run.errors {
@@ -496,6 +500,33 @@ fn session(
     )
     .map_err(FrameError::Io)?;
     Ok(true)
+}
+
+/// Reads the control connection while a test runs: a `Stop` aborts the streams and waits
+/// for `Finish`; a closed or broken connection aborts them and ends the session.
+fn watch_control(
+    socket: &TcpStream,
+    wait: Duration,
+    control: &RunControl,
+) -> Result<Vec<u64>, SessionError> {
+    let deadline = clock::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(clock::now());
+        let msg = read_client(socket, left, None).inspect_err(|_| {
+            control.abort.store(true, Ordering::Relaxed);
+        })?;
+        match msg {
+            ClientMsg::Stop => control.abort.store(true, Ordering::Relaxed),
+            ClientMsg::Finish { sent } => return Ok(sent),
+            other => {
+                control.abort.store(true, Ordering::Relaxed);
+                return Err(SessionError::Peer(format!(
+                    "expected finish, got {}",
+                    msg_name(&other)
+                )));
+            }
+        }
+    }
 }
 
 /// Fills UDP loss of a side's receiving streams from the peer's sent counts.
@@ -532,6 +563,7 @@ fn msg_name(msg: &ClientMsg) -> &'static str {
         ClientMsg::Hello { .. } => "hello",
         ClientMsg::Setup { .. } => "setup",
         ClientMsg::Start => "start",
+        ClientMsg::Stop => "stop",
         ClientMsg::Finish { .. } => "finish",
     }
 }

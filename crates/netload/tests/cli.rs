@@ -208,3 +208,54 @@ fn published_schema_matches_the_code() {
         "{path} is out of date: run `UPDATE_SCHEMA=1 cargo test -p netload --test cli` and commit it"
     );
 }
+
+#[test]
+fn interrupt_stops_both_ends_and_keeps_what_was_measured() {
+    let port = free_port();
+    let _server = Child(
+        Command::new(env!("CARGO_BIN_EXE_netload"))
+            .args(["server", "--bind", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    let client = Child(
+        Command::new(env!("CARGO_BIN_EXE_netload"))
+            .args([
+                "tcp",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                "30",
+                "-R",
+                "--json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(client.0.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let mut client = client;
+    let mut status = None;
+    for _ in 0..250 {
+        if let Some(s) = client.0.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = status.expect("client stopped within 5 s of SIGINT, not after its 30 s");
+    assert_eq!(status.code(), Some(130));
+    let mut out = String::new();
+    std::io::Read::read_to_string(client.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("the partial report is printed");
+    assert_eq!(doc["interrupted"], true);
+    assert!(doc["flows"][0]["receiver_bytes"].as_u64().unwrap() > 0);
+    assert!(doc["client"]["duration_s"].as_f64().unwrap() < 5.0);
+}

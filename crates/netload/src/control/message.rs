@@ -82,6 +82,9 @@ pub enum ClientMsg {
     },
     /// All streams are connected: start the clock.
     Start,
+    /// Stop the test early (the user interrupted the client); both ends report what they
+    /// measured so far.
+    Stop,
     /// The client's streams are done; `sent[i]` is how many datagrams (UDP) or bytes (TCP)
     /// stream `i` sent over the whole test, for the server's loss accounting.
     Finish {

@@ -11,7 +11,8 @@
 //!                         ◀─     Accepted | Error
 //! (data connections, each opened with a Preamble{cookie, stream})
 //!                         ◀─     Ready
-//! Start                   ─▶     (both run omit + duration, senders stop, receivers drain)
+//! Start                   ─▶     (both run omit + duration, senders stop, receivers drain;
+//! [Stop]                  ─▶      an interrupted client stops both ends early)
 //! Finish{sent}            ─▶
 //!                         ◀─     Report{side, sent}
 //! ```

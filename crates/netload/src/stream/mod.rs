@@ -211,8 +211,10 @@ pub fn run_side(
 
     let mut sampler = Sampler::new(spec, &sockets, &counters, schedule);
     clock::sleep_until(schedule.origin);
-    let cpu_start = CpuSample::take();
+    // Counters first, CPU second: the byte window must start as close to the origin as
+    // this thread can manage, and it starts exactly when the snapshot is taken.
     sampler.mark_origin(schedule.origin > schedule.start);
+    let cpu_start = CpuSample::take();
     if spec.interval_s > 0.0 {
         let step = Duration::from_secs_f64(spec.interval_s);
         let mut next = schedule.origin + step;
@@ -243,7 +245,7 @@ pub fn run_side(
         .filter_map(|o| o.last_activity)
         .max()
         .unwrap_or(schedule.deadline)
-        .max(schedule.origin);
+        .max(sampler.clock.origin());
     if let Some(last) = sampler.close_final(window_end, spec.interval_s) {
         on_interval(&last);
     }
@@ -366,6 +368,9 @@ impl<'a> Sampler<'a> {
     /// including what moved while this thread was waking up.
     fn mark_origin(&mut self, after_warmup: bool) {
         if after_warmup {
+            let now = clock::now();
+            self.clock = TestClock::starting_at(now);
+            self.last_at = now;
             for (slot, c) in self.origin_bytes.iter_mut().zip(self.counters) {
                 *slot = c.bytes.load(Ordering::Relaxed);
             }
