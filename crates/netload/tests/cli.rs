@@ -70,6 +70,21 @@ impl Drop for Child {
     }
 }
 
+/// A `netload server` on 127.0.0.1:`port`, listening when this returns, killed on drop.
+fn spawn_server(port: u16, extra: &[&str]) -> Child {
+    let child = Child(
+        Command::new(env!("CARGO_BIN_EXE_netload"))
+            .args(["server", "--bind", "127.0.0.1", "-p", &port.to_string()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    child
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -91,22 +106,7 @@ fn wait_listening(port: u16) {
 #[test]
 fn server_once_serves_one_json_test_then_exits() {
     let port = free_port();
-    let mut server = Child(
-        Command::new(env!("CARGO_BIN_EXE_netload"))
-            .args([
-                "server",
-                "--bind",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "--once",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_listening(port);
+    let mut server = spawn_server(port, &["--once"]);
     let o = netload(&[
         "tcp",
         "127.0.0.1",
@@ -152,15 +152,7 @@ fn server_once_serves_one_json_test_then_exits() {
 #[test]
 fn json_stream_emits_intervals_then_the_report() {
     let port = free_port();
-    let _server = Child(
-        Command::new(env!("CARGO_BIN_EXE_netload"))
-            .args(["server", "--bind", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_listening(port);
+    let _server = spawn_server(port, &[]);
     let o = netload(&[
         "udp",
         "127.0.0.1",
@@ -212,15 +204,7 @@ fn published_schema_matches_the_code() {
 #[test]
 fn interrupt_stops_both_ends_and_keeps_what_was_measured() {
     let port = free_port();
-    let _server = Child(
-        Command::new(env!("CARGO_BIN_EXE_netload"))
-            .args(["server", "--bind", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_listening(port);
+    let _server = spawn_server(port, &[]);
     let client = Child(
         Command::new(env!("CARGO_BIN_EXE_netload"))
             .args([

@@ -35,6 +35,22 @@ fn server_answer(mut s: TcpStream) -> Option<String> {
     }
 }
 
+/// Says hello as a well-behaved client and returns the session cookie.
+fn hello(s: &mut TcpStream) -> control::Cookie {
+    control::write_frame(
+        &mut *s,
+        &ClientMsg::Hello {
+            protocol: "netload".into(),
+            version: 1,
+        },
+    )
+    .unwrap();
+    match control::read_frame::<ServerMsg>(s, MAX_SERVER_FRAME, None).unwrap() {
+        ServerMsg::Welcome { cookie, .. } => cookie,
+        other => panic!("expected welcome, got {other:?}"),
+    }
+}
+
 fn real_test(srv: &ServerHandle) {
     let mut spec = TestSpec::new(Protocol::Tcp);
     spec.duration_s = 0.5;
@@ -121,15 +137,7 @@ fn half_open_slow_and_vanishing_peers_do_not_block_real_tests() {
     // A client that sets a test up and vanishes before its data streams connect.
     {
         let mut s = connect(&srv);
-        control::write_frame(
-            &mut s,
-            &ClientMsg::Hello {
-                protocol: "netload".into(),
-                version: 1,
-            },
-        )
-        .unwrap();
-        let _: ServerMsg = control::read_frame(&mut s, MAX_SERVER_FRAME, None).unwrap();
+        hello(&mut s);
         let mut spec = TestSpec::new(Protocol::Tcp);
         spec.duration_s = 1.0;
         control::write_frame(&mut s, &ClientMsg::Setup { spec }).unwrap();
@@ -152,19 +160,7 @@ fn client_vanishing_mid_test_frees_the_server() {
     // emulate this by a client whose spec runs long, then the server must still answer others.
     let vanish = thread::spawn(move || {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        control::write_frame(
-            &mut s,
-            &ClientMsg::Hello {
-                protocol: "netload".into(),
-                version: 1,
-            },
-        )
-        .unwrap();
-        let cookie = match control::read_frame::<ServerMsg>(&mut s, MAX_SERVER_FRAME, None).unwrap()
-        {
-            ServerMsg::Welcome { cookie, .. } => cookie,
-            other => panic!("{other:?}"),
-        };
+        let cookie = hello(&mut s);
         let mut spec = TestSpec::new(Protocol::Tcp);
         spec.duration_s = 30.0;
         control::write_frame(&mut s, &ClientMsg::Setup { spec }).unwrap();

@@ -328,19 +328,26 @@ impl<'a> Sampler<'a> {
         }
     }
 
-    /// Bytes per role since the origin (UDP receivers count by sender timestamp).
+    /// Bytes stream `i` moved in the measured window (UDP receivers count by the sender's
+    /// timestamp, everything else from the origin snapshot).
+    fn measured_bytes(&self, i: usize) -> u64 {
+        let c = &self.counters[i];
+        if self.protocol == Protocol::Udp && self.sockets[i].role == StreamRole::Receive {
+            c.measured_bytes.load(Ordering::Relaxed)
+        } else {
+            c.bytes
+                .load(Ordering::Relaxed)
+                .saturating_sub(self.origin_bytes[i])
+        }
+    }
+
+    /// Bytes per role since the origin, datagrams, and datagrams believed missing.
     fn totals(&self) -> (u64, u64, u64, u64) {
         let (mut sent, mut received, mut packets, mut missing) = (0, 0, 0, 0);
         for (i, plan) in self.sockets.iter().enumerate() {
             let c = &self.counters[i];
             let role = &plan.role;
-            let bytes = if self.protocol == Protocol::Udp && *role == StreamRole::Receive {
-                c.measured_bytes.load(Ordering::Relaxed)
-            } else {
-                c.bytes
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(self.origin_bytes[i])
-            };
+            let bytes = self.measured_bytes(i);
             match role {
                 StreamRole::Send => sent += bytes,
                 StreamRole::Receive => received += bytes,
@@ -448,14 +455,7 @@ impl<'a> Sampler<'a> {
         let mut jitter_n = 0usize;
         for (i, (plan, outcome)) in sockets.iter().zip(outcomes).enumerate() {
             let (id, role) = (&plan.id, &plan.role);
-            let c = &self.counters[i];
-            let bytes = if spec.protocol == Protocol::Udp && *role == StreamRole::Receive {
-                c.measured_bytes.load(Ordering::Relaxed)
-            } else {
-                c.bytes
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(self.origin_bytes[i])
-            };
+            let bytes = self.measured_bytes(i);
             if let Some(slot) = sent.get_mut(*id as usize) {
                 *slot = outcome.sent_measured;
             }

@@ -16,12 +16,16 @@ use crate::sys;
 /// Socket options a TCP data socket needs *before* connect or accept completes (MSS and
 /// buffer sizes shape the handshake and the window scale).
 pub fn pre_connect(sock: &socket2::Socket, spec: &TestSpec) -> io::Result<()> {
+    set_window_and_mss(&SockRef::from(sock), spec)
+}
+
+fn set_window_and_mss(sock: &SockRef<'_>, spec: &TestSpec) -> io::Result<()> {
     if let Some(window) = spec.window {
         sock.set_send_buffer_size(window as usize)?;
         sock.set_recv_buffer_size(window as usize)?;
     }
     if let Some(mss) = spec.mss {
-        nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::TcpMaxSeg, &mss)
+        nix::sys::socket::setsockopt(&**sock, nix::sys::socket::sockopt::TcpMaxSeg, &mss)
             .map_err(|e| io::Error::other(format!("setting TCP_MAXSEG to {mss}: {e}")))?;
     }
     Ok(())
@@ -33,15 +37,8 @@ pub fn pre_connect(sock: &socket2::Socket, spec: &TestSpec) -> io::Result<()> {
 /// another segment size would be measuring something else.
 pub fn post_connect(stream: &TcpStream, spec: &TestSpec) -> io::Result<EffectiveSettings> {
     let sock = SockRef::from(stream);
-    if let Some(window) = spec.window {
-        sock.set_send_buffer_size(window as usize)?;
-        sock.set_recv_buffer_size(window as usize)?;
-    }
-    if let Some(mss) = spec.mss {
-        // Also on accepted sockets, which do not inherit it from a shared listener.
-        nix::sys::socket::setsockopt(stream, nix::sys::socket::sockopt::TcpMaxSeg, &mss)
-            .map_err(|e| io::Error::other(format!("setting TCP_MAXSEG to {mss}: {e}")))?;
-    }
+    // Again after connect: accepted sockets do not inherit these from a shared listener.
+    set_window_and_mss(&sock, spec)?;
     stream.set_nodelay(spec.nodelay)?;
     if let Some(algo) = &spec.congestion {
         sock.set_tcp_congestion(algo.as_bytes()).map_err(|e| {

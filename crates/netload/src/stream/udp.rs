@@ -192,12 +192,20 @@ pub fn paced_burst(rate_bps: u64, length: usize) -> usize {
 
 /// Sends sequence-numbered datagrams until the deadline.
 pub fn send(ctx: &StreamContext, socket: &UdpSocket) -> StreamOutcome {
-    let mut outcome = StreamOutcome::default();
-    match send_loop(ctx, socket, &mut outcome) {
-        Ok(()) => {}
-        Err(e) => outcome.error = Some(e.to_string()),
-    }
+    let mut outcome = run_loop(ctx, socket, send_loop);
     outcome.last_activity = Some(clock::now());
+    outcome
+}
+
+fn run_loop(
+    ctx: &StreamContext,
+    socket: &UdpSocket,
+    body: fn(&StreamContext, &UdpSocket, &mut StreamOutcome) -> io::Result<()>,
+) -> StreamOutcome {
+    let mut outcome = StreamOutcome::default();
+    if let Err(e) = body(ctx, socket, &mut outcome) {
+        outcome.error = Some(e.to_string());
+    }
     outcome
 }
 
@@ -285,11 +293,7 @@ fn send_loop(
 
 /// Receives datagrams until the senders' deadline plus a drain grace.
 pub fn receive(ctx: &StreamContext, socket: &UdpSocket) -> StreamOutcome {
-    let mut outcome = StreamOutcome::default();
-    if let Err(e) = receive_loop(ctx, socket, &mut outcome) {
-        outcome.error = Some(e.to_string());
-    }
-    outcome
+    run_loop(ctx, socket, receive_loop)
 }
 
 fn receive_loop(
