@@ -86,7 +86,7 @@ pub fn summary(report: &StreamReport, server: &str) -> String {
     let mut out = String::new();
     let mode = match (spec.protocol, spec.zerocopy.as_str()) {
         (Protocol::Udp, _) if spec.udp_rate_bps > 0 => {
-            format!("rate {}", rate(spec.udp_rate_bps as f64))
+            format!("rate {} per stream", rate(spec.udp_rate_bps as f64))
         }
         (Protocol::Udp, _) => "unlimited rate".to_string(),
         (Protocol::Tcp, "none") => "copy".to_string(),
