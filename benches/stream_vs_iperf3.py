@@ -20,6 +20,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import resource
 import re
 import shlex
 import shutil
@@ -131,6 +132,10 @@ class RunResult:
     loss_percent: Optional[float] = None  # UDP
     mss: Optional[int] = None  # TCP, as the tool reports it
     tool_softirq_s: Optional[float] = None  # netload's own node softirq (client side window)
+    # CPU of client + server as the harness sees it (getrusage RUSAGE_CHILDREN delta over the
+    # whole run, server start to server reaped): the same measurement for both tools.
+    harness_cpu_s: Optional[float] = None
+    harness_cpu_s_per_gbit: Optional[float] = None
     node: dict[str, float] = field(default_factory=dict)  # harness /proc/stat deltas, seconds
     wall_s: Optional[float] = None
 
@@ -484,7 +489,23 @@ def _tail(text: str, n: int = 300) -> str:
     return text if len(text) <= n else "…" + text[-n:]
 
 
-def run_once(
+def children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_once(*args: Any, **kw: Any) -> RunResult:
+    """One client run with a fresh server; adds the harness's own CPU measurement."""
+    c0 = children_cpu_s()
+    res = _run_once(*args, **kw)
+    # Every child of the run (client, server) has been reaped by now, so its CPU is counted.
+    res.harness_cpu_s = round(children_cpu_s() - c0, 4)
+    if res.ok and res.gbit:
+        res.harness_cpu_s_per_gbit = res.harness_cpu_s / res.gbit
+    return res
+
+
+def _run_once(
     procs: Procs,
     path: Path_,
     row: Row,
@@ -626,8 +647,9 @@ def render_table(results: list[RunResult], rows: list[Row], paths: list[str], ru
     lines = [
         "| # | row | path | netload Gbit/s median (min–max, IQR) | iperf3 Gbit/s median (min–max, IQR) "
         "| ratio n/i | CPU s/Gbit netload | CPU s/Gbit iperf3 | CPU ratio n/i "
-        "| node softirq s/Gbit n / i (harness) | netload own softirq s/Gbit | notes | target | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| CPU s/Gbit n / i (harness) | node softirq s/Gbit n / i (harness) | netload own softirq s/Gbit "
+        "| notes | target | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in paths:
         for row in rows:
@@ -638,6 +660,7 @@ def render_table(results: list[RunResult], rows: list[Row], paths: list[str], ru
             ratio = g["netload"]["median"] / g["iperf3"]["median"] if g["netload"] and g["iperf3"] and g["iperf3"]["median"] > 0 else None
             cpu = {t: _med(by[t], "cpu_s_per_gbit") for t in TOOLS}
             cpu_ratio = cpu["netload"] / cpu["iperf3"] if cpu["netload"] is not None and cpu["iperf3"] else None
+            hcpu = {t: _med(by[t], "harness_cpu_s_per_gbit") for t in TOOLS}
             sirq = {t: (statistics.median(v) if (v := _per_gbit(by[t], "softirq")) else None) for t in TOOLS}
             own = [r.tool_softirq_s / r.gbit for r in by["netload"] if r.ok and r.tool_softirq_s is not None and r.gbit]
             notes = []
@@ -654,7 +677,7 @@ def render_table(results: list[RunResult], rows: list[Row], paths: list[str], ru
                 if errs:
                     notes.append("%s failed %d/%d: %s" % (t, len(errs), len(by[t]), _short(errs[0]).replace("|", "\\|")))
             lines.append(
-                "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s | %s | %s | %s |"
+                "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s | %s | %s | %s |"
                 % (
                     row.num,
                     row.name,
@@ -665,6 +688,8 @@ def render_table(results: list[RunResult], rows: list[Row], paths: list[str], ru
                     fmt(cpu["netload"], 3),
                     fmt(cpu["iperf3"], 3),
                     fmt(cpu_ratio) + ("×" if cpu_ratio is not None else ""),
+                    fmt(hcpu["netload"], 3),
+                    fmt(hcpu["iperf3"], 3),
                     fmt(sirq["netload"], 3),
                     fmt(sirq["iperf3"], 3),
                     fmt(statistics.median(own), 3) if own else "—",
@@ -678,15 +703,16 @@ def render_table(results: list[RunResult], rows: list[Row], paths: list[str], ru
 
 def render_raw(results: list[RunResult]) -> str:
     lines = [
-        "| path | row | run | tool | order | Gbit/s | CPU s (client+server) | CPU s/Gbit | loss % | MSS | node busy s | node softirq s | wall s | error |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| path | row | run | tool | order | Gbit/s | CPU s (client+server) | CPU s/Gbit | harness CPU s | loss % | MSS "
+        "| node busy s | node softirq s | wall s | error |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
-            "| %s | %d | %d | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+            "| %s | %d | %d | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
             % (
                 r.path, r.row, r.run, r.tool, r.order,
-                fmt(r.gbps), fmt(r.cpu_s, 3), fmt(r.cpu_s_per_gbit, 3), fmt(r.loss_percent, 3),
+                fmt(r.gbps), fmt(r.cpu_s, 3), fmt(r.cpu_s_per_gbit, 3), fmt(r.harness_cpu_s, 3), fmt(r.loss_percent, 3),
                 r.mss if r.mss is not None else "—",
                 fmt(r.node.get("busy"), 2), fmt(r.node.get("softirq"), 2), fmt(r.wall_s, 2),
                 (r.error or "").replace("|", "\\|"),
@@ -911,7 +937,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     doc = "\n\n".join([
         title,
         "Receiver goodput; median of %d run(s) of %gs per tool, tools alternating. "
-        "CPU s/Gbit = process CPU seconds of client + server per Gbit received (each tool's own figure). "
+        "CPU s/Gbit = process CPU seconds of client + server per Gbit received: each tool's own figure, and the "
+        "harness's (getrusage of its reaped children, both tools alike). "
         "Node softirq per Gbit from the harness's /proc/stat deltas around each client run (both tools alike). "
         "See benches/README.md." % (args.runs, args.time),
         render_table(results, args.rows, args.paths, args.runs),
