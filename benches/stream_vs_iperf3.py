@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import datetime as _dt
 import json
 import os
@@ -325,14 +326,34 @@ def _raise_interrupted(signum: int, _frame: Any) -> None:
     raise Interrupted("signal %d" % signum)
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """preexec_fn: the kernel SIGKILLs the child if the harness dies, even by kill -9."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def setup() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the harness died before prctl took effect
+            os._exit(1)
+
+    return setup
+
+
 class Procs:
-    """Every child process we start, so cleanup can kill them (by their own group id)."""
+    """Every child process we start, so cleanup can kill them (by their own group id).
+
+    Children get their own session (Ctrl-C in the terminal reaches only the harness, which
+    then cleans up in order) and PR_SET_PDEATHSIG, so no server outlives a killed harness.
+    """
 
     def __init__(self) -> None:
         self.live: dict[int, subprocess.Popen[bytes]] = {}
+        self.preexec = _die_with_parent(os.getpid())
 
     def start(self, argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
-        p = subprocess.Popen(argv, start_new_session=True, **kw)
+        p = subprocess.Popen(argv, start_new_session=True, preexec_fn=self.preexec, **kw)
         self.live[p.pid] = p
         return p
 
