@@ -122,6 +122,7 @@ class RunResult:
     tool: str
     order: int  # 0 = ran first in this run index, 1 = second
     command: str
+    server_command: str = ""
     ok: bool = False
     error: Optional[str] = None
     gbps: Optional[float] = None  # receiver goodput, Gbit/s
@@ -542,7 +543,7 @@ def _run_once(
     server_argv, client_argv = commands(tool, row, path.server_host, port, secs, netload, iperf3, no_offload)
     server_argv = path.wrap(server_argv, "server")
     client_argv = path.wrap(client_argv, "client")
-    res = RunResult(path.name, row.num, run, tool, order, shlex.join(client_argv))
+    res = RunResult(path.name, row.num, run, tool, order, shlex.join(client_argv), shlex.join(server_argv))
     with tempfile.TemporaryFile() as srv_out:
         try:
             server = procs.start(server_argv, stdin=subprocess.DEVNULL, stdout=srv_out, stderr=subprocess.STDOUT)
@@ -805,7 +806,7 @@ def render_setup(args: argparse.Namespace, netload: str, iperf3: str, started: s
         "- servers: `netload server --port P --once` / `iperf3 -s -1 -p P`, fresh per run (in the server namespace on veth), ports %d–%d"
         % (PORT_MIN, PORT_MAX),
         "",
-        "Exact client commands (first run of each row and path; only the port changes between runs):",
+        "Exact commands, server then client (first run of each row and path; only the port changes between runs):",
         "",
     ]
     seen = set()
@@ -814,7 +815,7 @@ def render_setup(args: argparse.Namespace, netload: str, iperf3: str, started: s
         if key in seen:
             continue
         seen.add(key)
-        lines.append("- %s row %d %s: `%s`" % (r.path, r.row, r.tool, r.command))
+        lines.append("- %s row %d %s: `%s` ; `%s`" % (r.path, r.row, r.tool, r.server_command, r.command))
     return "\n".join(lines)
 
 
