@@ -140,6 +140,7 @@ class RunResult:
     harness_cpu_s_per_gbit: Optional[float] = None
     node: dict[str, float] = field(default_factory=dict)  # harness /proc/stat deltas, seconds
     wall_s: Optional[float] = None
+    server_note: Optional[str] = None  # e.g. a once-server that exited non-zero or had to be killed
 
 
 # --------------------------------------------------------------------------------------
@@ -358,11 +359,13 @@ class Procs:
         self.live[p.pid] = p
         return p
 
-    def kill(self, p: subprocess.Popen[bytes], grace: float = 0.0) -> None:
+    def kill(self, p: subprocess.Popen[bytes], grace: float = 0.0) -> bool:
+        """Wait up to `grace` s, then TERM/KILL the group. True if it exited on its own."""
         if p.poll() is None and grace > 0:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=grace)
-        if p.poll() is None:
+        own = p.poll() is not None
+        if not own:
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(p.pid, sig)
@@ -372,6 +375,7 @@ class Procs:
                 except subprocess.TimeoutExpired:
                     continue
         self.live.pop(p.pid, None)
+        return own
 
     def kill_all(self) -> None:
         for p in list(self.live.values()):
@@ -598,7 +602,13 @@ def _run_once(
             res.ok = True
             return res
         finally:
-            procs.kill(server, grace=SERVER_EXIT_GRACE_S)
+            if procs.kill(server, grace=SERVER_EXIT_GRACE_S):
+                if server.returncode != 0 and res.ok:
+                    srv_out.seek(0)
+                    res.server_note = "server exited %d: %s" % (
+                        server.returncode, _tail(srv_out.read().decode(errors="replace"), 160))
+            elif res.ok:
+                res.server_note = "server still running %gs after the test: killed" % SERVER_EXIT_GRACE_S
 
 
 # --------------------------------------------------------------------------------------
@@ -726,7 +736,7 @@ def render_table(results: list[RunResult], rows: list[Row], paths: list[str], ru
 def render_raw(results: list[RunResult]) -> str:
     lines = [
         "| path | row | run | tool | order | Gbit/s | CPU s (client+server) | CPU s/Gbit | harness CPU s | loss % | MSS "
-        "| node busy s | node softirq s | wall s | error |",
+        "| node busy s | node softirq s | wall s | error / server note |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -737,7 +747,7 @@ def render_raw(results: list[RunResult]) -> str:
                 fmt(r.gbps), fmt(r.cpu_s, 3), fmt(r.cpu_s_per_gbit, 3), fmt(r.harness_cpu_s, 3), fmt(r.loss_percent, 3),
                 r.mss if r.mss is not None else "—",
                 fmt(r.node.get("busy"), 2), fmt(r.node.get("softirq"), 2), fmt(r.wall_s, 2),
-                (r.error or "").replace("|", "\\|"),
+                (r.error or r.server_note or "").replace("|", "\\|"),
             )
         )
     return "\n".join(lines)
