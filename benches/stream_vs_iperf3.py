@@ -1,0 +1,1012 @@
+#!/usr/bin/env python3
+"""Side-by-side stream benchmark: netload vs Debian's iperf3, alternately, on the same path.
+
+Paths: loopback (127.0.0.1) and a veth pair between two network namespaces that this
+script creates (``nlbench-<pid>-c`` / ``nlbench-<pid>-s``, 198.18.0.1/30 <-> 198.18.0.2/30)
+and always removes (finally + signal handlers; stale ones of dead runs are removed at start).
+
+For every row, every run starts a fresh server of each tool, runs the client, parses its
+JSON, and kills the server. Tools alternate (run 0: netload then iperf3, run 1: iperf3 then
+netload, ...). A tool that fails is recorded as an error cell; the script carries on.
+
+Stdlib only. See benches/README.md for what every figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+RUNS_DIR = BENCH_DIR / "runs"
+
+NS_PREFIX = "nlbench-"
+NS_RE = re.compile(r"^nlbench-(\d+)-[cs]$")
+VETH_CLIENT_ADDR = "198.18.0.1"
+VETH_SERVER_ADDR = "198.18.0.2"
+VETH_PREFIXLEN = 30
+PORT_MIN, PORT_MAX = 19200, 19299
+SERVER_READY_TIMEOUT_S = 5.0
+SERVER_EXIT_GRACE_S = 2.0
+CLIENT_SLACK_S = 30.0
+
+TOOLS = ("netload", "iperf3")
+
+
+# --------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One comparison: a netload client command and an iperf3 client command."""
+
+    num: int
+    name: str
+    proto: str  # "tcp" | "udp"
+    netload_args: tuple[str, ...]  # after `netload tcp|udp HOST --port P -t T`
+    iperf3_args: tuple[str, ...]  # after `iperf3 -c HOST -p P -t T`
+    target: str  # human-readable target from issue 3
+    target_ratio: float  # netload/iperf3 receiver Gbit/s must be >= this
+    max_cpu_ratio: Optional[float] = None  # netload/iperf3 CPU s/Gbit must be <= this
+    max_loss_percent: Optional[float] = None  # netload loss must be <= this (UDP)
+
+
+ROWS: tuple[Row, ...] = (
+    Row(1, "TCP 1 stream, copy", "tcp", (), (), "≥1.1×, CPU/Gbit ≤1.0×", 1.1, max_cpu_ratio=1.0),
+    Row(2, "TCP 2 streams", "tcp", ("-P", "2"), ("-P", "2"), "≥1.1×", 1.1),
+    Row(3, "TCP sendfile vs -Z", "tcp", ("--zerocopy", "sendfile"), ("-Z",), "≥1.1×", 1.1),
+    Row(
+        4,
+        "TCP sendfile+rx-discard vs default",
+        "tcp",
+        ("--zerocopy", "sendfile", "--rx-discard"),
+        (),
+        "≥1.8×",
+        1.8,
+    ),
+    Row(5, "TCP MSS 1448", "tcp", ("--mss", "1448"), ("-M", "1448"), "≥1.0×, MSS reported", 1.0),
+    Row(
+        6,
+        "UDP 1400 B, GSO/GRO",
+        "udp",
+        ("-l", "1400", "--rate", "0"),
+        ("-u", "-l", "1400", "-b", "0"),
+        "≥20× at ≤1% loss",
+        20.0,
+        max_loss_percent=1.0,
+    ),
+    Row(
+        7,
+        "UDP 1400 B, mmsg batching only",
+        "udp",
+        ("-l", "1400", "--rate", "0", "--no-offload"),
+        ("-u", "-l", "1400", "-b", "0"),
+        "≥1.5× at ≤1% loss",
+        1.5,
+        max_loss_percent=1.0,
+    ),
+)
+
+
+# --------------------------------------------------------------------------------------
+# Results of one client run
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    path: str
+    row: int
+    run: int
+    tool: str
+    order: int  # 0 = ran first in this run index, 1 = second
+    command: str
+    server_command: str = ""
+    ok: bool = False
+    error: Optional[str] = None
+    gbps: Optional[float] = None  # receiver goodput, Gbit/s
+    gbit: Optional[float] = None  # receiver Gbit transferred in the measured window
+    cpu_s: Optional[float] = None  # client + server process CPU seconds (tool's own figure)
+    cpu_client_s: Optional[float] = None
+    cpu_server_s: Optional[float] = None
+    cpu_s_per_gbit: Optional[float] = None
+    loss_percent: Optional[float] = None  # UDP
+    mss: Optional[int] = None  # TCP, as the tool reports it
+    tool_softirq_s: Optional[float] = None  # netload's own node softirq (client side window)
+    # CPU of client + server as the harness sees it (getrusage RUSAGE_CHILDREN delta over the
+    # whole run, server start to server reaped): the same measurement for both tools.
+    harness_cpu_s: Optional[float] = None
+    harness_cpu_s_per_gbit: Optional[float] = None
+    node: dict[str, float] = field(default_factory=dict)  # harness /proc/stat deltas, seconds
+    wall_s: Optional[float] = None
+    server_note: Optional[str] = None  # e.g. a once-server that exited non-zero or had to be killed
+
+
+# --------------------------------------------------------------------------------------
+# Parsers (pure; tested in test_stream_vs_iperf3.py)
+# --------------------------------------------------------------------------------------
+
+
+class ParseError(Exception):
+    pass
+
+
+def _num(d: Any, *keys: str) -> float:
+    cur = d
+    for k in keys:
+        if not isinstance(cur, dict) or k not in cur:
+            raise ParseError("missing field " + ".".join(keys))
+        cur = cur[k]
+    if not isinstance(cur, (int, float)) or isinstance(cur, bool):
+        raise ParseError("field %s is not a number: %r" % (".".join(keys), cur))
+    return float(cur)
+
+
+def parse_iperf3(doc: dict[str, Any], proto: str) -> dict[str, Any]:
+    """Receiver goodput, CPU and loss from an `iperf3 -c ... -J` document (3.12 layout).
+
+    TCP: ``end.sum_received`` is the server's (receiver's) count.
+    UDP: ``end.sum`` is the sender's view carrying the receiver-reported ``lost_percent``;
+    3.12 also has ``end.sum_received`` whose bytes are the receiver's, over the sender's
+    duration. Goodput = ``sum_received.bits_per_second`` when present, otherwise
+    ``sum.bits_per_second * (1 - lost_percent/100)``; both agree within 0.02% in 3.12.
+    CPU: ``cpu_utilization_percent.host_total`` (client) and ``remote_total`` (server) are
+    percent of one core over the test, so CPU seconds = percent/100 * duration.
+    """
+    if not isinstance(doc, dict):
+        raise ParseError("not a JSON object")
+    if doc.get("error"):
+        raise ParseError("iperf3: " + str(doc["error"]))
+    end = doc.get("end")
+    if not isinstance(end, dict) or not end:
+        raise ParseError("no end section")
+    out: dict[str, Any] = {}
+    if proto == "tcp":
+        recv = end.get("sum_received")
+        bps = _num(recv, "bits_per_second")
+        seconds = _num(recv, "seconds")
+        gbit = _num(recv, "bytes") * 8 / 1e9
+        mss = doc.get("start", {}).get("tcp_mss") or doc.get("start", {}).get("tcp_mss_default")
+        out["mss"] = int(mss) if isinstance(mss, (int, float)) else None
+        out["loss_percent"] = None
+    else:
+        s = end.get("sum")
+        loss = _num(s, "lost_percent")
+        seconds = _num(s, "seconds")
+        recv = end.get("sum_received")
+        if isinstance(recv, dict) and "bits_per_second" in recv:
+            bps = _num(recv, "bits_per_second")
+            gbit = _num(recv, "bytes") * 8 / 1e9
+        else:
+            bps = _num(s, "bits_per_second") * (1 - loss / 100)
+            gbit = bps * seconds / 1e9
+        out["loss_percent"] = loss
+        out["mss"] = None
+    cpu = end.get("cpu_utilization_percent")
+    host = _num(cpu, "host_total")
+    remote = _num(cpu, "remote_total")
+    out["gbps"] = bps / 1e9
+    out["gbit"] = gbit
+    out["cpu_client_s"] = host / 100 * seconds
+    out["cpu_server_s"] = remote / 100 * seconds
+    out["cpu_s"] = out["cpu_client_s"] + out["cpu_server_s"]
+    out["cpu_s_per_gbit"] = out["cpu_s"] / gbit if gbit > 0 else None
+    out["tool_softirq_s"] = None
+    return out
+
+
+def parse_netload(doc: dict[str, Any], proto: str) -> dict[str, Any]:
+    """Receiver goodput, CPU, loss and MSS from a `netload tcp|udp --json` StreamReport.
+
+    Goodput = sum of ``flows[].receiver_bits_per_second`` (the receiver's count is
+    authoritative); CPU = ``client.cpu.process_{user,system}_s`` + ``server.cpu`` likewise;
+    node softirq = ``client.cpu.node.softirq`` (node-wide, so it covers both ends when they
+    share the host, as they do here).
+    """
+    if not isinstance(doc, dict):
+        raise ParseError("not a JSON object")
+    flows = doc.get("flows")
+    if not isinstance(flows, list) or not flows:
+        raise ParseError("no flows")
+    bps = sum(_num(f, "receiver_bits_per_second") for f in flows)
+    out: dict[str, Any] = {"gbps": bps / 1e9}
+    if all(isinstance(f.get("receiver_bytes"), (int, float)) for f in flows):
+        out["gbit"] = sum(f["receiver_bytes"] for f in flows) * 8 / 1e9
+    else:
+        out["gbit"] = bps * _num(doc, "client", "duration_s") / 1e9
+
+    def side_cpu(side: str) -> float:
+        return _num(doc, side, "cpu", "process_user_s") + _num(doc, side, "cpu", "process_system_s")
+
+    out["cpu_client_s"] = side_cpu("client")
+    out["cpu_server_s"] = side_cpu("server")
+    out["cpu_s"] = out["cpu_client_s"] + out["cpu_server_s"]
+    out["cpu_s_per_gbit"] = out["cpu_s"] / out["gbit"] if out["gbit"] > 0 else None
+    try:
+        out["tool_softirq_s"] = _num(doc, "client", "cpu", "node", "softirq")
+    except ParseError:
+        out["tool_softirq_s"] = None
+    if proto == "udp":
+        sent = sum(f.get("packets_sent") or 0 for f in flows)
+        lost = sum(f.get("lost") or 0 for f in flows)
+        if sent > 0:
+            out["loss_percent"] = 100.0 * lost / sent
+        else:
+            lp = [f.get("loss_percent") for f in flows if f.get("loss_percent") is not None]
+            out["loss_percent"] = max(lp) if lp else None
+        out["mss"] = None
+    else:
+        out["loss_percent"] = None
+        mss = doc.get("client", {}).get("mss")
+        out["mss"] = int(mss) if isinstance(mss, (int, float)) else None
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# /proc helpers
+# --------------------------------------------------------------------------------------
+
+STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def read_proc_stat() -> dict[str, float]:
+    tck = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        parts = f.readline().split()
+    assert parts[0] == "cpu"
+    vals = [int(x) for x in parts[1 : 1 + len(STAT_FIELDS)]]
+    return {k: v / tck for k, v in zip(STAT_FIELDS, vals)}
+
+
+def stat_delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    d = {k: round(b[k] - a[k], 3) for k in STAT_FIELDS}
+    d["busy"] = round(sum(d[k] for k in STAT_FIELDS if k not in ("idle", "iowait")), 3)
+    return d
+
+
+def tcp_listening(pid: int, port: int) -> bool:
+    """Whether the network namespace of `pid` has a TCP socket listening on `port`.
+
+    Reads /proc/PID/net/tcp{,6}, which show the sockets of PID's network namespace. This is
+    used instead of a test connect because iperf3 -s -1 treats any connection as its one
+    test and exits when the probe closes (netload --once may do the same).
+    """
+    for name in ("tcp", "tcp6"):
+        try:
+            with open("/proc/%d/net/%s" % (pid, name)) as f:
+                next(f, None)
+                for line in f:
+                    cols = line.split()
+                    if len(cols) > 3 and cols[3] == "0A":
+                        if int(cols[1].rsplit(":", 1)[1], 16) == port:
+                            return True
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            return False
+    return False
+
+
+def pid_is_harness(pid: int) -> bool:
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            cmd = f.read().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"stream_vs_iperf3" in cmd
+
+
+# --------------------------------------------------------------------------------------
+# Process and namespace management
+# --------------------------------------------------------------------------------------
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _raise_interrupted(signum: int, _frame: Any) -> None:
+    raise Interrupted("signal %d" % signum)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """preexec_fn: the kernel SIGKILLs the child if the harness dies, even by kill -9."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def setup() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the harness died before prctl took effect
+            os._exit(1)
+
+    return setup
+
+
+class Procs:
+    """Every child process we start, so cleanup can kill them (by their own group id).
+
+    Children get their own session (Ctrl-C in the terminal reaches only the harness, which
+    then cleans up in order) and PR_SET_PDEATHSIG, so no server outlives a killed harness.
+    """
+
+    def __init__(self) -> None:
+        self.live: dict[int, subprocess.Popen[bytes]] = {}
+        self.preexec = _die_with_parent(os.getpid())
+
+    def start(self, argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+        p = subprocess.Popen(argv, start_new_session=True, preexec_fn=self.preexec, **kw)
+        self.live[p.pid] = p
+        return p
+
+    def kill(self, p: subprocess.Popen[bytes], grace: float = 0.0) -> bool:
+        """Wait up to `grace` s, then TERM/KILL the group. True if it exited on its own."""
+        if p.poll() is None and grace > 0:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=grace)
+        own = p.poll() is not None
+        if not own:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(p.pid, sig)
+                try:
+                    p.wait(timeout=2)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        self.live.pop(p.pid, None)
+        return own
+
+    def kill_all(self) -> None:
+        for p in list(self.live.values()):
+            self.kill(p)
+
+
+def sh(argv: list[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (shlex.join(argv), r.returncode, r.stderr.strip()))
+    return r
+
+
+def list_netns() -> list[str]:
+    r = sh(["ip", "netns", "list"], check=False)
+    return [line.split()[0] for line in r.stdout.splitlines() if line.strip()]
+
+
+def delete_netns(name: str, log: Callable[[str], None]) -> None:
+    # Kill what still runs inside (only servers/clients this harness started there).
+    r = sh(["ip", "netns", "pids", name], check=False)
+    for tok in r.stdout.split():
+        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+            os.kill(int(tok), signal.SIGKILL)
+    r = sh(["ip", "netns", "del", name], check=False)
+    if r.returncode != 0:
+        log("warning: could not delete namespace %s: %s" % (name, r.stderr.strip()))
+
+
+def remove_stale_namespaces(log: Callable[[str], None]) -> None:
+    for name in list_netns():
+        m = NS_RE.match(name)
+        if not m:
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid() or pid_is_harness(pid):
+            continue
+        log("removing stale namespace %s (pid %d is gone)" % (name, pid))
+        delete_netns(name, log)
+
+
+class Path_:
+    """A place to run server and client: loopback, or two namespaces joined by veth."""
+
+    def __init__(self, name: str, server_host: str, client_ns: Optional[str], server_ns: Optional[str]):
+        self.name = name
+        self.server_host = server_host
+        self.client_ns = client_ns
+        self.server_ns = server_ns
+
+    def wrap(self, argv: list[str], side: str) -> list[str]:
+        ns = self.client_ns if side == "client" else self.server_ns
+        return ["ip", "netns", "exec", ns] + argv if ns else argv
+
+
+@contextlib.contextmanager
+def veth_path(log: Callable[[str], None]) -> Iterator[Path_]:
+    pid = os.getpid()
+    c, s = "%s%d-c" % (NS_PREFIX, pid), "%s%d-s" % (NS_PREFIX, pid)
+    created: list[str] = []
+    try:
+        for ns in (c, s):
+            sh(["ip", "netns", "add", ns])
+            created.append(ns)
+        sh(["ip", "link", "add", "veth0", "netns", c, "type", "veth", "peer", "name", "veth0", "netns", s])
+        for ns, addr in ((c, VETH_CLIENT_ADDR), (s, VETH_SERVER_ADDR)):
+            sh(["ip", "-n", ns, "addr", "add", "%s/%d" % (addr, VETH_PREFIXLEN), "dev", "veth0"])
+            sh(["ip", "-n", ns, "link", "set", "lo", "up"])
+            sh(["ip", "-n", ns, "link", "set", "veth0", "up"])
+        # Wait (bounded) until both ends report carrier.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            states = [sh(["ip", "-n", ns, "-o", "link", "show", "veth0"], check=False).stdout for ns in (c, s)]
+            if all("state UP" in st for st in states):
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("veth0 did not come up in %s/%s within 5s" % (c, s))
+        log("veth path up: %s %s/%d <-> %s %s/%d" % (c, VETH_CLIENT_ADDR, VETH_PREFIXLEN, s, VETH_SERVER_ADDR, VETH_PREFIXLEN))
+        yield Path_("veth", VETH_SERVER_ADDR, c, s)
+    finally:
+        for ns in created:
+            delete_netns(ns, log)
+
+
+# --------------------------------------------------------------------------------------
+# Running one tool once
+# --------------------------------------------------------------------------------------
+
+
+class PortPool:
+    def __init__(self) -> None:
+        self.next = PORT_MIN
+
+    def take(self, loopback: bool) -> int:
+        for _ in range(PORT_MAX - PORT_MIN + 1):
+            port = self.next
+            self.next = PORT_MIN if self.next >= PORT_MAX else self.next + 1
+            if not loopback or not tcp_listening(os.getpid(), port):
+                return port
+        raise RuntimeError("no free port in %d-%d" % (PORT_MIN, PORT_MAX))
+
+
+def detect_no_offload_flag(netload: str) -> str:
+    """The netload flag for "batching, but no UDP GSO/GRO" (row 7).
+
+    The brief names it `--no-offload`; a netload build may call it `--no-gso` (batching stays
+    on) instead. Use whichever `netload udp --help` lists; default `--no-offload`.
+    """
+    try:
+        r = subprocess.run([netload, "udp", "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "--no-offload"
+    text = r.stdout + r.stderr
+    for flag in ("--no-offload", "--no-gso"):
+        if re.search(re.escape(flag) + r"\b", text):
+            return flag
+    return "--no-offload"
+
+
+def commands(
+    tool: str, row: Row, host: str, port: int, secs: float, netload: str, iperf3: str, no_offload: str = "--no-offload"
+) -> tuple[list[str], list[str]]:
+    t = "%g" % secs
+    if tool == "netload":
+        server = [netload, "server", "--port", str(port), "--once"]
+        extra = [no_offload if a == "--no-offload" else a for a in row.netload_args]
+        client = [netload, row.proto, host, "--port", str(port), "-t", t, *extra, "--json"]
+    else:
+        server = [iperf3, "-s", "-1", "-p", str(port)]
+        client = [iperf3, "-c", host, "-p", str(port), "-t", t, *row.iperf3_args, "-J"]
+    return server, client
+
+
+def _tail(text: str, n: int = 300) -> str:
+    text = " ".join(text.strip().split())
+    return text if len(text) <= n else "…" + text[-n:]
+
+
+def children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_once(*args: Any, **kw: Any) -> RunResult:
+    """One client run with a fresh server; adds the harness's own CPU measurement."""
+    c0 = children_cpu_s()
+    res = _run_once(*args, **kw)
+    # Every child of the run (client, server) has been reaped by now, so its CPU is counted.
+    res.harness_cpu_s = round(children_cpu_s() - c0, 4)
+    if res.ok and res.gbit:
+        res.harness_cpu_s_per_gbit = res.harness_cpu_s / res.gbit
+    return res
+
+
+def _run_once(
+    procs: Procs,
+    path: Path_,
+    row: Row,
+    run: int,
+    order: int,
+    tool: str,
+    secs: float,
+    port: int,
+    netload: str,
+    iperf3: str,
+    no_offload: str = "--no-offload",
+) -> RunResult:
+    server_argv, client_argv = commands(tool, row, path.server_host, port, secs, netload, iperf3, no_offload)
+    server_argv = path.wrap(server_argv, "server")
+    client_argv = path.wrap(client_argv, "client")
+    res = RunResult(path.name, row.num, run, tool, order, shlex.join(client_argv), shlex.join(server_argv))
+    with tempfile.TemporaryFile() as srv_out:
+        try:
+            server = procs.start(server_argv, stdin=subprocess.DEVNULL, stdout=srv_out, stderr=subprocess.STDOUT)
+        except OSError as e:
+            res.error = "server did not start: %s" % e
+            return res
+        try:
+            deadline = time.monotonic() + SERVER_READY_TIMEOUT_S
+            while not tcp_listening(server.pid, port):
+                if server.poll() is not None:
+                    srv_out.seek(0)
+                    res.error = "server exited %s: %s" % (server.returncode, _tail(srv_out.read().decode(errors="replace")))
+                    return res
+                if time.monotonic() > deadline:
+                    res.error = "server not listening on port %d after %gs" % (port, SERVER_READY_TIMEOUT_S)
+                    return res
+                time.sleep(0.02)
+            before = read_proc_stat()
+            t0 = time.monotonic()
+            try:
+                client = procs.start(client_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            except OSError as e:
+                res.error = "client did not start: %s" % e
+                return res
+            try:
+                out, err = client.communicate(timeout=secs + CLIENT_SLACK_S)
+            except subprocess.TimeoutExpired:
+                procs.kill(client)
+                res.error = "client timed out after %gs" % (secs + CLIENT_SLACK_S)
+                return res
+            finally:
+                procs.kill(client)
+            res.wall_s = round(time.monotonic() - t0, 3)
+            res.node = stat_delta(before, read_proc_stat())
+            text = out.decode(errors="replace")
+            doc: Any = None
+            with contextlib.suppress(ValueError):
+                doc = json.loads(text)
+            if client.returncode != 0 or doc is None:
+                # iperf3 -J reports its errors inside the JSON document.
+                msg = doc.get("error") if isinstance(doc, dict) else None
+                msg = msg or _tail(err.decode(errors="replace")) or _tail(text) or "no output"
+                res.error = "exit %d: %s" % (client.returncode, msg)
+                return res
+            try:
+                parsed = (parse_netload if tool == "netload" else parse_iperf3)(doc, row.proto)
+            except ParseError as e:
+                res.error = "unexpected JSON: %s" % e
+                return res
+            for k, v in parsed.items():
+                setattr(res, k, v)
+            res.ok = True
+            return res
+        finally:
+            if procs.kill(server, grace=SERVER_EXIT_GRACE_S):
+                if server.returncode != 0 and res.ok:
+                    srv_out.seek(0)
+                    res.server_note = "server exited %d: %s" % (
+                        server.returncode, _tail(srv_out.read().decode(errors="replace"), 160))
+            elif res.ok:
+                res.server_note = "server still running %gs after the test: killed" % SERVER_EXIT_GRACE_S
+
+
+# --------------------------------------------------------------------------------------
+# Statistics and table
+# --------------------------------------------------------------------------------------
+
+
+def summary(values: list[float]) -> Optional[dict[str, float]]:
+    if not values:
+        return None
+    v = sorted(values)
+    s = {"n": len(v), "median": statistics.median(v), "min": v[0], "max": v[-1]}
+    if len(v) >= 2:
+        q1, _, q3 = statistics.quantiles(v, n=4, method="inclusive")
+        s["iqr"] = q3 - q1
+    else:
+        s["iqr"] = 0.0
+    return s
+
+
+def fmt(x: Optional[float], nd: int = 2) -> str:
+    return "—" if x is None else ("%.*f" % (nd, x))
+
+
+def fmt_spread(s: Optional[dict[str, float]], total: int, nd: int = 2) -> str:
+    if s is None:
+        return "—"
+    cell = "%s (%s–%s, IQR %s)" % (fmt(s["median"], nd), fmt(s["min"], nd), fmt(s["max"], nd), fmt(s["iqr"], nd))
+    if s["n"] < total:
+        cell += " n=%d/%d" % (s["n"], total)
+    return cell
+
+
+def _short(text: str, n: int = 120) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _vals(rs: list[RunResult], attr: str) -> list[float]:
+    return [getattr(r, attr) for r in rs if r.ok and getattr(r, attr) is not None]
+
+
+def _med(rs: list[RunResult], attr: str) -> Optional[float]:
+    v = _vals(rs, attr)
+    return statistics.median(v) if v else None
+
+
+def _per_gbit(rs: list[RunResult], key: str) -> list[float]:
+    return [r.node[key] / r.gbit for r in rs if r.ok and r.gbit and key in r.node]
+
+
+def verdict(row: Row, ratio: Optional[float], cpu_ratio: Optional[float], n_loss: Optional[float]) -> str:
+    if ratio is None:
+        return "—"
+    ok = ratio >= row.target_ratio
+    why = []
+    if not ok:
+        why.append("ratio")
+    if row.max_cpu_ratio is not None and (cpu_ratio is None or cpu_ratio > row.max_cpu_ratio):
+        ok = False
+        why.append("CPU")
+    if row.max_loss_percent is not None and (n_loss is None or n_loss > row.max_loss_percent):
+        ok = False
+        why.append("loss")
+    return "met" if ok else "missed (%s)" % ", ".join(why)
+
+
+def render_table(results: list[RunResult], rows: list[Row], paths: list[str], runs: int) -> str:
+    lines = [
+        "| # | row | path | netload Gbit/s median (min–max, IQR) | iperf3 Gbit/s median (min–max, IQR) "
+        "| ratio n/i | CPU s/Gbit netload | CPU s/Gbit iperf3 | CPU ratio n/i "
+        "| CPU s/Gbit n / i (harness) | node softirq s/Gbit n / i (harness) | netload own softirq s/Gbit "
+        "| notes | target | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in paths:
+        for row in rows:
+            by = {t: [r for r in results if r.path == p and r.row == row.num and r.tool == t] for t in TOOLS}
+            if not any(by.values()):
+                continue
+            g = {t: summary(_vals(by[t], "gbps")) for t in TOOLS}
+            ratio = g["netload"]["median"] / g["iperf3"]["median"] if g["netload"] and g["iperf3"] and g["iperf3"]["median"] > 0 else None
+            cpu = {t: _med(by[t], "cpu_s_per_gbit") for t in TOOLS}
+            cpu_ratio = cpu["netload"] / cpu["iperf3"] if cpu["netload"] is not None and cpu["iperf3"] else None
+            hcpu = {t: _med(by[t], "harness_cpu_s_per_gbit") for t in TOOLS}
+            sirq = {t: (statistics.median(v) if (v := _per_gbit(by[t], "softirq")) else None) for t in TOOLS}
+            own = [r.tool_softirq_s / r.gbit for r in by["netload"] if r.ok and r.tool_softirq_s is not None and r.gbit]
+            notes = []
+            loss = {t: _med(by[t], "loss_percent") for t in TOOLS}
+            if row.proto == "udp":
+                notes.append("loss n %s%% / i %s%%" % (fmt(loss["netload"], 3), fmt(loss["iperf3"], 3)))
+            if row.num == 5:
+                nm = sorted({r.mss for r in by["netload"] if r.ok and r.mss is not None})
+                im = sorted({r.mss for r in by["iperf3"] if r.ok and r.mss is not None})
+                notes.append("netload effective MSS %s; iperf3 tcp_mss (requested) %s" % (
+                    "/".join(map(str, nm)) or "—", "/".join(map(str, im)) or "—"))
+            for t in TOOLS:
+                errs = [r.error for r in by[t] if not r.ok]
+                if errs:
+                    notes.append("%s failed %d/%d: %s" % (t, len(errs), len(by[t]), _short(errs[0]).replace("|", "\\|")))
+            lines.append(
+                "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s | %s | %s | %s |"
+                % (
+                    row.num,
+                    row.name,
+                    p,
+                    fmt_spread(g["netload"], len(by["netload"])),
+                    fmt_spread(g["iperf3"], len(by["iperf3"])),
+                    fmt(ratio) + ("×" if ratio is not None else ""),
+                    fmt(cpu["netload"], 3),
+                    fmt(cpu["iperf3"], 3),
+                    fmt(cpu_ratio) + ("×" if cpu_ratio is not None else ""),
+                    fmt(hcpu["netload"], 3),
+                    fmt(hcpu["iperf3"], 3),
+                    fmt(sirq["netload"], 3),
+                    fmt(sirq["iperf3"], 3),
+                    fmt(statistics.median(own), 3) if own else "—",
+                    "; ".join(notes) or "",
+                    row.target,
+                    verdict(row, ratio, cpu_ratio, loss["netload"]),
+                )
+            )
+    return "\n".join(lines)
+
+
+def render_raw(results: list[RunResult]) -> str:
+    lines = [
+        "| path | row | run | tool | order | Gbit/s | CPU s (client+server) | CPU s/Gbit | harness CPU s | loss % | MSS "
+        "| node busy s | node softirq s | wall s | error / server note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            "| %s | %d | %d | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |"
+            % (
+                r.path, r.row, r.run, r.tool, r.order,
+                fmt(r.gbps), fmt(r.cpu_s, 3), fmt(r.cpu_s_per_gbit, 3), fmt(r.harness_cpu_s, 3), fmt(r.loss_percent, 3),
+                r.mss if r.mss is not None else "—",
+                fmt(r.node.get("busy"), 2), fmt(r.node.get("softirq"), 2), fmt(r.wall_s, 2),
+                (r.error or r.server_note or "").replace("|", "\\|"),
+            )
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# Setup description
+# --------------------------------------------------------------------------------------
+
+
+def tool_version(argv: list[str]) -> str:
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "unavailable (%s)" % e
+    text = (r.stdout or r.stderr).strip().splitlines()
+    if r.returncode != 0:
+        return "unavailable (exit %d: %s)" % (r.returncode, text[0] if text else "")
+    return text[0] if text else "unknown"
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def git_rev() -> str:
+    r = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return "unknown"
+    dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain"], capture_output=True, text=True)
+    return r.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def node_busy_sample(secs: float = 1.0) -> tuple[float, str]:
+    """Share of all cores busy over `secs` (before the benchmark starts), and /proc/loadavg."""
+    a = read_proc_stat()
+    time.sleep(secs)
+    d = stat_delta(a, read_proc_stat())
+    total = d["busy"] + d["idle"] + d["iowait"]
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    return (100.0 * d["busy"] / total if total > 0 else 0.0), load
+
+
+def render_setup(args: argparse.Namespace, netload: str, iperf3: str, started: str, results: list[RunResult],
+                 idle: tuple[float, str], no_offload: str) -> str:
+    uname = os.uname()
+    lines = [
+        "- date (UTC): %s" % started,
+        "- node busy before start: %.1f%% of all cores over 1 s; loadavg %s (other load disturbs every figure)" % idle,
+        "- kernel: %s %s %s" % (uname.sysname, uname.release, uname.version),
+        "- CPU: %s; nproc %d" % (cpu_model(), os.cpu_count() or 0),
+        "- netload: `%s` — %s" % (netload, tool_version([netload, "--version"])),
+        "- iperf3: `%s` — %s" % (iperf3, tool_version([iperf3, "--version"])),
+        "- repo: %s; harness: `%s`" % (git_rev(), shlex.join([sys.executable, *sys.argv])),
+        "- runs per tool and row: %d; duration per run: %gs; order alternates per run (even run: netload first)"
+        % (args.runs, args.time),
+        "- veth path: namespaces `nlbench-<pid>-c` (%s/%d) and `nlbench-<pid>-s` (%s/%d), veth MTU 1500, default offloads"
+        % (VETH_CLIENT_ADDR, VETH_PREFIXLEN, VETH_SERVER_ADDR, VETH_PREFIXLEN),
+        "- row 7 netload flag for batching without GSO/GRO: `%s`" % no_offload,
+        "- servers: `netload server --port P --once` / `iperf3 -s -1 -p P`, fresh per run (in the server namespace on veth), ports %d–%d"
+        % (PORT_MIN, PORT_MAX),
+        "",
+        "Exact commands, server then client (first run of each row and path; only the port changes between runs):",
+        "",
+    ]
+    seen = set()
+    for r in results:
+        key = (r.path, r.row, r.tool)
+        if key in seen:
+            continue
+        seen.add(key)
+        lines.append("- %s row %d %s: `%s` ; `%s`" % (r.path, r.row, r.tool, r.server_command, r.command))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------
+
+
+def ensure_iperf3(path: Optional[str], log: Callable[[str], None]) -> str:
+    if path:
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            sys.exit("error: --iperf3 %s is not an executable file" % path)
+        return path
+    found = shutil.which("iperf3")
+    if found:
+        return found
+    if os.geteuid() != 0:
+        sys.exit("error: iperf3 is not installed; install Debian's package: sudo apt-get install -y iperf3 "
+                 "(or run this script as root and it installs it)")
+    log("iperf3 missing: running apt-get install -y iperf3")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "--no-install-recommends", "iperf3"]
+    if subprocess.run(cmd, env=env).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env)
+        if subprocess.run(cmd, env=env).returncode != 0:
+            sys.exit("error: apt-get install -y iperf3 failed; install iperf3 and retry")
+    found = shutil.which("iperf3")
+    if not found:
+        sys.exit("error: iperf3 still not on PATH after apt-get install")
+    return found
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description="netload vs iperf3, alternately, on loopback and on a veth pair between namespaces.",
+    )
+    ap.add_argument("--runs", type=int, default=5, help="runs per tool and row (default 5)")
+    ap.add_argument("--time", type=float, default=5.0, help="seconds per run (default 5)")
+    ap.add_argument("--netload", default=str(REPO_ROOT / "target" / "release" / "netload"),
+                    help="netload binary (default: target/release/netload in the repo)")
+    ap.add_argument("--iperf3", default=None, help="iperf3 binary (default: iperf3 on PATH, installed if root)")
+    ap.add_argument("--paths", default="loopback,veth", help="comma list of loopback,veth (default both)")
+    ap.add_argument("--rows", default=",".join(str(r.num) for r in ROWS), help="comma list of row numbers (default all)")
+    ap.add_argument("--out", default=None,
+                    help="also write the Markdown report to FILE (a bare name goes under benches/runs/); "
+                         "raw per-run data goes next to it as FILE with .json")
+    ap.add_argument("--self-test", action="store_true",
+                    help="1 run of 1 s per row and path to check the plumbing; exit 1 if iperf3 failed anywhere "
+                         "or a namespace was left behind")
+    args = ap.parse_args(argv)
+    if args.self_test:
+        args.runs, args.time = 1, 1.0
+    if args.runs < 1:
+        ap.error("--runs must be ≥ 1")
+    if not 0.1 <= args.time <= 3600:
+        ap.error("--time must be between 0.1 and 3600 seconds")
+    args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    for p in args.paths:
+        if p not in ("loopback", "veth"):
+            ap.error("--paths: unknown path %r (allowed: loopback, veth)" % p)
+    try:
+        nums = {int(x) for x in args.rows.split(",") if x.strip()}
+    except ValueError:
+        ap.error("--rows: expected comma-separated numbers 1-%d" % len(ROWS))
+    bad = nums - {r.num for r in ROWS}
+    if bad or not nums:
+        ap.error("--rows: allowed 1-%d, got %s" % (len(ROWS), args.rows))
+    args.rows = [r for r in ROWS if r.num in nums]
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+
+    def log(msg: str) -> None:
+        print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+
+    if "veth" in args.paths and os.geteuid() != 0:
+        if args.self_test or args.paths == ["loopback", "veth"]:
+            log("not root: skipping the veth path (needs CAP_NET_ADMIN)")
+            args.paths = [p for p in args.paths if p != "veth"]
+        else:
+            sys.exit("error: the veth path needs root (CAP_NET_ADMIN)")
+    iperf3 = ensure_iperf3(args.iperf3, log)
+    netload = args.netload
+    if not os.access(netload, os.X_OK):
+        log("warning: netload binary %s not found or not executable; its cells will show errors "
+            "(build it with: cargo build --release -p netload)" % netload)
+
+    no_offload = detect_no_offload_flag(netload)
+    if no_offload != "--no-offload":
+        log("netload names the no-GSO/GRO flag %s: row 7 uses it" % no_offload)
+    started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    idle = node_busy_sample()
+    if idle[0] > 10:
+        log("warning: the node is already %.0f%% busy (loadavg %s); figures will be disturbed" % idle)
+    procs = Procs()
+    results: list[RunResult] = []
+    ports = PortPool()
+    # SIGINT explicitly too: a shell without job control starts background jobs with SIGINT
+    # ignored, and Python then never installs its KeyboardInterrupt handler.
+    old_handlers = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    interrupted = False
+    try:
+        if os.geteuid() == 0:
+            remove_stale_namespaces(log)
+        for pname in args.paths:
+            ctx = veth_path(log) if pname == "veth" else contextlib.nullcontext(Path_("loopback", "127.0.0.1", None, None))
+            with ctx as path:
+                for row in args.rows:
+                    for run in range(args.runs):
+                        order = TOOLS if run % 2 == 0 else TOOLS[::-1]
+                        for i, tool in enumerate(order):
+                            port = ports.take(path.name == "loopback")
+                            r = run_once(procs, path, row, run, i, tool, args.time, port, netload, iperf3, no_offload)
+                            results.append(r)
+                            if r.ok:
+                                extra = " loss %.3f%%" % r.loss_percent if r.loss_percent is not None else ""
+                                log("%s row %d run %d/%d %s: %.2f Gbit/s, CPU %.3f s/Gbit%s" % (
+                                    path.name, row.num, run + 1, args.runs, tool, r.gbps,
+                                    r.cpu_s_per_gbit or float("nan"), extra))
+                            else:
+                                log("%s row %d run %d/%d %s: ERROR %s" % (path.name, row.num, run + 1, args.runs, tool, r.error))
+    except (KeyboardInterrupt, Interrupted) as e:
+        interrupted = True
+        log("interrupted (%s): cleaning up; partial results follow" % (e.__class__.__name__))
+    finally:
+        for s_ in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s_, signal.SIG_IGN)  # let cleanup finish
+        procs.kill_all()
+        # veth_path's own finally has removed its namespaces; make sure nothing of ours is left.
+        if os.geteuid() == 0:
+            for name in list_netns():
+                m = NS_RE.match(name)
+                if m and int(m.group(1)) == os.getpid():
+                    delete_netns(name, log)
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+
+    title = "# netload vs iperf3 — stream throughput%s" % (" (self-test)" if args.self_test else "")
+    doc = "\n\n".join([
+        title,
+        "Receiver goodput; median of %d run(s) of %gs per tool, tools alternating. "
+        "CPU s/Gbit = process CPU seconds of client + server per Gbit received: each tool's own figure, and the "
+        "harness's (getrusage of its reaped children, both tools alike). "
+        "Node softirq per Gbit from the harness's /proc/stat deltas around each client run (both tools alike). "
+        "See benches/README.md." % (args.runs, args.time),
+        render_table(results, args.rows, args.paths, args.runs),
+        "## Every run",
+        render_raw(results),
+        "## Setup",
+        render_setup(args, netload, iperf3, started, results, idle, no_offload),
+    ]) + "\n"
+    sys.stdout.write(doc)
+    sys.stdout.flush()
+    if args.out:
+        out = Path(args.out)
+        if out.parent == Path("."):
+            out = RUNS_DIR / out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(doc)
+        out.with_suffix(".json").write_text(json.dumps(
+            {"started_utc": started, "runs": args.runs, "time_s": args.time, "results": [asdict(r) for r in results]},
+            indent=1) + "\n")
+        log("wrote %s and %s" % (out, out.with_suffix(".json")))
+
+    leftover = [n for n in list_netns() if n.startswith(NS_PREFIX)] if os.geteuid() == 0 else []
+    if leftover:
+        log("ERROR: namespaces left behind: %s" % ", ".join(leftover))
+    if interrupted:
+        return 130
+    if args.self_test:
+        bad = [r for r in results if r.tool == "iperf3" and not r.ok]
+        expected = len(args.paths) * len(args.rows)
+        got = len({(r.path, r.row) for r in results if r.tool == "iperf3" and r.ok})
+        n_ok = sum(1 for r in results if r.tool == "netload" and r.ok)
+        log("self-test: iperf3 ok on %d/%d rows×paths, netload ok on %d/%d; namespaces left: %d"
+            % (got, expected, n_ok, expected, len(leftover)))
+        return 1 if bad or got < expected or leftover else 0
+    return 1 if leftover else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
