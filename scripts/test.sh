@@ -19,6 +19,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests (nextest, profile ci)"
 cargo nextest run --workspace --locked --profile ci --no-tests=fail
 
+step "benchmark harness unit tests (python)"
+python3 -m unittest discover -s benches -p 'test_*.py'
+
 step "doc tests"
 cargo test --workspace --locked --doc
 
