@@ -1,1 +1,23 @@
 //! cnibench: runs suites of CNI benchmark scenarios with netload and reports them.
+//!
+//! Main types: [`suite::Suite`] (validated suite) expanded into [`scenario::Point`]s,
+//! [`backend::Backend`] (where points run), [`runner::run`] (repetitions until the
+//! [`stats::StopRule`] holds), [`results::RunDir`] (crash-safe JSONL store) and
+//! [`report`] (table, Markdown, CSV, HTML, compare).
+//!
+//! Layout:
+//! - [`scenario`]: the typed scenario model (pure);
+//! - [`suite`]: presets, TOML suite files, CLI overrides, expansion into points (pure);
+//! - [`plan`]: the expanded plan and its estimated wall time (pure);
+//! - [`stats`]: descriptive statistics, stopping rule, Welch's t-test (pure);
+//! - [`metrics`]: metric catalogue and extraction from netload's JSON (pure);
+//! - [`results`]: run directory, `meta.json`, `results.jsonl`, `summary.json`, resume;
+//! - [`backend`]: the `Backend` trait, the `fake` and `loopback` backends;
+//! - [`runner`]: the repetition loop, progress and Ctrl-C;
+//! - [`report`]: renderers returning strings (pure), `compare`, iperf3 import;
+//! - [`clock`]: the one owner of time.
+
+pub mod clock;
+pub mod scenario;
+pub mod stats;
+pub mod suite;
