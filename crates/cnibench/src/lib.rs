@@ -17,7 +17,13 @@
 //! - [`report`]: renderers returning strings (pure), `compare`, iperf3 import;
 //! - [`clock`]: the one owner of time.
 
+pub mod backend;
 pub mod clock;
+pub mod metrics;
+pub mod plan;
+pub mod progress;
+pub mod results;
+pub mod runner;
 pub mod scenario;
 pub mod stats;
 pub mod suite;

@@ -121,8 +121,8 @@ impl ScenarioKind {
     pub fn allowed_workloads(self) -> &'static [WorkloadKind] {
         use WorkloadKind as W;
         match self {
-            ScenarioKind::Baseline => &[W::Tcp, W::Udp, W::TcpRr, W::TcpCrr, W::UdpRr],
-            ScenarioKind::PodToPod
+            ScenarioKind::Baseline
+            | ScenarioKind::PodToPod
             | ScenarioKind::PodToPodPolicies
             | ScenarioKind::PodToService => &[W::Tcp, W::Udp, W::TcpRr, W::TcpCrr, W::UdpRr],
             ScenarioKind::HttpReplicas => &[W::Http],
