@@ -19,9 +19,11 @@
 
 pub mod backend;
 pub mod clock;
+pub mod host;
 pub mod metrics;
 pub mod plan;
 pub mod progress;
+pub mod report;
 pub mod results;
 pub mod runner;
 pub mod scenario;
