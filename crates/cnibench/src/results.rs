@@ -172,13 +172,13 @@ pub enum ResultsError {
     },
     /// Written by another format version.
     #[error(
-        "{path} was written by run-directory format {found:?} (cnibench {writer}); this cnibench reads format {FORMAT_VERSION}"
+        "{path} was written by run-directory format {found} (cnibench {writer}); this cnibench reads format {FORMAT_VERSION}: read it with the cnibench that wrote it"
     )]
     Version {
         /// The directory.
         path: PathBuf,
-        /// Format found, if any.
-        found: Option<u64>,
+        /// Format found (`none` when `meta.json` has no version).
+        found: String,
         /// The cnibench version that wrote it, if recorded.
         writer: String,
     },
@@ -478,7 +478,7 @@ impl RunDir {
                 .to_string();
             return Err(ResultsError::Version {
                 path: path.to_path_buf(),
-                found,
+                found: found.map_or("none".into(), |v| v.to_string()),
                 writer,
             });
         }
