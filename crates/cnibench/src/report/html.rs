@@ -348,12 +348,12 @@ fn sweep_charts(run: &RunSummary, scenario: &[&PointSummary]) -> Vec<String> {
     out
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}\
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1250px;color:#222;padding:0 1em}\
 h1{margin-bottom:.2em}.meta{color:#555;font-size:.9em}\
 .verdict{padding:.6em 1em;border-radius:6px;margin:1em 0;font-weight:600}\
 .ok{background:#e6f4ea;border:1px solid #9ccc9c}.warn{background:#fdecea;border:1px solid #e0a39a}\
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0}th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}\
-th{background:#f3f3f3}td.l,th.l{text-align:left}tr.flag td{background:#fdecea}\
+table{border-collapse:collapse;font-size:.8em;margin:.5em 0}th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}\
+th{background:#f3f3f3}td.l,th.l{text-align:left;white-space:normal}tr.flag td{background:#fdecea}\
 section{margin:1.5em 0}svg{max-width:100%;height:auto;display:block;margin:.5em 0}\
 details{margin:1em 0}code{font-size:.9em}";
 

@@ -114,7 +114,7 @@ pub const HEADER: [&str; 12] = [
     "CoV",
     "min..max",
     "% base",
-    "CPU s/Gbit",
+    "server CPU s/Gbit",
     "flag",
 ];
 

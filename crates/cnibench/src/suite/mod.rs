@@ -6,7 +6,7 @@
 //! value came from. Expansion is a pure function: lists become a matrix, each cell a
 //! [`Point`].
 //!
-//! Layout: [`params`] (keys, values, units), [`file`] (TOML parsing), [`presets`]
+//! Layout: [`params`] (keys, values, units), [`file`](mod@file) (TOML parsing), [`presets`]
 //! (`thesis`, `quick`).
 
 pub mod file;

@@ -145,3 +145,62 @@ fn fake_suite_file_round_trip() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(ends(&tmp.path().join("m")).len(), 5);
 }
+
+#[test]
+fn fake_import_iperf3_and_compare_with_netload_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let netload = fake_run(tmp.path(), "netload", 1, &["--only", "baseline"]);
+    let doc = |bps: f64| {
+        serde_json::json!({
+            "start": {"version": "iperf 3.12", "timestamp": {"timesecs": 1_700_000_000},
+                      "test_start": {"protocol": "TCP", "num_streams": 1, "duration": 10, "omit": 0, "reverse": 0}},
+            "end": {"sum_sent": {"bits_per_second": bps, "retransmits": 3, "seconds": 10.0},
+                    "sum_received": {"bits_per_second": bps, "seconds": 10.0},
+                    "cpu_utilization_percent": {"host_total": 35.0, "remote_total": 55.0}}
+        })
+        .to_string()
+    };
+    for (i, bps) in [9.0e9, 9.05e9, 8.95e9].iter().enumerate() {
+        std::fs::write(tmp.path().join(format!("i{i}.json")), doc(*bps)).unwrap();
+    }
+    let r = run(
+        tmp.path(),
+        &[
+            "import-iperf3",
+            "i0.json",
+            "i1.json",
+            "i2.json",
+            "--as",
+            "baseline/workload=tcp",
+            "--out",
+            "iperf",
+            "--label",
+            "iperf3",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = run(tmp.path(), &["report", "iperf", "--format", "table"]);
+    assert!(
+        r.stdout.contains("9.00 Gbit/s") && r.stdout.contains("1 of 1 points converged"),
+        "{r:?}"
+    );
+    let c = run(tmp.path(), &["compare", "iperf", netload.to_str().unwrap()]);
+    assert_eq!(c.code, 0, "{c:?}");
+    assert!(
+        c.stdout.contains("baseline/workload=tcp") && c.stdout.contains("Δ vs iperf3"),
+        "{c:?}"
+    );
+    let r = run(tmp.path(), &["import-iperf3", "meta.json", "--as", "x"]);
+    assert_ne!(r.code, 0);
+    std::fs::write(
+        tmp.path().join("bad.json"),
+        "{\"error\": \"unable to connect to server\"}",
+    )
+    .unwrap();
+    let r = run(tmp.path(), &["import-iperf3", "bad.json", "--as", "x"]);
+    assert!(
+        r.stderr
+            .contains("bad.json: iperf3 reported an error: unable to connect"),
+        "{r:?}"
+    );
+}
