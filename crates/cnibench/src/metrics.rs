@@ -146,6 +146,12 @@ pub const CATALOGUE: &[MetricInfo] = &[
         higher_is_better: false,
     },
     MetricInfo {
+        key: FAIRNESS,
+        label: "replica fairness",
+        unit: "",
+        higher_is_better: true,
+    },
+    MetricInfo {
         key: JITTER,
         label: "jitter",
         unit: "ms",
@@ -228,7 +234,7 @@ pub fn from_stream(report: &StreamReport) -> Metrics {
     m
 }
 
-/// Looks up a number by dotted path (`latency_us.p50`), also under a `client` object.
+/// Looks up a number by dotted path (`latency.p50_us`), also under a `client` object.
 fn number(v: &Value, path: &str) -> Option<f64> {
     let find = |root: &Value| {
         path.split('.')
@@ -238,35 +244,70 @@ fn number(v: &Value, path: &str) -> Option<f64> {
     find(v).or_else(|| v.get("client").and_then(find))
 }
 
-/// Metrics of a request/response test (`netload rr --json`), read defensively.
+/// The first of `paths` that holds a number, times `scale`.
+fn first(v: &Value, paths: &[(&str, f64)]) -> Option<f64> {
+    paths
+        .iter()
+        .find_map(|(p, scale)| number(v, p).map(|x| x * scale))
+}
+
+/// HTTP replica fairness (Jain's index, 1 = perfectly even).
+pub const FAIRNESS: &str = "replica_fairness";
+
+/// Metrics of a request/response test (`netload rr --json`), read defensively: netload's
+/// `latency.p50_us` layout first, then the `latency_us.p50` spelling.
 pub fn from_rr(v: &Value) -> Metrics {
     let mut m = Metrics::new();
-    for (key, path) in [
-        (TPS, "transactions_per_second"),
-        (LATENCY_P50, "latency_us.p50"),
-        (LATENCY_P99, "latency_us.p99"),
+    for (key, paths) in [
+        (TPS, &[("transactions_per_second", 1.0)][..]),
+        (
+            LATENCY_P50,
+            &[("latency.p50_us", 1.0), ("latency_us.p50", 1.0)][..],
+        ),
+        (
+            LATENCY_P99,
+            &[("latency.p99_us", 1.0), ("latency_us.p99", 1.0)][..],
+        ),
     ] {
-        if let Some(x) = number(v, path) {
+        if let Some(x) = first(v, paths) {
             m.insert(key.into(), x);
         }
     }
     m
 }
 
-/// Metrics of an HTTP test (`netload http --json`), read defensively.
+/// Metrics of an HTTP test (`netload http --json`), read defensively: netload's
+/// `totals.ttfb.p50_us` layout first, then flat `ttfb_ms.p50` spellings.
 pub fn from_http(v: &Value) -> Metrics {
     let mut m = Metrics::new();
-    for (key, path) in [
-        (TTFB_P50, "ttfb_ms.p50"),
-        (TTFB_P99, "ttfb_ms.p99"),
-        (RPS, "requests_per_second"),
+    for (key, paths) in [
+        (
+            TTFB_P50,
+            &[("totals.ttfb.p50_us", 1e-3), ("ttfb_ms.p50", 1.0)][..],
+        ),
+        (
+            TTFB_P99,
+            &[("totals.ttfb.p99_us", 1e-3), ("ttfb_ms.p99", 1.0)][..],
+        ),
+        (
+            RPS,
+            &[
+                ("totals.requests_per_second", 1.0),
+                ("requests_per_second", 1.0),
+            ][..],
+        ),
+        (
+            THROUGHPUT,
+            &[
+                ("totals.goodput_bits_per_second", 1e-9),
+                ("bits_per_second", 1e-9),
+            ][..],
+        ),
+        (FAIRNESS, &[("replica_fairness", 1.0)][..]),
     ] {
-        if let Some(x) = number(v, path) {
+        if let Some(x) = first(v, paths) {
             m.insert(key.into(), x);
         }
-    }
-    if let Some(bps) = number(v, "bits_per_second") {
-        m.insert(THROUGHPUT.into(), bps / 1e9);
     }
     m
 }
@@ -311,6 +352,18 @@ mod tests {
         assert_eq!(m[TPS], 20000.0);
         assert_eq!(m[LATENCY_P50], 48.0);
         assert!(!m.contains_key(LATENCY_P99));
+        // netload's RrReport layout.
+        let rr =
+            json!({"transactions_per_second": 1.0, "latency": {"p50_us": 30.0, "p99_us": 90.0}});
+        assert_eq!(from_rr(&rr)[LATENCY_P99], 90.0);
+        // netload's HttpReport layout: microseconds in, milliseconds out.
+        let http = json!({"totals": {"ttfb": {"p50_us": 1500.0, "p99_us": 4000.0},
+            "requests_per_second": 50.0, "goodput_bits_per_second": 4e9}, "replica_fairness": 0.98});
+        let m = from_http(&http);
+        assert_eq!(
+            (m[TTFB_P50], m[TTFB_P99], m[THROUGHPUT], m[FAIRNESS]),
+            (1.5, 4.0, 4.0, 0.98)
+        );
         let http = json!({"client": {"ttfb_ms": {"p50": 1.5, "p99": 4.0}, "bits_per_second": 2e9}});
         let m = from_http(&http);
         assert_eq!(m[TTFB_P50], 1.5);

@@ -316,8 +316,6 @@ pub struct RrWorkload {
     pub mode: RrMode,
     /// Measured duration.
     pub duration: Seconds,
-    /// Warm-up inside each repetition.
-    pub omit: Seconds,
     /// Request and response payload size.
     pub size: Bytes,
 }
@@ -365,7 +363,7 @@ impl Workload {
     pub fn nominal_duration(&self) -> Duration {
         match self {
             Workload::Stream(s) => s.omit.duration() + s.duration.duration(),
-            Workload::Rr(r) => r.omit.duration() + r.duration.duration(),
+            Workload::Rr(r) => r.duration.duration(),
             Workload::Http(h) => h.duration.duration(),
         }
     }

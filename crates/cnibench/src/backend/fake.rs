@@ -256,10 +256,12 @@ impl Backend for FakeBackend {
                     Placement::Intra => 14.0,
                 } * if r.mode == RrMode::TcpCrr { 3.5 } else { 1.0 };
                 let p50 = base_us * slow * (1.0 + 0.025 * rng.normal());
+                // The layout of netload's `RrReport`.
                 json!({
                     "schema_version": 1,
+                    "netload_version": "fake",
                     "transactions_per_second": 1e6 / p50,
-                    "latency_us": {"p50": p50, "p90": p50 * 1.4, "p99": p50 * 2.6},
+                    "latency": {"p50_us": p50, "p90_us": p50 * 1.4, "p99_us": p50 * 2.6},
                 })
             }
             Workload::Http(h) => {
@@ -267,11 +269,16 @@ impl Backend for FakeBackend {
                     * slow
                     * (1.0 + 0.06 * rng.normal());
                 let secs = h.file_size.0 as f64 * 8.0 / 9e9 + ttfb / 1000.0;
+                // The layout of netload's `HttpReport` (latencies in microseconds).
                 json!({
                     "schema_version": 1,
-                    "requests_per_second": f64::from(h.concurrency) / secs,
-                    "bits_per_second": h.file_size.0 as f64 * 8.0 / secs,
-                    "ttfb_ms": {"p50": ttfb, "p99": ttfb * 3.0},
+                    "netload_version": "fake",
+                    "totals": {
+                        "requests_per_second": f64::from(h.concurrency) / secs,
+                        "goodput_bits_per_second": h.file_size.0 as f64 * 8.0 / secs,
+                        "ttfb": {"p50_us": ttfb * 1e3, "p99_us": ttfb * 3e3},
+                    },
+                    "replica_fairness": 1.0 - 0.01 * rng.uniform(),
                 })
             }
         };

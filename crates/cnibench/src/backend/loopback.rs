@@ -14,7 +14,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{Backend, BackendError, Cancel, Readiness, RepOutcome, rr_args, stream_args};
+use super::{
+    Backend, BackendError, Cancel, Readiness, RepOutcome, rr_args, rr_server_args, stream_args,
+};
 use crate::clock;
 use crate::metrics;
 use crate::scenario::{PathKind, Placement, Point, Workload};
@@ -362,9 +364,20 @@ impl Backend for LoopbackBackend {
         cancel: &Cancel,
     ) -> Result<RepOutcome, BackendError> {
         let port = free_port()?;
-        let (client_args, server_args) = match &point.workload {
-            Workload::Stream(s) => (stream_args(s, "127.0.0.1", port), vec![]),
-            Workload::Rr(r) => (rr_args(r, "127.0.0.1", port), vec![]),
+        let host = "127.0.0.1";
+        let (server_args, client_args) = match &point.workload {
+            Workload::Stream(s) => (
+                vec![
+                    "server".into(),
+                    "--bind".into(),
+                    host.into(),
+                    "--port".into(),
+                    port.to_string(),
+                    "--once".into(),
+                ],
+                stream_args(s, host, port),
+            ),
+            Workload::Rr(r) => (rr_server_args(host, port), rr_args(r, host, port)),
             Workload::Http(_) => {
                 return Err(BackendError::NotSupported {
                     what: "http".into(),
@@ -372,16 +385,7 @@ impl Backend for LoopbackBackend {
                 });
             }
         };
-        let mut args = vec![
-            "server".to_string(),
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            port.to_string(),
-            "--once".into(),
-        ];
-        args.extend(server_args);
-        let mut server = Proc::spawn(&self.netload, &args, false)?;
+        let mut server = Proc::spawn(&self.netload, &server_args, false)?;
         Self::wait_listening(&mut server, port, cancel)?;
         let limit = point.workload.nominal_duration() + Duration::from_secs(30);
         let mut client = Proc::spawn(&self.netload, &client_args, true)?;
@@ -400,8 +404,11 @@ impl Backend for LoopbackBackend {
                 stderr: tail(&err),
             });
         }
-        // The server exits after its one test; give it a moment, then make sure.
-        let _ = server.wait(Duration::from_secs(5), cancel);
+        // A stream server exits after its one test; give it a moment. The rr responder
+        // serves until stopped. Either way the `Proc` guard kills what is left.
+        if matches!(point.workload, Workload::Stream(_)) {
+            let _ = server.wait(Duration::from_secs(5), cancel);
+        }
         let raw: serde_json::Value =
             serde_json::from_str(out.trim()).map_err(|e| BackendError::Output {
                 tool: client.name.clone(),

@@ -199,14 +199,16 @@ pub fn stream_args(s: &StreamWorkload, host: &str, port: u16) -> Vec<String> {
     if let Some(m) = s.mss {
         a.extend(["--mss".into(), m.to_string()]);
     }
-    if s.rate.0 > 0 {
+    if s.udp {
+        // netload's UDP default is 1G; always say what the suite asked for (0 = unlimited).
         a.extend(["--rate".into(), s.rate.0.to_string()]);
     }
     a.push("--json".into());
     a
 }
 
-/// Command-line arguments of `netload rr HOST ... --json` for a request/response workload.
+/// Command-line arguments of `netload rr HOST ... --json` for a request/response workload
+/// (its responder is `netload rr-server`, see [`rr_server_args`]).
 pub fn rr_args(r: &RrWorkload, host: &str, port: u16) -> Vec<String> {
     let mode = match r.mode {
         RrMode::TcpRr => "tcp-rr",
@@ -222,11 +224,20 @@ pub fn rr_args(r: &RrWorkload, host: &str, port: u16) -> Vec<String> {
         mode.into(),
         "-t".into(),
         r.duration.0.to_string(),
-        "--omit".into(),
-        r.omit.0.to_string(),
         "--size".into(),
         r.size.0.to_string(),
         "--json".into(),
+    ]
+}
+
+/// Command-line arguments of the request/response responder.
+pub fn rr_server_args(bind: &str, port: u16) -> Vec<String> {
+    vec![
+        "rr-server".into(),
+        "--bind".into(),
+        bind.into(),
+        "--port".into(),
+        port.to_string(),
     ]
 }
 

@@ -429,7 +429,6 @@ fn build_point(spec: &ScenarioSpec, combo: &[(Key, Value, &Origin)]) -> Result<P
                     _ => RrMode::UdpRr,
                 },
                 duration,
-                omit,
                 size: bytes(Key::RrSize).unwrap_or(Bytes(1)),
             })
         }

@@ -201,11 +201,12 @@ impl Key {
     /// points of that workload, so sweeping them does not duplicate points).
     pub fn relevant_for(self, workload: WorkloadKind) -> bool {
         match self {
-            Key::Streams | Key::Direction | Key::Length | Key::Rate => workload.is_stream(),
+            Key::Streams | Key::Direction | Key::Length | Key::Omit => workload.is_stream(),
+            // netload paces UDP only; TCP streams run as fast as the path allows.
+            Key::Rate => workload == WorkloadKind::Udp,
             Key::Mss => workload == WorkloadKind::Tcp,
             Key::RrSize => workload.is_rr(),
             Key::FileSize | Key::Concurrency => workload == WorkloadKind::Http,
-            Key::Omit => workload != WorkloadKind::Http,
             _ => true,
         }
     }
