@@ -188,6 +188,20 @@ fn run_point(
                 next_rep += 1;
                 warmups_left = warmups_left.saturating_sub(1);
             }
+            // Ctrl-C from a terminal reaches the tool processes too; whatever error that
+            // causes is the interruption, not a failure of the point.
+            Err(e) if cancel.is_cancelled() => {
+                let detail = match e {
+                    BackendError::Cancelled => String::new(),
+                    other => format!(" ({other})"),
+                };
+                break (
+                    PointStatus::Interrupted,
+                    Some(format!(
+                        "interrupted during a repetition; it was discarded{detail}"
+                    )),
+                );
+            }
             Err(BackendError::Cancelled) => {
                 break (
                     PointStatus::Interrupted,
@@ -227,5 +241,137 @@ fn with_teardown(note: String, teardown: Result<(), BackendError>) -> String {
     match teardown {
         Ok(()) => note,
         Err(e) => format!("{note}; teardown failed: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::RepOutcome;
+    use crate::results::{HostInfo, Meta, RunDir, parse_records};
+    use crate::suite::{expand, presets};
+
+    /// A backend that answers from a script: per point index, what repetition `n` does.
+    struct Scripted {
+        cancel_at: Option<(usize, u32)>,
+        unsupported: Option<usize>,
+        points: Vec<String>,
+        cancel: Cancel,
+        torn_down: Vec<String>,
+    }
+
+    impl Backend for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn applicability(&self, _: &Point) -> Readiness {
+            Readiness::Ready
+        }
+        fn prepare(&mut self, _: &Point) -> Result<Readiness, BackendError> {
+            Ok(Readiness::Ready)
+        }
+        fn run_rep(
+            &mut self,
+            point: &Point,
+            rep: u32,
+            _: &Cancel,
+        ) -> Result<RepOutcome, BackendError> {
+            let i = self.points.iter().position(|p| *p == point.id).unwrap();
+            if self.unsupported == Some(i) {
+                return Err(BackendError::NotSupported {
+                    what: "netload rr".into(),
+                    reason: "not yet".into(),
+                });
+            }
+            if self.cancel_at == Some((i, rep)) {
+                // As with Ctrl-C in a terminal: the tool dies, then the flag is seen.
+                self.cancel.cancel();
+                return Err(BackendError::Tool {
+                    tool: "netload tcp".into(),
+                    status: "signal 2".into(),
+                    stderr: String::new(),
+                });
+            }
+            let key = metrics::primary(point.workload.kind());
+            Ok(RepOutcome {
+                metrics: [(key.to_string(), 100.0 + f64::from(rep % 2))].into(),
+                raw: serde_json::json!({}),
+            })
+        }
+        fn teardown(&mut self, point: &Point) -> Result<(), BackendError> {
+            self.torn_down.push(point.id.clone());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn unsupported_is_not_applicable_and_interruption_stops_after_teardown() {
+        let points = expand(&presets::load("quick").unwrap()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let meta = Meta {
+            format_version: crate::results::FORMAT_VERSION,
+            run_id: "t".into(),
+            created: "t".into(),
+            backend: "scripted".into(),
+            label: None,
+            suite: "quick".into(),
+            host: HostInfo::default(),
+            tools: BTreeMap::new(),
+            rule: StopRule::default(),
+            warmup_reps: 1,
+            points: points.clone(),
+        };
+        let (_, mut writer) = RunDir::create(tmp.path(), &meta).unwrap();
+        let cancel = Cancel::default();
+        let mut backend = Scripted {
+            cancel_at: Some((2, 2)),
+            unsupported: Some(1),
+            points: points.iter().map(|p| p.id.clone()).collect(),
+            cancel: cancel.clone(),
+            torn_down: vec![],
+        };
+        let config = RunConfig {
+            rule: StopRule::default(),
+            warmup_reps: 1,
+        };
+        let outcome = run(
+            &mut backend,
+            &points,
+            &[],
+            &mut writer,
+            &config,
+            &cancel,
+            &mut Silent,
+        )
+        .unwrap();
+        assert!(outcome.interrupted);
+        assert_eq!(
+            backend.torn_down.len(),
+            3,
+            "every prepared point is torn down"
+        );
+        let text = std::fs::read_to_string(tmp.path().join("results.jsonl")).unwrap();
+        let ends: Vec<PointEnd> = parse_records(&text)
+            .records
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::PointEnd(e) => Some(e),
+                Record::Rep(_) => None,
+            })
+            .collect();
+        let statuses: Vec<PointStatus> = ends.iter().map(|e| e.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                PointStatus::Converged,
+                PointStatus::NotApplicable,
+                PointStatus::Interrupted
+            ]
+        );
+        assert_eq!(
+            ends[2].reps, 1,
+            "the measured repetition before the interruption is kept"
+        );
+        assert!(ends[1].note.as_deref().unwrap().contains("not yet"));
     }
 }
