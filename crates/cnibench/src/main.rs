@@ -299,8 +299,10 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
         })
         .collect();
     println!(
-        "suite {} ({}), backend {:?}\n",
-        suite.name, suite.description, a.backend.backend
+        "suite {} ({}), backend {}\n",
+        suite.name,
+        suite.description,
+        format!("{:?}", a.backend.backend).to_lowercase()
     );
     print!("{}", plan::render(&points, &estimates, &notes));
     Ok(())

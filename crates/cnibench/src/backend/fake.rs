@@ -1,13 +1,13 @@
 //! A deterministic backend: seeded noise around a simple model of how topology and objects
 //! cost throughput and latency. No privileges, no processes; the same seed gives the same
-//! run. Stream results are complete netload [`StreamReport`]s, so the same extraction code
-//! runs as with real netload.
+//! run. Stream results are complete netload `StreamReport` documents, so the same
+//! extraction code runs as with real netload.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use netload::report::{CpuReport, FlowDirection, FlowSummary, NodeCpu, SideReport, StreamReport};
-use netload::spec::{Protocol, TestSpec, Zerocopy};
+use netload::report::{CpuReport, FlowDirection, NodeCpu, SideReport};
+use netload::spec::{Protocol, TestSpec};
 use serde_json::json;
 
 use super::{Backend, BackendError, Cancel, Readiness, RepOutcome};
@@ -114,6 +114,9 @@ impl FakeBackend {
         s
     }
 
+    // `..Default::default()` on complete literals keeps this compiling when netload adds
+    // fields to its report types.
+    #[allow(clippy::needless_update)]
     fn stream(
         point: &Point,
         s: &crate::scenario::StreamWorkload,
@@ -152,56 +155,48 @@ impl FakeBackend {
                         ..NodeCpu::default()
                     },
                     node_busy_s_per_gb: Some(busy_s_per_gb),
+                    ..CpuReport::default()
                 },
                 ..SideReport::default()
             }
         };
         let packets = s.udp.then_some(bytes / 1400);
         let lost = packets.map(|p| (p as f64 * 0.001 * rng.uniform()) as u64);
-        let report = StreamReport {
-            schema_version: netload::report::SCHEMA_VERSION,
-            netload_version: "fake".into(),
-            started_unix_s: 0.0,
-            spec: TestSpec {
-                protocol: if s.udp { Protocol::Udp } else { Protocol::Tcp },
-                direction: s.direction,
-                duration_s: duration,
-                omit_s: s.omit.0,
-                interval_s: 1.0,
-                parallel: s.streams,
-                length: s
-                    .length
-                    .map_or(if s.udp { 1400 } else { 256 << 10 }, |b| b.0 as u32),
-                window: None,
-                congestion: None,
-                mss: s.mss,
-                nodelay: false,
-                zerocopy: Zerocopy::None,
-                rx_discard: false,
-                udp_rate_bps: s.rate.0,
-                udp_offload: false,
-                client_affinity: vec![],
-                server_affinity: vec![],
-            },
-            client: side(cpu_s_per_gb * 0.8, 0.2),
-            server: side(cpu_s_per_gb, 0.45),
-            flows: vec![FlowSummary {
-                direction: FlowDirection::ClientToServer,
-                sender_bytes: bytes,
-                receiver_bytes: bytes,
-                sender_bits_per_second: gbps * 1e9,
-                receiver_bits_per_second: gbps * 1e9,
-                retransmits: (!s.udp).then(|| (rng.uniform() * 20.0) as u64),
-                packets_sent: packets,
-                lost,
-                loss_percent: packets
-                    .zip(lost)
-                    .map(|(p, l)| l as f64 * 100.0 / p.max(1) as f64),
-                jitter_ms: s.udp.then(|| 0.01 + 0.005 * rng.uniform()),
-            }],
-            warnings: vec![],
-        };
-        serde_json::to_value(report).expect("report serializes")
+        // Built through netload's own constructor and `Default`s, and assembled as JSON,
+        // so fields netload adds later (with serde defaults) do not break the fake.
+        let mut spec = TestSpec::new(if s.udp { Protocol::Udp } else { Protocol::Tcp });
+        spec.direction = s.direction;
+        spec.duration_s = duration;
+        spec.omit_s = s.omit.0;
+        spec.parallel = s.streams;
+        if let Some(l) = s.length {
+            spec.length = l.0 as u32;
+        }
+        spec.mss = s.mss;
+        spec.udp_rate_bps = s.rate.0;
+        let bps = gbps * 1e9;
+        let flow = json!({
+            "direction": FlowDirection::ClientToServer,
+            "sender_bytes": bytes,
+            "receiver_bytes": bytes,
+            "sender_bits_per_second": bps,
+            "receiver_bits_per_second": bps,
+            "retransmits": (!s.udp).then(|| (rng.uniform() * 20.0) as u64),
+            "packets_sent": packets,
+            "lost": lost,
+            "loss_percent": packets.zip(lost).map(|(p, l)| l as f64 * 100.0 / p.max(1) as f64),
+            "jitter_ms": s.udp.then(|| 0.01 + 0.005 * rng.uniform()),
+        });
+        json!({
+            "schema_version": netload::report::SCHEMA_VERSION,
+            "netload_version": "fake",
+            "started_unix_s": 0.0,
+            "spec": spec,
+            "client": side(cpu_s_per_gb * 0.8, 0.2),
+            "server": side(cpu_s_per_gb, 0.45),
+            "flows": [flow],
+            "warnings": [],
+        })
     }
 }
 
