@@ -315,6 +315,9 @@ pub fn from_http(v: &Value) -> Metrics {
 /// Extracts metrics from a netload JSON document of `workload`; the error names what is
 /// missing or malformed.
 pub fn extract(workload: WorkloadKind, raw: &Value) -> Result<Metrics, String> {
+    if raw.get("interrupted").and_then(Value::as_bool) == Some(true) {
+        return Err("netload stopped early (interrupted): the repetition is incomplete".into());
+    }
     let metrics = if workload.is_stream() {
         let report: StreamReport = serde_json::from_value(raw.clone())
             .map_err(|e| format!("not a netload stream report: {e}"))?;
@@ -373,6 +376,15 @@ mod tests {
                 .unwrap_err()
                 .contains(LATENCY_P50)
         );
+    }
+
+    #[test]
+    fn interrupted_documents_are_not_measurements() {
+        let err = extract(
+            WorkloadKind::TcpRr,
+            &json!({"interrupted": true, "latency": {"p50_us": 1.0}}),
+        );
+        assert!(err.unwrap_err().contains("interrupted"));
     }
 
     #[test]
