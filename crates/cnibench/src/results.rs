@@ -6,6 +6,7 @@
 //! write) is reported as a warning and, on resume, cut off before appending.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -284,6 +285,20 @@ impl PointSummary {
         self.metrics.get(&self.primary)
     }
 
+    /// Whether a reader must look at this point: it did not converge, failed, was
+    /// interrupted or never ended. Not-applicable points are expected, not alarming.
+    pub fn needs_attention(&self) -> bool {
+        !matches!(
+            self.status,
+            Some(PointStatus::Converged | PointStatus::NotApplicable)
+        )
+    }
+
+    /// Whether the backend declined the point.
+    pub fn not_applicable(&self) -> bool {
+        self.status == Some(PointStatus::NotApplicable)
+    }
+
     /// A flag for every output: empty when the point converged.
     pub fn flag(&self) -> &'static str {
         match self.status {
@@ -314,6 +329,26 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// One line: how many measured points converged, how many were not applicable.
+    pub fn verdict(&self) -> String {
+        let na = self.points.iter().filter(|p| p.not_applicable()).count();
+        let measured = self.points.len() - na;
+        let converged = self
+            .points
+            .iter()
+            .filter(|p| p.status == Some(PointStatus::Converged))
+            .count();
+        let attention = self.points.iter().filter(|p| p.needs_attention()).count();
+        let mut v = format!("{converged} of {measured} measured points converged");
+        if na > 0 {
+            let _ = write!(v, "; {na} not applicable on this backend");
+        }
+        if attention > 0 {
+            let _ = write!(v, "; {attention} need attention");
+        }
+        v
+    }
+
     /// A short name for tables: the label, else the run id.
     pub fn name(&self) -> &str {
         self.label.as_deref().unwrap_or(&self.run_id)

@@ -163,7 +163,7 @@ impl Drop for Proc {
 }
 
 fn tail(s: &str) -> String {
-    let lines: Vec<&str> = s.trim().lines().collect();
+    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let start = lines.len().saturating_sub(5);
     let t = lines[start..].join(" | ");
     if t.is_empty() {
@@ -171,6 +171,15 @@ fn tail(s: &str) -> String {
     } else {
         t
     }
+}
+
+/// The first non-empty line of `s` (clap's error line, without the usage text).
+fn first_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no output on stderr")
+        .to_string()
 }
 
 fn unrecognized(stderr: &str) -> bool {
@@ -250,7 +259,7 @@ impl LoopbackBackend {
         let verdict = (!status.success() && unrecognized(&err)).then(|| {
             format!(
                 "`netload {sub}` is not yet supported by this netload build ({})",
-                tail(&err)
+                first_line(&err)
             )
         });
         self.support.insert(sub, verdict.clone());
@@ -395,7 +404,10 @@ impl Backend for LoopbackBackend {
             if unrecognized(&err) {
                 return Err(BackendError::NotSupported {
                     what: client.name.clone(),
-                    reason: format!("not yet supported by this netload build ({})", tail(&err)),
+                    reason: format!(
+                        "not yet supported by this netload build ({})",
+                        first_line(&err)
+                    ),
                 });
             }
             return Err(BackendError::Tool {

@@ -53,7 +53,7 @@ pub struct Bar {
 pub fn bar_chart(title: &str, unit: &str, bars: &[Bar]) -> String {
     let mut svg = String::new();
     let n = bars.len();
-    let height = 70 + 30 * n as u32;
+    let height = 96 + 34 * n as u32;
     let result = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
         let root = SVGBackend::with_string(&mut svg, (860, height)).into_drawing_area();
         root.fill(&WHITE)?;
@@ -353,7 +353,7 @@ h1{margin-bottom:.2em}.meta{color:#555;font-size:.9em}\
 .verdict{padding:.6em 1em;border-radius:6px;margin:1em 0;font-weight:600}\
 .ok{background:#e6f4ea;border:1px solid #9ccc9c}.warn{background:#fdecea;border:1px solid #e0a39a}\
 table{border-collapse:collapse;font-size:.8em;margin:.5em 0}th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}\
-th{background:#f3f3f3}td.l,th.l{text-align:left;white-space:normal}tr.flag td{background:#fdecea}\
+th{background:#f3f3f3}td.l,th.l{text-align:left;white-space:normal}tr.flag td{background:#fdecea}tr.na td{color:#888}\
 section{margin:1.5em 0}svg{max-width:100%;height:auto;display:block;margin:.5em 0}\
 details{margin:1em 0}code{font-size:.9em}";
 
@@ -374,19 +374,13 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
             .unwrap_or_default()
     );
     let _ = writeln!(h, "<p class=\"meta\">{}</p>", esc(&super::header(meta)));
-    let flagged: Vec<&PointSummary> = run.points.iter().filter(|p| !p.flag().is_empty()).collect();
-    let converged = run.points.len() - flagged.len();
+    let flagged: Vec<&PointSummary> = run.points.iter().filter(|p| p.needs_attention()).collect();
     let _ = writeln!(
         h,
-        "<div class=\"verdict {}\">{converged} of {} points converged (95% CI within ±{:.1}% of the mean){}</div>",
+        "<div class=\"verdict {}\">{} (target: 95% CI within ±{:.1}% of the mean)</div>",
         if flagged.is_empty() { "ok" } else { "warn" },
-        run.points.len(),
+        esc(&run.verdict()),
         meta.rule.ci_target * 100.0,
-        if flagged.is_empty() {
-            String::new()
-        } else {
-            format!(" — {} need attention, see below", flagged.len())
-        }
     );
     h.push_str("<h2>Summary</h2>\n<table><tr>");
     for (i, c) in HEADER.iter().enumerate() {
@@ -399,8 +393,14 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
     }
     h.push_str("</tr>\n");
     for row in rows(run) {
-        let flag = !row.summary.flag().is_empty();
-        let _ = write!(h, "<tr{}>", if flag { " class=\"flag\"" } else { "" });
+        let class = if row.summary.needs_attention() {
+            " class=\"flag\""
+        } else if row.summary.not_applicable() {
+            " class=\"na\""
+        } else {
+            ""
+        };
+        let _ = write!(h, "<tr{class}>");
         for (i, c) in cells(&row).iter().enumerate() {
             let _ = write!(
                 h,
@@ -424,6 +424,19 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
                     .as_ref()
                     .map(|n| format!(": {}", esc(n)))
                     .unwrap_or_default()
+            );
+        }
+        h.push_str("</ul>\n");
+    }
+    let na: Vec<&PointSummary> = run.points.iter().filter(|p| p.not_applicable()).collect();
+    if !na.is_empty() {
+        h.push_str("<h2>Not applicable on this backend</h2>\n<ul>\n");
+        for p in &na {
+            let _ = writeln!(
+                h,
+                "<li><code>{}</code>: {}</li>",
+                esc(&p.point.id),
+                esc(p.note.as_deref().unwrap_or(""))
             );
         }
         h.push_str("</ul>\n");
@@ -460,7 +473,7 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
                 mean: m.stats.mean,
                 half: m.stats.ci_half_width,
                 pct_baseline,
-                flagged: !p.flag().is_empty(),
+                flagged: p.needs_attention(),
             });
         }
         if by_metric.is_empty() {

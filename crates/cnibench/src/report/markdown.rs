@@ -51,10 +51,25 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
     let body: Vec<Vec<String>> = rows(run).iter().map(cells).collect();
     out.push_str("## Results\n\n");
     out.push_str(&table(&HEADER, &body));
-    let flagged: Vec<_> = run.points.iter().filter(|p| !p.flag().is_empty()).collect();
-    if !flagged.is_empty() {
-        out.push_str("\n## Needs attention\n\n");
-        for p in flagged {
+    let _ = writeln!(out, "\n{}", run.verdict());
+    for (title, points) in [
+        (
+            "Needs attention",
+            run.points
+                .iter()
+                .filter(|p| p.needs_attention())
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "Not applicable on this backend",
+            run.points.iter().filter(|p| p.not_applicable()).collect(),
+        ),
+    ] {
+        if points.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n## {title}\n");
+        for p in points {
             let _ = writeln!(
                 out,
                 "- **{}** `{}`{}",

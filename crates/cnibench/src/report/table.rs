@@ -127,33 +127,38 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
     out
 }
 
-/// Notes under a table: unconverged and failed points with their reasons, warnings.
+/// Notes under a table: the verdict, points needing attention and not-applicable points
+/// with their reasons, warnings.
 pub fn footer(run: &RunSummary) -> String {
-    let mut out = String::new();
-    let flagged: Vec<_> = run.points.iter().filter(|p| !p.flag().is_empty()).collect();
-    let converged = run.points.len() - flagged.len();
-    let _ = write!(
-        out,
-        "\n{converged} of {} points converged",
-        run.points.len()
+    let mut out = format!("\n{}\n", run.verdict());
+    let list = |out: &mut String, title: &str, points: Vec<&crate::results::PointSummary>| {
+        if points.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "{title}:");
+        for p in points {
+            let _ = writeln!(
+                out,
+                "  {:<28} {}{}",
+                p.flag(),
+                p.point.id,
+                p.note
+                    .as_ref()
+                    .map(|n| format!(": {n}"))
+                    .unwrap_or_default()
+            );
+        }
+    };
+    list(
+        &mut out,
+        "needs attention",
+        run.points.iter().filter(|p| p.needs_attention()).collect(),
     );
-    if flagged.is_empty() {
-        out.push('\n');
-        return out;
-    }
-    out.push_str("; needing attention:\n");
-    for p in flagged {
-        let _ = writeln!(
-            out,
-            "  {:<28} {}{}",
-            p.flag(),
-            p.point.id,
-            p.note
-                .as_ref()
-                .map(|n| format!(": {n}"))
-                .unwrap_or_default()
-        );
-    }
+    list(
+        &mut out,
+        "not applicable",
+        run.points.iter().filter(|p| p.not_applicable()).collect(),
+    );
     for w in &run.warnings {
         let _ = writeln!(out, "warning: {w}");
     }

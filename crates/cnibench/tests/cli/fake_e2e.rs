@@ -48,7 +48,7 @@ fn fake_run_report_compare() {
     assert!(csv.stdout.starts_with("run,label,point,"), "{csv:?}");
     let html = run(tmp.path(), &["report", "cni-a", "--format", "html"]);
     assert!(
-        html.stdout.contains("<svg") && html.stdout.contains("5 of 6 points converged"),
+        html.stdout.contains("<svg") && html.stdout.contains("5 of 6 measured points converged"),
         "{}",
         &html.stdout[..500]
     );
@@ -181,7 +181,7 @@ fn fake_import_iperf3_and_compare_with_netload_baseline() {
     assert_eq!(r.code, 0, "{r:?}");
     let r = run(tmp.path(), &["report", "iperf", "--format", "table"]);
     assert!(
-        r.stdout.contains("9.00 Gbit/s") && r.stdout.contains("1 of 1 points converged"),
+        r.stdout.contains("9.00 Gbit/s") && r.stdout.contains("1 of 1 measured points converged"),
         "{r:?}"
     );
     let c = run(tmp.path(), &["compare", "iperf", netload.to_str().unwrap()]);
