@@ -183,7 +183,11 @@ fn run_point(
                 if !warmup && let Some(v) = rec.metrics.get(primary) {
                     values.push(*v);
                 }
-                writer.append(&Record::Rep(rec.clone()))?;
+                if let Err(e) = writer.append(&Record::Rep(rec.clone())) {
+                    // Cannot record: stop measuring, but leave nothing behind.
+                    let _ = backend.teardown(point);
+                    return Err(e);
+                }
                 observer.rep_finished(point, &rec, &values);
                 next_rep += 1;
                 warmups_left = warmups_left.saturating_sub(1);
