@@ -451,13 +451,14 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
             scenarios.push(&p.point.scenario);
         }
     }
+    let mut unmeasured: Vec<&str> = Vec::new();
     for scenario in scenarios {
         let points: Vec<&PointSummary> = run
             .points
             .iter()
             .filter(|p| p.point.scenario == scenario)
             .collect();
-        let _ = writeln!(h, "<section><h3>{}</h3>", esc(scenario));
+        let mut section = String::new();
         let mut by_metric: BTreeMap<&str, Vec<Bar>> = BTreeMap::new();
         for p in &points {
             let Some(m) = p.primary_summary() else {
@@ -477,22 +478,34 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
             });
         }
         if by_metric.is_empty() {
-            h.push_str("<p>No measurements (see the table for why).</p>\n");
+            unmeasured.push(scenario);
+            continue;
         }
         for (metric, bars) in by_metric {
             let info = metrics::info(metric);
-            h.push_str(&bar_chart(
+            section.push_str(&bar_chart(
                 &format!("{}: {} (mean, 95% CI)", scenario, info.label),
                 info.unit,
                 &bars,
             ));
-            h.push('\n');
+            section.push('\n');
         }
         for chart in sweep_charts(run, &points) {
-            h.push_str(&chart);
-            h.push('\n');
+            section.push_str(&chart);
+            section.push('\n');
         }
-        h.push_str("</section>\n");
+        let _ = writeln!(
+            h,
+            "<section><h3>{}</h3>\n{section}</section>",
+            esc(scenario)
+        );
+    }
+    if !unmeasured.is_empty() {
+        let _ = writeln!(
+            h,
+            "<p class=\"meta\">No measurements, so no charts, for: {} (see the table for why).</p>",
+            esc(&unmeasured.join(", "))
+        );
     }
     h.push_str("<details><summary>Raw repetitions (every measured value)</summary>\n");
     for p in &run.points {
