@@ -39,6 +39,9 @@ impl Line {
         let Some(cell) = self.cells.get(i).and_then(Option::as_ref) else {
             return "not measured";
         };
+        if self.cells.first().is_none_or(Option::is_none) {
+            return "not in the first run";
+        }
         match (cell.welch, cell.delta_pct) {
             (Some(w), Some(d)) if w.significant() => {
                 if (d > 0.0) == self.metric.higher_is_better {

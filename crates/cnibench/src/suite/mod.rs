@@ -577,6 +577,27 @@ mod tests {
         assert!(err.contains("from 1 to 128"), "{err}");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn matrix_size_is_the_product_of_list_lengths(
+            services in proptest::collection::btree_set(1u32..100_000, 1..6),
+            placements in proptest::sample::subsequence(vec!["inter", "intra"], 1..=2),
+            workloads in proptest::sample::subsequence(vec!["tcp", "udp", "tcp-crr"], 1..=3),
+        ) {
+            let list = |v: Vec<String>| v.join(", ");
+            let text = format!(
+                "[[scenario]]\nkind = \"pod-to-service\"\nservices = [{}]\nplacement = [{}]\nworkload = [{}]\n",
+                list(services.iter().map(ToString::to_string).collect()),
+                list(placements.iter().map(|p| format!("\"{p}\"")).collect()),
+                list(workloads.iter().map(|w| format!("\"{w}\"")).collect()),
+            );
+            let points = expand(&file::parse(&text, "p.toml").unwrap()).unwrap();
+            proptest::prop_assert_eq!(points.len(), services.len() * placements.len() * workloads.len());
+            let ids: BTreeSet<&String> = points.iter().map(|p| &p.id).collect();
+            proptest::prop_assert_eq!(ids.len(), points.len());
+        }
+    }
+
     #[test]
     fn builtin_suites_expand() {
         let thesis = expand(&presets::load("thesis").unwrap()).unwrap();

@@ -133,13 +133,35 @@ fn loopback_with_real_netload() {
             "real",
             "--only",
             "baseline,pod-to-pod,rr-latency",
+            "--set",
+            "duration=1",
+            "--max-reps",
+            "4",
         ],
     );
     assert_eq!(r.code, 0, "{r:?}");
-    let e = ends(&tmp.path().join("real"));
+    let dir = tmp.path().join("real");
+    let e = ends(&dir);
+    let measured = |s: &str| s == "converged" || s == "max-reps" || s == "time-budget";
+    for prefix in ["baseline/", "pod-to-pod/"] {
+        assert!(
+            e.iter().any(|(p, s)| p.starts_with(prefix) && measured(s)),
+            "{e:?}"
+        );
+    }
+    // rr runs where netload has it and is recorded as not yet supported where it has not.
     assert!(
         e.iter()
-            .any(|(p, s)| p.starts_with("baseline") && (s == "converged" || s == "max-reps")),
+            .any(|(p, s)| p.starts_with("rr-latency") && (measured(s) || s == "not-applicable")),
         "{e:?}"
+    );
+    assert!(dir.join("report.html").is_file());
+    let raw = &records(&dir)[0]["raw"];
+    assert!(
+        raw["flows"][0]["receiver_bits_per_second"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{raw}"
     );
 }
