@@ -81,10 +81,12 @@ impl Observer for Progress {
             bar.set_position(values.len() as u64);
             let ci = stats::summarize(values)
                 .and_then(|s| s.ci_relative)
-                .map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0));
+                .map_or("CI after 2 reps".to_string(), |r| {
+                    format!("CI ±{:.1}%", r * 100.0)
+                });
             let kind = if rep.warmup { " (warm-up done)" } else { "" };
             bar.set_message(format!(
-                "{}  CI ±{ci} (target {:.1}%){kind}",
+                "{}  {ci} (target ±{:.1}%){kind}",
                 point.id,
                 self.rule.ci_target * 100.0
             ));

@@ -306,6 +306,7 @@ impl PointSummary {
                 PointStatus::Converged => "",
                 other => other.as_str(),
             },
+            None if self.metrics.is_empty() && self.warmups == 0 => "NOT RUN",
             None => "INCOMPLETE",
         }
     }
