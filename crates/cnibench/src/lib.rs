@@ -13,9 +13,13 @@
 //! - [`metrics`]: metric catalogue and extraction from netload's JSON (pure);
 //! - [`results`]: run directory, `meta.json`, `results.jsonl`, `summary.json`, resume;
 //! - [`backend`]: the `Backend` trait, the `fake` and `loopback` backends;
-//! - [`runner`]: the repetition loop, progress and Ctrl-C;
+//! - [`runner`]: the repetition loop; cancellation (Ctrl-C) through [`backend::Cancel`];
+//! - [`progress`]: indicatif progress bars (a [`runner::Observer`]);
 //! - [`report`]: renderers returning strings (pure), `compare`, iperf3 import;
+//! - [`host`]: host facts for `meta.json`;
 //! - [`clock`]: the one owner of time.
+//!
+//! `main.rs` parses the command line (clap), installs the signal handlers and calls these.
 
 pub mod backend;
 pub mod clock;

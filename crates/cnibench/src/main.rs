@@ -385,6 +385,7 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
             rule,
             warmup_reps: a.rule.warmup,
             points,
+            command: std::env::args().collect(),
         };
         let (dir, writer) = RunDir::create(&out, &meta)
             .with_context(|| format!("cannot start a run in {}", out.display()))?;
@@ -506,7 +507,7 @@ fn cmd_import(a: ImportArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let run_id = run_id("iperf3", a.label.as_deref().or(Some("iperf3")));
     let created = clock::utc_rfc3339(clock::wall_time().as_secs());
-    let (meta, records) = report::iperf3::import(
+    let (mut meta, records) = report::iperf3::import(
         &docs,
         &a.name,
         &run_id,
@@ -514,6 +515,7 @@ fn cmd_import(a: ImportArgs) -> Result<()> {
         a.label.clone(),
         host::host_info(),
     )?;
+    meta.command = std::env::args().collect();
     let out = a.out.unwrap_or_else(|| Path::new("results").join(&run_id));
     let (dir, mut writer) = RunDir::create(&out, &meta)?;
     for r in &records {

@@ -45,6 +45,9 @@ pub struct Meta {
     pub warmup_reps: u32,
     /// The expanded points, in order (so `--resume` needs no suite file).
     pub points: Vec<Point>,
+    /// The command line that started the run (for reproducing it).
+    #[serde(default)]
+    pub command: Vec<String>,
 }
 
 /// Facts about the host cnibench ran on.

@@ -324,6 +324,7 @@ mod tests {
             rule: StopRule::default(),
             warmup_reps: 1,
             points: points.clone(),
+            command: vec![],
         };
         let (_, mut writer) = RunDir::create(tmp.path(), &meta).unwrap();
         let cancel = Cancel::default();

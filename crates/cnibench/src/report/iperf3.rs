@@ -187,6 +187,7 @@ pub fn import(
         rule,
         warmup_reps: 0,
         points: vec![point],
+        command: Vec::new(),
     };
     Ok((meta, records))
 }

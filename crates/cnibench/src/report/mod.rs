@@ -174,6 +174,7 @@ kind = "rr-latency"
             rule: StopRule::default(),
             warmup_reps: 1,
             points: points.clone(),
+            command: vec!["cnibench".into(), "run".into()],
         };
         let mut fake = FakeBackend::new(seed);
         let mut records = Vec::new();
