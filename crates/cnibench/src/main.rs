@@ -278,8 +278,14 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
     let suite = load_suite(&a.suite)?;
     let points = suite::expand(&suite)?;
     let rule = rule(&a.rule)?;
-    // The loopback backend only needs the binary to run, not to plan.
-    let backend: Option<Box<dyn Backend>> = backend(a.backend.backend, &a.backend).ok();
+    // Planning needs no tools: a loopback plan without netload still shows what applies.
+    let backend: Option<Box<dyn Backend>> = match backend(a.backend.backend, &a.backend) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("note: {e:#} (needed to run, not to plan)");
+            None
+        }
+    };
     let estimates: Vec<plan::Estimate> = points
         .iter()
         .map(|p| {
@@ -293,9 +299,16 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
         .collect();
     let notes: Vec<Option<String>> = points
         .iter()
-        .map(|p| match backend.as_ref().map(|b| b.applicability(p)) {
-            Some(Readiness::NotApplicable(why)) => Some(format!("not applicable: {why}")),
-            _ => None,
+        .map(|p| {
+            let readiness = match (&backend, a.backend.backend) {
+                (Some(b), _) => b.applicability(p),
+                (None, BackendKind::Loopback) => cnibench::backend::loopback::applicability(p),
+                (None, BackendKind::Fake) => Readiness::Ready,
+            };
+            match readiness {
+                Readiness::NotApplicable(why) => Some(format!("not applicable: {why}")),
+                Readiness::Ready => None,
+            }
         })
         .collect();
     println!(

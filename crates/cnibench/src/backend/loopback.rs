@@ -230,6 +230,38 @@ fn listening_in(table: &str, port: u16) -> bool {
     })
 }
 
+/// Whether one host without a cluster can run `point` (independent of the netload build).
+pub fn applicability(point: &Point) -> Readiness {
+    let o = point.objects;
+    let mut needs = Vec::new();
+    if point.topology.placement == Placement::Inter && !point.topology.host_network {
+        needs.push("two nodes".to_string());
+    }
+    if point.topology.path == PathKind::Service || o.services > 0 {
+        needs.push(format!("{} service(s)", o.services.max(1)));
+    }
+    if o.filler_pods > 0 || o.policies > 0 {
+        needs.push(format!(
+            "{} filler pods and {} network policies",
+            o.filler_pods, o.policies
+        ));
+    }
+    if o.replicas > 1 {
+        needs.push(format!("{} server replicas", o.replicas));
+    }
+    if point.topology.mtu.is_some() {
+        needs.push("an MTU setting".into());
+    }
+    if needs.is_empty() {
+        Readiness::Ready
+    } else {
+        Readiness::NotApplicable(format!(
+            "loopback has one host and no cluster; this point needs {} (use the lab or kube backend)",
+            needs.join(", ")
+        ))
+    }
+}
+
 impl LoopbackBackend {
     /// A backend driving the netload binary at `netload` (see [`locate_netload`]).
     pub fn new(netload: PathBuf) -> Result<Self, BackendError> {
@@ -321,34 +353,7 @@ impl Backend for LoopbackBackend {
     }
 
     fn applicability(&self, point: &Point) -> Readiness {
-        let o = point.objects;
-        let mut needs = Vec::new();
-        if point.topology.placement == Placement::Inter && !point.topology.host_network {
-            needs.push("two nodes".to_string());
-        }
-        if point.topology.path == PathKind::Service || o.services > 0 {
-            needs.push(format!("{} service(s)", o.services.max(1)));
-        }
-        if o.filler_pods > 0 || o.policies > 0 {
-            needs.push(format!(
-                "{} filler pods and {} network policies",
-                o.filler_pods, o.policies
-            ));
-        }
-        if o.replicas > 1 {
-            needs.push(format!("{} server replicas", o.replicas));
-        }
-        if point.topology.mtu.is_some() {
-            needs.push("an MTU setting".into());
-        }
-        if needs.is_empty() {
-            Readiness::Ready
-        } else {
-            Readiness::NotApplicable(format!(
-                "loopback has one host and no cluster; this point needs {} (use the lab or kube backend)",
-                needs.join(", ")
-            ))
-        }
+        applicability(point)
     }
 
     fn prepare(&mut self, point: &Point) -> Result<Readiness, BackendError> {
