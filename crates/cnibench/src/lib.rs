@@ -1,1 +1,35 @@
 //! cnibench: runs suites of CNI benchmark scenarios with netload and reports them.
+//!
+//! Main types: [`suite::Suite`] (validated suite) expanded into [`scenario::Point`]s,
+//! [`backend::Backend`] (where points run), [`runner::run`] (repetitions until the
+//! [`stats::StopRule`] holds), [`results::RunDir`] (crash-safe JSONL store) and
+//! [`report`] (table, Markdown, CSV, HTML, compare).
+//!
+//! Layout:
+//! - [`scenario`]: the typed scenario model (pure);
+//! - [`suite`]: presets, TOML suite files, CLI overrides, expansion into points (pure);
+//! - [`plan`]: the expanded plan and its estimated wall time (pure);
+//! - [`stats`]: descriptive statistics, stopping rule, Welch's t-test (pure);
+//! - [`metrics`]: metric catalogue and extraction from netload's JSON (pure);
+//! - [`results`]: run directory, `meta.json`, `results.jsonl`, `summary.json`, resume;
+//! - [`backend`]: the `Backend` trait, the `fake` and `loopback` backends;
+//! - [`runner`]: the repetition loop; cancellation (Ctrl-C) through [`backend::Cancel`];
+//! - [`progress`]: indicatif progress bars (a [`runner::Observer`]);
+//! - [`report`]: renderers returning strings (pure), `compare`, iperf3 import;
+//! - [`host`]: host facts for `meta.json`;
+//! - [`clock`]: the one owner of time.
+//!
+//! `main.rs` parses the command line (clap), installs the signal handlers and calls these.
+
+pub mod backend;
+pub mod clock;
+pub mod host;
+pub mod metrics;
+pub mod plan;
+pub mod progress;
+pub mod report;
+pub mod results;
+pub mod runner;
+pub mod scenario;
+pub mod stats;
+pub mod suite;

@@ -1,6 +1,541 @@
-//! `cnibench` command line.
+//! `cnibench` command line: parses arguments and calls the library.
 
-fn main() {
-    eprintln!("cnibench: not built yet");
-    std::process::exit(2);
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use cnibench::backend::fake::{FailAt, FakeBackend};
+use cnibench::backend::loopback::{LoopbackBackend, locate_netload};
+use cnibench::backend::{Backend, Cancel, Readiness};
+use cnibench::results::{LoadedRun, Meta, RunDir};
+use cnibench::runner::{self, RunConfig};
+use cnibench::stats::StopRule;
+use cnibench::suite::{self, Overrides, Suite, presets};
+use cnibench::{clock, host, plan, progress, report};
+
+/// Kubernetes CNI benchmarks driven by netload: suites, repetitions until the confidence
+/// interval is tight, crash-safe results, reports and comparisons.
+#[derive(Parser, Debug)]
+#[command(name = "cnibench", version, about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a suite (or continue one with --resume) and write a run directory.
+    Run(RunArgs),
+    /// Print the expanded points of a suite and the estimated wall time.
+    Plan(PlanArgs),
+    /// Render a run directory: terminal table, Markdown, CSV, HTML.
+    Report(ReportArgs),
+    /// Compare runs point by point (Welch's t-test on the repetitions).
+    Compare(CompareArgs),
+    /// Turn `iperf3 -J` results (one file per repetition) into a run directory.
+    #[command(name = "import-iperf3")]
+    ImportIperf3(ImportArgs),
+    /// Print a built-in suite as TOML (a starting point for your own suite file).
+    Suite {
+        /// Built-in suite name.
+        #[arg(default_value = "thesis", value_parser = ["thesis", "quick"])]
+        name: String,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum BackendKind {
+    /// Deterministic simulated results (no privileges; for tests and demos).
+    Fake,
+    /// Real netload processes on 127.0.0.1.
+    Loopback,
+}
+
+#[derive(Args, Debug, Clone)]
+struct SuiteArgs {
+    /// Built-in suite (thesis, quick) or path to a TOML suite file.
+    #[arg(long, default_value = "quick")]
+    suite: String,
+    /// Run only these scenario ids (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Skip these scenario ids (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+    /// Replace a parameter's values in every scenario it applies to, e.g. services=1,10,100.
+    #[arg(long = "set", value_name = "KEY=V1,V2")]
+    set: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct BackendArgs {
+    /// Where to run the points.
+    #[arg(long, value_enum, default_value = "loopback")]
+    backend: BackendKind,
+    /// netload binary (default: next to cnibench).
+    #[arg(long, env = "NETLOAD")]
+    netload: Option<PathBuf>,
+    /// Seed of the fake backend.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Fake backend: fail at `POINT_SUBSTRING@REP` (for tests).
+    #[arg(long, hide = true)]
+    fake_fail: Option<FailAt>,
+    /// Fake backend: real milliseconds per repetition (for tests).
+    #[arg(long, hide = true, default_value_t = 0)]
+    fake_delay_ms: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+struct RuleArgs {
+    /// Target relative half-width of the 95% CI of the mean, percent.
+    #[arg(long, default_value_t = 2.5)]
+    ci_target: f64,
+    /// Fewest measured repetitions per point.
+    #[arg(long, default_value_t = 3)]
+    min_reps: usize,
+    /// Most measured repetitions per point.
+    #[arg(long, default_value_t = 12)]
+    max_reps: usize,
+    /// Wall-time budget per point (seconds, or with a unit: 90s, 10m).
+    #[arg(long, default_value = "10m")]
+    time_budget: String,
+    /// Warm-up repetitions per point (discarded).
+    #[arg(long, default_value_t = 1)]
+    warmup: u32,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    suite: SuiteArgs,
+    #[command(flatten)]
+    backend: BackendArgs,
+    #[command(flatten)]
+    rule: RuleArgs,
+    /// Run directory (default: results/<run-id>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A label for the run, e.g. the CNI and its version.
+    #[arg(long)]
+    label: Option<String>,
+    /// Continue an interrupted run in this directory (suite, rule and backend come from it).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["out", "suite", "only", "skip", "set"])]
+    resume: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct PlanArgs {
+    #[command(flatten)]
+    suite: SuiteArgs,
+    #[command(flatten)]
+    backend: BackendArgs,
+    #[command(flatten)]
+    rule: RuleArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// Aligned terminal table.
+    Table,
+    /// Markdown.
+    Markdown,
+    /// CSV.
+    Csv,
+    /// Self-contained HTML with SVG charts.
+    Html,
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// The run directory.
+    run_dir: PathBuf,
+    /// Print this format to stdout (default: the table, and write report.md, report.csv and
+    /// report.html into the run directory).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    /// Run directories; the first is the reference.
+    #[arg(required = true, num_args = 2..)]
+    runs: Vec<PathBuf>,
+    /// Output format (table, markdown, csv).
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+#[derive(Args, Debug)]
+struct ImportArgs {
+    /// `iperf3 -J` output files, one repetition each.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Point id to file the results under, e.g. baseline/workload=tcp to compare with a
+    /// netload run's baseline.
+    #[arg(long = "as", value_name = "NAME")]
+    name: String,
+    /// Run directory (default: results/<stamp>-iperf3).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A label for the run.
+    #[arg(long)]
+    label: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => cmd_run(&a),
+        Command::Plan(a) => cmd_plan(&a).map(|()| ExitCode::SUCCESS),
+        Command::Report(a) => cmd_report(&a).map(|()| ExitCode::SUCCESS),
+        Command::Compare(a) => cmd_compare(&a).map(|()| ExitCode::SUCCESS),
+        Command::ImportIperf3(a) => cmd_import(a).map(|()| ExitCode::SUCCESS),
+        Command::Suite { name } => {
+            print!("{}", presets::text(&name).unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cnibench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_suite(a: &SuiteArgs) -> Result<Suite> {
+    let suite = if let Some(s) = presets::load(&a.suite) {
+        s
+    } else {
+        let path = Path::new(&a.suite);
+        let text = std::fs::read_to_string(path).map_err(|source| suite::SuiteError::Read {
+            path: a.suite.clone(),
+            builtins: presets::NAMES.join(", "),
+            source,
+        })?;
+        suite::file::parse(&text, &a.suite)?
+    };
+    let set = a
+        .set
+        .iter()
+        .map(|s| suite::parse_set(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let overrides = Overrides {
+        only: a.only.clone(),
+        skip: a.skip.clone(),
+        set,
+    };
+    Ok(suite.apply(&overrides)?)
+}
+
+fn rule(a: &RuleArgs) -> Result<StopRule> {
+    let budget = suite::params::parse_seconds(&a.time_budget)
+        .map_err(|e| anyhow::anyhow!("--time-budget: {e}"))?;
+    if !(a.ci_target > 0.0 && a.ci_target < 100.0) {
+        bail!(
+            "--ci-target: {} is out of range (a percentage between 0 and 100, e.g. 2.5)",
+            a.ci_target
+        );
+    }
+    if a.min_reps < 2 || a.max_reps < a.min_reps {
+        bail!(
+            "--min-reps {} / --max-reps {}: need 2 <= min-reps <= max-reps",
+            a.min_reps,
+            a.max_reps
+        );
+    }
+    Ok(StopRule {
+        ci_target: a.ci_target / 100.0,
+        min_reps: a.min_reps,
+        max_reps: a.max_reps,
+        time_budget_s: budget,
+    })
+}
+
+fn backend(kind: BackendKind, a: &BackendArgs) -> Result<Box<dyn Backend>> {
+    Ok(match kind {
+        BackendKind::Fake => {
+            let mut f = FakeBackend::new(a.seed);
+            f.fail.clone_from(&a.fake_fail);
+            f.delay = Duration::from_millis(a.fake_delay_ms);
+            Box::new(f)
+        }
+        BackendKind::Loopback => {
+            let path = locate_netload(a.netload.as_deref())?;
+            Box::new(LoopbackBackend::new(path)?)
+        }
+    })
+}
+
+fn cmd_plan(a: &PlanArgs) -> Result<()> {
+    let suite = load_suite(&a.suite)?;
+    let points = suite::expand(&suite)?;
+    let rule = rule(&a.rule)?;
+    // Planning needs no tools: a loopback plan without netload still shows what applies.
+    let backend: Option<Box<dyn Backend>> = match backend(a.backend.backend, &a.backend) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("note: {e:#} (needed to run, not to plan)");
+            None
+        }
+    };
+    let estimates: Vec<plan::Estimate> = points
+        .iter()
+        .map(|p| {
+            let (setup, overhead) = backend
+                .as_ref()
+                .map_or((Duration::ZERO, Duration::from_millis(200)), |b| {
+                    (b.setup_estimate(p), b.rep_overhead())
+                });
+            plan::estimate(p, &rule, a.rule.warmup, setup, overhead)
+        })
+        .collect();
+    let notes: Vec<Option<String>> = points
+        .iter()
+        .map(|p| {
+            let readiness = match (&backend, a.backend.backend) {
+                (Some(b), _) => b.applicability(p),
+                (None, BackendKind::Loopback) => cnibench::backend::loopback::applicability(p),
+                (None, BackendKind::Fake) => Readiness::Ready,
+            };
+            match readiness {
+                Readiness::NotApplicable(why) => Some(format!("not applicable: {why}")),
+                Readiness::Ready => None,
+            }
+        })
+        .collect();
+    println!(
+        "suite {} ({}), backend {}\n",
+        suite.name,
+        suite.description,
+        format!("{:?}", a.backend.backend).to_lowercase()
+    );
+    print!("{}", plan::render(&points, &estimates, &notes));
+    Ok(())
+}
+
+fn run_id(suite: &str, label: Option<&str>) -> String {
+    let stamp = clock::utc_stamp(clock::wall_time().as_secs());
+    let tail: String = label
+        .unwrap_or(suite)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{stamp}-{tail}")
+}
+
+fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
+    let cancel_flag = Arc::new(AtomicBool::new(false));
+    // A second Ctrl-C exits at once (exit status 130); the first asks for a clean stop.
+    signal_hook::flag::register_conditional_shutdown(
+        signal_hook::consts::SIGINT,
+        130,
+        Arc::clone(&cancel_flag),
+    )
+    .context("cannot install the Ctrl-C handler")?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&cancel_flag))
+        .context("cannot install the Ctrl-C handler")?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&cancel_flag))
+        .context("cannot install the SIGTERM handler")?;
+    let cancel = Cancel::from_flag(cancel_flag);
+
+    let (dir, meta, prior, mut writer, mut backend) = if let Some(resume) = &a.resume {
+        let (dir, loaded, writer) = RunDir::resume(resume)?;
+        for w in &loaded.parsed.warnings {
+            eprintln!("warning: {}: {w}", resume.display());
+        }
+        let kind = match loaded.meta.backend.as_str() {
+            "fake" => BackendKind::Fake,
+            "loopback" => BackendKind::Loopback,
+            other => bail!(
+                "{}: cannot resume a run of backend `{other}` with this cnibench",
+                resume.display()
+            ),
+        };
+        let backend = backend(kind, &a.backend)?;
+        let LoadedRun { meta, parsed, .. } = loaded;
+        eprintln!(
+            "resuming {} ({} records so far)",
+            dir.path.display(),
+            parsed.records.len()
+        );
+        (dir, meta, parsed.records, writer, backend)
+    } else {
+        let suite = load_suite(&a.suite)?;
+        let points = suite::expand(&suite)?;
+        let rule = rule(&a.rule)?;
+        // Find the tools before creating anything on disk.
+        let backend = backend(a.backend.backend, &a.backend)?;
+        let run_id = run_id(&suite.name, a.label.as_deref());
+        let out = a
+            .out
+            .clone()
+            .unwrap_or_else(|| Path::new("results").join(&run_id));
+        let mut tools = backend.tools();
+        tools.insert("cnibench".into(), env!("CARGO_PKG_VERSION").into());
+        let meta = Meta {
+            format_version: cnibench::results::FORMAT_VERSION,
+            run_id,
+            created: clock::utc_rfc3339(clock::wall_time().as_secs()),
+            backend: backend.name().into(),
+            label: a.label.clone(),
+            suite: suite.name.clone(),
+            host: host::host_info(),
+            tools,
+            rule,
+            warmup_reps: a.rule.warmup,
+            points,
+            command: std::env::args().collect(),
+        };
+        let (dir, writer) = RunDir::create(&out, &meta)
+            .with_context(|| format!("cannot start a run in {}", out.display()))?;
+        eprintln!("run directory: {}", dir.path.display());
+        (dir, meta, Vec::new(), writer, backend)
+    };
+
+    let config = RunConfig {
+        rule: meta.rule,
+        warmup_reps: meta.warmup_reps,
+    };
+    let mut bars = progress::Progress::new(meta.points.len(), meta.rule);
+    let outcome = runner::run(
+        backend.as_mut(),
+        &meta.points,
+        &prior,
+        &mut writer,
+        &config,
+        &cancel,
+        &mut bars,
+    );
+    bars.finish();
+    let outcome = outcome.context("results could not be written; the run stopped")?;
+
+    let (_, loaded) = RunDir::open(&dir.path)?;
+    let summary = loaded.summary();
+    dir.write_summary(&summary)?;
+    write_reports(&dir.path, &loaded.meta, &summary)?;
+    println!("{}", report::table::render(&loaded.meta, &summary));
+    eprintln!(
+        "results: {} (report.html, report.md, report.csv, summary.json)",
+        dir.path.display()
+    );
+    if outcome.interrupted {
+        eprintln!(
+            "interrupted: what was measured is saved; continue with `cnibench run --resume {}`",
+            dir.path.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    if outcome.failed > 0 {
+        eprintln!(
+            "cnibench: {} point(s) failed (see the table); measured repetitions are kept; retry them with `cnibench run --resume {}`",
+            outcome.failed,
+            dir.path.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_reports(dir: &Path, meta: &Meta, summary: &cnibench::results::RunSummary) -> Result<()> {
+    for (name, text) in [
+        ("report.md", report::markdown::render(meta, summary)),
+        ("report.csv", report::csv::render(summary)),
+        ("report.html", report::html::render(meta, summary)),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn open_run(path: &Path) -> Result<LoadedRun> {
+    let (_, loaded) = RunDir::open(path)?;
+    for w in &loaded.parsed.warnings {
+        eprintln!("warning: {}: {w}", path.display());
+    }
+    Ok(loaded)
+}
+
+fn cmd_report(a: &ReportArgs) -> Result<()> {
+    let loaded = open_run(&a.run_dir)?;
+    let summary = loaded.summary();
+    match a.format {
+        None => {
+            write_reports(&a.run_dir, &loaded.meta, &summary)?;
+            print!("{}", report::table::render(&loaded.meta, &summary));
+            eprintln!(
+                "wrote report.html, report.md and report.csv in {}",
+                a.run_dir.display()
+            );
+        }
+        Some(Format::Table) => print!("{}", report::table::render(&loaded.meta, &summary)),
+        Some(Format::Markdown) => print!("{}", report::markdown::render(&loaded.meta, &summary)),
+        Some(Format::Csv) => print!("{}", report::csv::render(&summary)),
+        Some(Format::Html) => print!("{}", report::html::render(&loaded.meta, &summary)),
+    }
+    Ok(())
+}
+
+fn cmd_compare(a: &CompareArgs) -> Result<()> {
+    let runs = a
+        .runs
+        .iter()
+        .map(|p| open_run(p).map(|l| l.summary()))
+        .collect::<Result<Vec<_>>>()?;
+    let lines = report::compare::compare(&runs);
+    match a.format {
+        Format::Table => print!("{}", report::compare::render_table(&runs, &lines)),
+        Format::Markdown => print!("{}", report::compare::render_markdown(&runs, &lines)),
+        Format::Csv => print!("{}", report::compare::render_csv(&runs, &lines)),
+        Format::Html => bail!("compare renders table, markdown or csv"),
+    }
+    Ok(())
+}
+
+fn cmd_import(a: ImportArgs) -> Result<()> {
+    let docs = a
+        .files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read {}", f.display()))?;
+            let json = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", f.display()))?;
+            Ok((f.display().to_string(), json))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let run_id = run_id("iperf3", a.label.as_deref().or(Some("iperf3")));
+    let created = clock::utc_rfc3339(clock::wall_time().as_secs());
+    let (mut meta, records) = report::iperf3::import(
+        &docs,
+        &a.name,
+        &run_id,
+        &created,
+        a.label.clone(),
+        host::host_info(),
+    )?;
+    meta.command = std::env::args().collect();
+    let out = a.out.unwrap_or_else(|| Path::new("results").join(&run_id));
+    let (dir, mut writer) = RunDir::create(&out, &meta)?;
+    for r in &records {
+        writer.append(r)?;
+    }
+    let summary = cnibench::results::summarize(&meta, &records, &[]);
+    dir.write_summary(&summary)?;
+    println!("{}", dir.path.display());
+    Ok(())
 }

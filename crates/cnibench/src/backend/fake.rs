@@ -1,0 +1,325 @@
+//! A deterministic backend: seeded noise around a simple model of how topology and objects
+//! cost throughput and latency. No privileges, no processes; the same seed gives the same
+//! run. Stream results are complete netload `StreamReport` documents, so the same
+//! extraction code runs as with real netload.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use netload::report::{CpuReport, FlowDirection, NodeCpu, SideReport};
+use netload::spec::{Protocol, TestSpec};
+use serde_json::json;
+
+use super::{Backend, BackendError, Cancel, Readiness, RepOutcome};
+use crate::metrics;
+use crate::scenario::{PathKind, Placement, Point, RrMode, Workload};
+
+/// Where the fake backend should fail, for tests of failure handling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailAt {
+    /// A substring of the point id.
+    pub point: String,
+    /// Repetition index (warm-up is 0).
+    pub rep: u32,
+}
+
+impl std::str::FromStr for FailAt {
+    type Err = String;
+
+    /// Parses `POINT_SUBSTRING@REP`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (point, rep) = s
+            .rsplit_once('@')
+            .ok_or_else(|| format!("expected POINT@REP, got `{s}`"))?;
+        let rep = rep
+            .parse()
+            .map_err(|_| format!("bad repetition in `{s}`"))?;
+        Ok(FailAt {
+            point: point.into(),
+            rep,
+        })
+    }
+}
+
+/// The fake backend.
+#[derive(Debug, Clone)]
+pub struct FakeBackend {
+    /// Seed of the noise.
+    pub seed: u64,
+    /// Injected failure.
+    pub fail: Option<FailAt>,
+    /// Real time each repetition takes (0 = instant); cancellable.
+    pub delay: Duration,
+}
+
+impl FakeBackend {
+    /// A fake with `seed`, no failures and no delay.
+    pub fn new(seed: u64) -> Self {
+        FakeBackend {
+            seed,
+            fail: None,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// FNV-1a, a stable hash (std's hasher may change between Rust releases).
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// `SplitMix64` (Steele, Lea, Flood 2014): a tiny, well-mixed generator.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Approximately standard normal: Irwin–Hall sum of 12 uniforms minus 6.
+    fn normal(&mut self) -> f64 {
+        (0..12).map(|_| self.uniform()).sum::<f64>() - 6.0
+    }
+}
+
+fn log_cost(n: u32, per_decade: f64) -> f64 {
+    1.0 + per_decade * f64::from(n + 1).log10()
+}
+
+impl FakeBackend {
+    fn rng(&self, point: &Point, rep: u32) -> SplitMix {
+        SplitMix(self.seed ^ fnv1a(point.id.as_bytes()) ^ u64::from(rep).wrapping_mul(0x9e37_79b9))
+    }
+
+    /// Multiplicative slowdown of the datapath for this point (1 = baseline).
+    fn slowdown(point: &Point) -> f64 {
+        let o = point.objects;
+        let mut s = log_cost(o.services, 0.03) * log_cost(o.policies, 0.04);
+        if !point.topology.host_network {
+            s *= 1.06; // veth + bridge or overlay
+        }
+        if point.topology.path == PathKind::Service {
+            s *= 1.03; // NAT
+        }
+        s
+    }
+
+    // `..Default::default()` on complete literals keeps this compiling when netload adds
+    // fields to its report types.
+    #[allow(clippy::needless_update)]
+    fn stream(
+        point: &Point,
+        s: &crate::scenario::StreamWorkload,
+        rng: &mut SplitMix,
+    ) -> serde_json::Value {
+        let base_gbps = match (point.topology.placement, s.udp) {
+            (Placement::Inter, false) => 9.4,
+            (Placement::Intra, false) => 28.0,
+            (Placement::Inter, true) => 3.1,
+            (Placement::Intra, true) => 4.2,
+        };
+        let noise = 1.0 + 0.012 * rng.normal();
+        let gbps = base_gbps * f64::from(s.streams).powf(0.15) / Self::slowdown(point) * noise;
+        let duration = s.duration.0;
+        let bytes = (gbps * 1e9 / 8.0 * duration) as u64;
+        let cpu_s_per_gb = 0.9 * Self::slowdown(point) * (1.0 + 0.02 * rng.normal());
+        let side = |busy_s_per_gb: f64, softirq_share: f64| {
+            let busy = busy_s_per_gb * bytes as f64 / 1e9;
+            SideReport {
+                bytes,
+                bits_per_second: gbps * 1e9,
+                sent_bytes: bytes,
+                received_bytes: bytes,
+                duration_s: duration,
+                cpu: CpuReport {
+                    window_s: duration,
+                    process_user_s: busy * 0.1,
+                    process_system_s: busy * 0.4,
+                    process_s_per_gb: Some(busy_s_per_gb * 0.5),
+                    node: NodeCpu {
+                        cores: 8,
+                        user: busy * 0.15,
+                        system: busy * (0.85 - softirq_share),
+                        softirq: busy * softirq_share,
+                        idle: 8.0 * duration - busy,
+                        ..NodeCpu::default()
+                    },
+                    node_busy_s_per_gb: Some(busy_s_per_gb),
+                    ..CpuReport::default()
+                },
+                ..SideReport::default()
+            }
+        };
+        let packets = s.udp.then_some(bytes / 1400);
+        let lost = packets.map(|p| (p as f64 * 0.001 * rng.uniform()) as u64);
+        // Built through netload's own constructor and `Default`s, and assembled as JSON,
+        // so fields netload adds later (with serde defaults) do not break the fake.
+        let mut spec = TestSpec::new(if s.udp { Protocol::Udp } else { Protocol::Tcp });
+        spec.direction = s.direction;
+        spec.duration_s = duration;
+        spec.omit_s = s.omit.0;
+        spec.parallel = s.streams;
+        if let Some(l) = s.length {
+            spec.length = l.0 as u32;
+        }
+        spec.mss = s.mss;
+        spec.udp_rate_bps = s.rate.0;
+        let bps = gbps * 1e9;
+        let flow = json!({
+            "direction": FlowDirection::ClientToServer,
+            "sender_bytes": bytes,
+            "receiver_bytes": bytes,
+            "sender_bits_per_second": bps,
+            "receiver_bits_per_second": bps,
+            "retransmits": (!s.udp).then(|| (rng.uniform() * 20.0) as u64),
+            "packets_sent": packets,
+            "lost": lost,
+            "loss_percent": packets.zip(lost).map(|(p, l)| l as f64 * 100.0 / p.max(1) as f64),
+            "jitter_ms": s.udp.then(|| 0.01 + 0.005 * rng.uniform()),
+        });
+        json!({
+            "schema_version": netload::report::SCHEMA_VERSION,
+            "netload_version": "fake",
+            "started_unix_s": 0.0,
+            "spec": spec,
+            "client": side(cpu_s_per_gb * 0.8, 0.2),
+            "server": side(cpu_s_per_gb, 0.45),
+            "flows": [flow],
+            "warnings": [],
+        })
+    }
+}
+
+impl Backend for FakeBackend {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    fn tools(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([("netload".to_string(), "fake".to_string())])
+    }
+
+    fn applicability(&self, _point: &Point) -> Readiness {
+        Readiness::Ready
+    }
+
+    fn prepare(&mut self, _point: &Point) -> Result<Readiness, BackendError> {
+        Ok(Readiness::Ready)
+    }
+
+    fn run_rep(
+        &mut self,
+        point: &Point,
+        rep: u32,
+        cancel: &Cancel,
+    ) -> Result<RepOutcome, BackendError> {
+        if let Some(f) = &self.fail
+            && point.id.contains(&f.point)
+            && rep == f.rep
+        {
+            return Err(BackendError::Injected {
+                point: point.id.clone(),
+                rep,
+            });
+        }
+        let step = Duration::from_millis(10);
+        let mut waited = Duration::ZERO;
+        while waited < self.delay {
+            if cancel.is_cancelled() {
+                return Err(BackendError::Cancelled);
+            }
+            std::thread::sleep(step);
+            waited += step;
+        }
+        let mut rng = self.rng(point, rep);
+        let slow = Self::slowdown(point);
+        let raw = match &point.workload {
+            Workload::Stream(s) => Self::stream(point, s, &mut rng),
+            Workload::Rr(r) => {
+                let base_us = match point.topology.placement {
+                    Placement::Inter => 32.0,
+                    Placement::Intra => 14.0,
+                } * if r.mode == RrMode::TcpCrr { 3.5 } else { 1.0 };
+                let p50 = base_us * slow * (1.0 + 0.025 * rng.normal());
+                // The layout of netload's `RrReport`.
+                json!({
+                    "schema_version": 1,
+                    "netload_version": "fake",
+                    "transactions_per_second": 1e6 / p50,
+                    "latency": {"p50_us": p50, "p90_us": p50 * 1.4, "p99_us": p50 * 2.6},
+                })
+            }
+            Workload::Http(h) => {
+                let ttfb = (0.8 + 0.02 * f64::from(point.objects.replicas))
+                    * slow
+                    * (1.0 + 0.06 * rng.normal());
+                let secs = h.file_size.0 as f64 * 8.0 / 9e9 + ttfb / 1000.0;
+                // The layout of netload's `HttpReport` (latencies in microseconds).
+                json!({
+                    "schema_version": 1,
+                    "netload_version": "fake",
+                    "totals": {
+                        "requests_per_second": f64::from(h.concurrency) / secs,
+                        "goodput_bits_per_second": h.file_size.0 as f64 * 8.0 / secs,
+                        "ttfb": {"p50_us": ttfb * 1e3, "p99_us": ttfb * 3e3},
+                    },
+                    "replica_fairness": 1.0 - 0.01 * rng.uniform(),
+                })
+            }
+        };
+        let metrics = metrics::extract(point.workload.kind(), &raw).map_err(|message| {
+            BackendError::Output {
+                tool: "fake".into(),
+                message,
+            }
+        })?;
+        Ok(RepOutcome { metrics, raw })
+    }
+
+    fn teardown(&mut self, _point: &Point) -> Result<(), BackendError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::{expand, presets};
+
+    #[test]
+    fn same_seed_same_numbers_and_every_quick_point_runs() {
+        let points = expand(&presets::load("quick").unwrap()).unwrap();
+        let mut a = FakeBackend::new(7);
+        let mut b = FakeBackend::new(7);
+        let cancel = Cancel::default();
+        for p in &points {
+            let x = a.run_rep(p, 1, &cancel).unwrap();
+            let y = b.run_rep(p, 1, &cancel).unwrap();
+            assert_eq!(x, y);
+            assert!(x.metrics.contains_key(metrics::primary(p.workload.kind())));
+        }
+    }
+
+    #[test]
+    fn injected_failure() {
+        let points = expand(&presets::load("quick").unwrap()).unwrap();
+        let mut f = FakeBackend::new(1);
+        f.fail = Some("baseline@2".parse().unwrap());
+        let cancel = Cancel::default();
+        assert!(f.run_rep(&points[0], 1, &cancel).is_ok());
+        assert!(matches!(
+            f.run_rep(&points[0], 2, &cancel),
+            Err(BackendError::Injected { .. })
+        ));
+    }
+}

@@ -1,0 +1,266 @@
+//! Where points run: the [`Backend`] trait and its implementations.
+//!
+//! - [`fake`]: deterministic seeded results, no privileges; drives end-to-end tests;
+//! - [`loopback`]: real `netload` processes on 127.0.0.1; points that need topology or
+//!   cluster objects are reported as not applicable.
+//!
+//! The lab (network namespaces) and kube backends implement the same trait.
+
+pub mod fake;
+pub mod loopback;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::metrics::Metrics;
+use crate::scenario::{Direction, Point, RrMode, RrWorkload, StreamWorkload};
+
+/// Whether a backend can run a point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Environment prepared; repetitions may run.
+    Ready,
+    /// The backend cannot reproduce this point; the reason is recorded.
+    NotApplicable(String),
+}
+
+/// What one repetition produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepOutcome {
+    /// Metrics extracted from the raw output.
+    pub metrics: Metrics,
+    /// The tool's JSON output, untouched.
+    pub raw: serde_json::Value,
+}
+
+/// A shared cancellation flag, set by Ctrl-C.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A flag set from outside (e.g. registered with signal-hook).
+    pub fn from_flag(flag: Arc<AtomicBool>) -> Self {
+        Cancel(flag)
+    }
+
+    /// Whether cancellation was requested.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Requests cancellation.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Failures of a backend.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The tool or backend does not support this workload (yet); the point is recorded as
+    /// not applicable.
+    #[error("{what} is not supported: {reason}")]
+    NotSupported {
+        /// The workload or feature.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// The repetition was cancelled (Ctrl-C).
+    #[error("cancelled")]
+    Cancelled,
+    /// A tool binary could not be found.
+    #[error("{tool} binary not found: {detail}")]
+    ToolMissing {
+        /// The tool.
+        tool: String,
+        /// Where it was looked for and how to point at it.
+        detail: String,
+    },
+    /// A tool could not be started.
+    #[error("cannot start {tool} ({path}): {source}")]
+    Spawn {
+        /// The tool.
+        tool: String,
+        /// The binary.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A tool failed.
+    #[error("{tool} failed ({status}): {stderr}")]
+    Tool {
+        /// The command.
+        tool: String,
+        /// Exit status.
+        status: String,
+        /// The end of its stderr.
+        stderr: String,
+    },
+    /// A tool did not finish in time.
+    #[error("{tool} did not finish within {seconds} s")]
+    Timeout {
+        /// The command.
+        tool: String,
+        /// The limit.
+        seconds: u64,
+    },
+    /// The tool's output could not be read.
+    #[error("cannot read {tool} output: {message}")]
+    Output {
+        /// The command.
+        tool: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment operation failed.
+    #[error("{action}: {source}")]
+    Io {
+        /// What was being done.
+        action: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A failure injected by the fake backend for tests.
+    #[error("injected failure at point {point} repetition {rep}")]
+    Injected {
+        /// Point id.
+        point: String,
+        /// Repetition index.
+        rep: u32,
+    },
+}
+
+/// An environment that can run scenario points.
+pub trait Backend {
+    /// Name recorded in `meta.json`.
+    fn name(&self) -> &'static str;
+
+    /// Versions of the tools it drives, recorded in `meta.json`.
+    fn tools(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    /// Expected time to prepare and tear down a point (for `cnibench plan`).
+    fn setup_estimate(&self, _point: &Point) -> Duration {
+        Duration::ZERO
+    }
+
+    /// Expected process start-up and collection overhead of one repetition.
+    fn rep_overhead(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    /// Whether the backend can run the point at all, without preparing anything.
+    fn applicability(&self, point: &Point) -> Readiness;
+
+    /// Creates the point's environment (objects, namespaces, servers...).
+    fn prepare(&mut self, point: &Point) -> Result<Readiness, BackendError>;
+
+    /// Runs one repetition of the point's workload.
+    fn run_rep(
+        &mut self,
+        point: &Point,
+        rep: u32,
+        cancel: &Cancel,
+    ) -> Result<RepOutcome, BackendError>;
+
+    /// Removes everything `prepare` and `run_rep` created. Called after every prepared
+    /// point: on success, on error and on Ctrl-C. Must be idempotent.
+    fn teardown(&mut self, point: &Point) -> Result<(), BackendError>;
+}
+
+/// Command-line arguments of `netload tcp|udp HOST ... --json` for a stream workload.
+pub fn stream_args(s: &StreamWorkload, host: &str, port: u16) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        if s.udp { "udp" } else { "tcp" }.into(),
+        host.into(),
+        "--port".into(),
+        port.to_string(),
+        "-t".into(),
+        s.duration.0.to_string(),
+        "--omit".into(),
+        s.omit.0.to_string(),
+        "-P".into(),
+        s.streams.to_string(),
+    ];
+    match s.direction {
+        Direction::Forward => {}
+        Direction::Reverse => a.push("-R".into()),
+        Direction::Bidir => a.push("--bidir".into()),
+    }
+    if let Some(l) = s.length {
+        a.extend(["-l".into(), l.0.to_string()]);
+    }
+    if let Some(m) = s.mss {
+        a.extend(["--mss".into(), m.to_string()]);
+    }
+    if s.udp {
+        // netload's UDP default is 1G; always say what the suite asked for (0 = unlimited).
+        a.extend(["--rate".into(), s.rate.0.to_string()]);
+    }
+    a.push("--json".into());
+    a
+}
+
+/// Command-line arguments of `netload rr HOST ... --json` for a request/response workload
+/// (its responder is `netload rr-server`, see [`rr_server_args`]).
+pub fn rr_args(r: &RrWorkload, host: &str, port: u16) -> Vec<String> {
+    let mode = match r.mode {
+        RrMode::TcpRr => "tcp-rr",
+        RrMode::TcpCrr => "tcp-crr",
+        RrMode::UdpRr => "udp-rr",
+    };
+    vec![
+        "rr".into(),
+        host.into(),
+        "--port".into(),
+        port.to_string(),
+        "--mode".into(),
+        mode.into(),
+        "-t".into(),
+        r.duration.0.to_string(),
+        "--size".into(),
+        r.size.0.to_string(),
+        "--json".into(),
+    ]
+}
+
+/// Command-line arguments of the request/response responder.
+pub fn rr_server_args(bind: &str, port: u16) -> Vec<String> {
+    vec![
+        "rr-server".into(),
+        "--bind".into(),
+        bind.into(),
+        "--port".into(),
+        port.to_string(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{BitsPerSec, Bytes, Seconds};
+
+    #[test]
+    fn stream_arguments() {
+        let s = StreamWorkload {
+            udp: false,
+            duration: Seconds(2.0),
+            omit: Seconds(0.5),
+            streams: 4,
+            length: Some(Bytes(65536)),
+            mss: Some(1400),
+            rate: BitsPerSec(0),
+            direction: Direction::Reverse,
+        };
+        assert_eq!(
+            stream_args(&s, "127.0.0.1", 9201).join(" "),
+            "tcp 127.0.0.1 --port 9201 -t 2 --omit 0.5 -P 4 -R -l 65536 --mss 1400 --json"
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! Markdown report: the summary table, flagged points, and every raw repetition.
+
+use std::fmt::Write as _;
+
+use super::table::{HEADER, cells};
+use super::{num, rows};
+use crate::results::{Meta, RunSummary};
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// Renders a Markdown table.
+pub fn table(header: &[&str], body: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+    for row in body {
+        let cells: Vec<String> = row.iter().map(|c| md_escape(c)).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+    out
+}
+
+/// The Markdown report of a run.
+pub fn render(meta: &Meta, run: &RunSummary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# cnibench run {}\n", meta.run_id);
+    let _ = writeln!(out, "- suite: {}", meta.suite);
+    let _ = writeln!(out, "- backend: {}", meta.backend);
+    if let Some(l) = &meta.label {
+        let _ = writeln!(out, "- label: {l}");
+    }
+    let _ = writeln!(out, "- created: {}", meta.created);
+    let _ = writeln!(
+        out,
+        "- host: {} ({}, {} cores, kernel {})",
+        meta.host.hostname, meta.host.cpu_model, meta.host.cores, meta.host.kernel
+    );
+    let tools: Vec<String> = meta.tools.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let _ = writeln!(out, "- tools: {}", tools.join(", "));
+    let _ = writeln!(
+        out,
+        "- stopping rule: 95% CI within ±{:.1}% of the mean, {}..{} repetitions, {} warm-up, budget {} s per point\n",
+        meta.rule.ci_target * 100.0,
+        meta.rule.min_reps,
+        meta.rule.max_reps,
+        meta.warmup_reps,
+        meta.rule.time_budget_s
+    );
+    let body: Vec<Vec<String>> = rows(run).iter().map(cells).collect();
+    out.push_str("## Results\n\n");
+    out.push_str(&table(&HEADER, &body));
+    let _ = writeln!(out, "\n{}", run.verdict());
+    for (title, points) in [
+        (
+            "Needs attention",
+            run.points
+                .iter()
+                .filter(|p| p.needs_attention())
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "Not applicable on this backend",
+            run.points.iter().filter(|p| p.not_applicable()).collect(),
+        ),
+    ] {
+        if points.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n## {title}\n");
+        for p in points {
+            let _ = writeln!(
+                out,
+                "- **{}** `{}`{}",
+                p.flag(),
+                p.point.id,
+                p.note
+                    .as_ref()
+                    .map(|n| format!(": {n}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    for w in &run.warnings {
+        let _ = writeln!(out, "\n> warning: {w}");
+    }
+    out.push_str("\n## Raw repetitions\n\n");
+    for p in &run.points {
+        if p.metrics.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "### `{}`\n", p.point.id);
+        let keys: Vec<&String> = p.metrics.keys().collect();
+        let mut header = vec!["rep"];
+        header.extend(keys.iter().map(|k| k.as_str()));
+        let n = p.metrics.values().map(|m| m.raw.len()).max().unwrap_or(0);
+        let body: Vec<Vec<String>> = (0..n)
+            .map(|i| {
+                let mut row = vec![(i + 1).to_string()];
+                row.extend(
+                    keys.iter()
+                        .map(|k| p.metrics[*k].raw.get(i).map_or("-".into(), |v| num(*v))),
+                );
+                row
+            })
+            .collect();
+        out.push_str(&table(&header, &body));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixtures;
+
+    #[test]
+    fn snapshot() {
+        let (meta, run) = fixtures::run("cni-a", 1);
+        insta::assert_snapshot!(render(&meta, &run));
+    }
+}

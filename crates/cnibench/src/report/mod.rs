@@ -1,0 +1,214 @@
+//! Reports: renderers that turn a [`RunSummary`] into bytes (pure; the caller writes them).
+//!
+//! - [`table`]: aligned terminal table;
+//! - [`markdown`]: GitHub-flavoured Markdown with raw repetitions;
+//! - [`csv`]: one row per point and metric, raw repetitions included;
+//! - [`html`]: one self-contained page with inline SVG charts (plotters);
+//! - [`compare`]: side-by-side runs with Welch's t-test;
+//! - [`iperf3`]: `iperf3 -J` documents turned into a run.
+//!
+//! Every output flags points that did not converge, failed or were interrupted.
+
+pub mod compare;
+pub mod csv;
+pub mod html;
+pub mod iperf3;
+pub mod markdown;
+pub mod table;
+
+use crate::metrics::{self, MetricInfo};
+use crate::results::{Meta, PointSummary, RunSummary};
+use crate::scenario::ScenarioKind;
+
+/// One point's headline figures, shared by the renderers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row<'a> {
+    /// The point.
+    pub summary: &'a PointSummary,
+    /// Primary metric.
+    pub metric: MetricInfo,
+    /// Mean of the primary metric as % of the matching baseline point.
+    pub pct_baseline: Option<f64>,
+    /// The CPU-cost metric and its mean, for stream workloads.
+    pub cpu: Option<(MetricInfo, f64)>,
+}
+
+/// The baseline point matching `p`: a baseline point with the same workload.
+pub fn baseline_for<'a>(run: &'a RunSummary, p: &PointSummary) -> Option<&'a PointSummary> {
+    if p.point.kind == ScenarioKind::Baseline {
+        return None;
+    }
+    run.points.iter().find(|b| {
+        b.point.kind == ScenarioKind::Baseline
+            && b.point.workload.kind() == p.point.workload.kind()
+            && b.primary_summary().is_some()
+    })
+}
+
+/// Rows of a run, in point order.
+pub fn rows(run: &RunSummary) -> Vec<Row<'_>> {
+    run.points
+        .iter()
+        .map(|p| {
+            let metric = metrics::info(&p.primary);
+            let pct_baseline = baseline_for(run, p).and_then(|b| {
+                let base = b.primary_summary()?.stats.mean;
+                let own = p.primary_summary()?.stats.mean;
+                (base != 0.0).then(|| own / base * 100.0)
+            });
+            let cpu = metrics::cpu_metric(p.point.workload.kind())
+                .and_then(|k| p.metrics.get(k).map(|m| (metrics::info(k), m.stats.mean)));
+            Row {
+                summary: p,
+                metric,
+                pct_baseline,
+                cpu,
+            }
+        })
+        .collect()
+}
+
+/// Formats a value with about three significant digits.
+pub fn num(x: f64) -> String {
+    let a = x.abs();
+    if !x.is_finite() {
+        "-".into()
+    } else if a >= 1000.0 {
+        format!("{x:.0}")
+    } else if a >= 100.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else if a >= 0.01 || a == 0.0 {
+        format!("{x:.3}")
+    } else {
+        format!("{x:.2e}")
+    }
+}
+
+/// Formats a ratio as a percentage with one decimal.
+pub fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+/// The coordinates of a point without the scenario prefix (`services=10,workload=tcp`).
+pub fn coords(p: &PointSummary) -> String {
+    p.point
+        .params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A one-line description of the run for headers.
+pub fn header(meta: &Meta) -> String {
+    format!(
+        "run {} · suite {} · backend {}{} · {} · {} ({} cores, kernel {})",
+        meta.run_id,
+        meta.suite,
+        meta.backend,
+        meta.label
+            .as_ref()
+            .map(|l| format!(" · label {l}"))
+            .unwrap_or_default(),
+        meta.created,
+        meta.host.cpu_model,
+        meta.host.cores,
+        meta.host.kernel
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    //! A fixed run for snapshot tests: the fake backend's numbers, fixed metadata.
+    use std::collections::BTreeMap;
+
+    use crate::backend::fake::FakeBackend;
+    use crate::backend::{Backend, Cancel};
+    use crate::results::{
+        HostInfo, Meta, PointEnd, PointStatus, Record, RepRecord, RunSummary, summarize,
+    };
+    use crate::stats::StopRule;
+    use crate::suite::{expand, file};
+
+    /// A small suite with a baseline, a sweep and an http point; the last point fails.
+    pub fn run(label: &str, seed: u64) -> (Meta, RunSummary) {
+        let suite = file::parse(
+            r#"
+name = "fixture"
+[defaults]
+duration = "2s"
+[[scenario]]
+kind = "baseline"
+workload = "tcp"
+[[scenario]]
+kind = "pod-to-service"
+services = [1, 100, 10000]
+placement = ["inter", "intra"]
+[[scenario]]
+kind = "http-replicas"
+replicas = 2
+services = 1
+[[scenario]]
+kind = "rr-latency"
+"#,
+            "fixture.toml",
+        )
+        .unwrap();
+        let points = expand(&suite).unwrap();
+        let meta = Meta {
+            format_version: crate::results::FORMAT_VERSION,
+            run_id: format!("20260101T000000Z-{label}"),
+            created: "2026-01-01T00:00:00Z".into(),
+            backend: "fake".into(),
+            label: Some(label.into()),
+            suite: "fixture".into(),
+            host: HostInfo {
+                hostname: "host".into(),
+                kernel: "6.1.0".into(),
+                cpu_model: "Test CPU".into(),
+                cores: 8,
+            },
+            tools: BTreeMap::from([("cnibench".into(), "test".into())]),
+            rule: StopRule::default(),
+            warmup_reps: 1,
+            points: points.clone(),
+            command: vec!["cnibench".into(), "run".into()],
+        };
+        let mut fake = FakeBackend::new(seed);
+        let mut records = Vec::new();
+        let n = points.len();
+        for (i, p) in points.iter().enumerate() {
+            let reps = if i == n - 1 { 2 } else { 5 };
+            for rep in 0..reps {
+                let out = fake.run_rep(p, rep, &Cancel::default()).unwrap();
+                records.push(Record::Rep(RepRecord {
+                    point: p.id.clone(),
+                    rep,
+                    warmup: rep == 0,
+                    started_unix_s: 0.0,
+                    wall_s: 2.0,
+                    metrics: out.metrics,
+                    raw: serde_json::json!({}),
+                }));
+            }
+            let status = if i == n - 1 {
+                PointStatus::Failed
+            } else if p.kind == crate::scenario::ScenarioKind::HttpReplicas {
+                PointStatus::MaxReps
+            } else {
+                PointStatus::Converged
+            };
+            records.push(Record::PointEnd(PointEnd {
+                point: p.id.clone(),
+                status,
+                reps: reps - 1,
+                note: (status == PointStatus::Failed)
+                    .then(|| "repetition 2 failed: injected".into()),
+            }));
+        }
+        let summary = summarize(&meta, &records, &[]);
+        (meta, summary)
+    }
+}

@@ -1,0 +1,664 @@
+//! The run directory: `meta.json`, `results.jsonl` (appended and flushed after every
+//! repetition, with netload's raw JSON embedded), `summary.json`; loading and resuming.
+//!
+//! Parsing and summarizing records are pure ([`parse_records`], [`summarize`]); only
+//! [`RunDir`] and [`RunWriter`] touch the file system. A torn last line (a crash during a
+//! write) is reported as a warning and, on resume, cut off before appending.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{self, Metrics};
+use crate::scenario::Point;
+use crate::stats::{self, StopRule, Summary};
+
+/// Version of the run-directory format; a run written by another version is refused with
+/// a clear error instead of being misread.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `meta.json`: everything needed to interpret (and resume) a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    /// [`FORMAT_VERSION`] of the writer.
+    pub format_version: u32,
+    /// Run id (also the default directory name).
+    pub run_id: String,
+    /// Creation time, RFC 3339 UTC.
+    pub created: String,
+    /// Backend name (`fake`, `loopback`, `lab`, `kube`, `iperf3-import`).
+    pub backend: String,
+    /// User label, e.g. the CNI name and version.
+    pub label: Option<String>,
+    /// Suite name.
+    pub suite: String,
+    /// The machine cnibench ran on.
+    pub host: HostInfo,
+    /// Tool versions (cnibench, netload, ...).
+    pub tools: BTreeMap<String, String>,
+    /// The stopping rule in force.
+    pub rule: StopRule,
+    /// Warm-up repetitions per point (discarded).
+    pub warmup_reps: u32,
+    /// The expanded points, in order (so `--resume` needs no suite file).
+    pub points: Vec<Point>,
+    /// The command line that started the run (for reproducing it).
+    #[serde(default)]
+    pub command: Vec<String>,
+}
+
+/// Facts about the host cnibench ran on.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Host name.
+    pub hostname: String,
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    /// CPU model name.
+    pub cpu_model: String,
+    /// Online CPU cores.
+    pub cores: u32,
+}
+
+/// How a point ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PointStatus {
+    /// The CI target was met.
+    Converged,
+    /// Max repetitions reached without meeting the CI target.
+    MaxReps,
+    /// The time budget ran out before the CI target was met.
+    TimeBudget,
+    /// The backend cannot run this point (recorded, not faked).
+    NotApplicable,
+    /// The backend failed; measured repetitions are kept.
+    Failed,
+    /// Interrupted by the user (Ctrl-C).
+    Interrupted,
+}
+
+impl PointStatus {
+    /// Whether `--resume` may skip the point.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            PointStatus::Converged
+                | PointStatus::MaxReps
+                | PointStatus::TimeBudget
+                | PointStatus::NotApplicable
+        )
+    }
+
+    /// Short text for tables and flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PointStatus::Converged => "converged",
+            PointStatus::MaxReps => "NOT CONVERGED (max reps)",
+            PointStatus::TimeBudget => "NOT CONVERGED (time budget)",
+            PointStatus::NotApplicable => "not applicable",
+            PointStatus::Failed => "FAILED",
+            PointStatus::Interrupted => "INTERRUPTED",
+        }
+    }
+}
+
+/// One repetition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepRecord {
+    /// Point id.
+    pub point: String,
+    /// Index among this point's repetitions, warm-ups included, from 0.
+    pub rep: u32,
+    /// A warm-up repetition (excluded from statistics).
+    pub warmup: bool,
+    /// Start, seconds since the Unix epoch.
+    pub started_unix_s: f64,
+    /// Wall time of the repetition, seconds.
+    pub wall_s: f64,
+    /// Extracted metrics.
+    pub metrics: Metrics,
+    /// The tool's raw JSON, untouched.
+    pub raw: serde_json::Value,
+}
+
+/// The end of a point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointEnd {
+    /// Point id.
+    pub point: String,
+    /// How it ended.
+    pub status: PointStatus,
+    /// Measured repetitions of the point so far (warm-ups excluded).
+    pub reps: u32,
+    /// Why (not applicable, failed), or teardown problems.
+    pub note: Option<String>,
+}
+
+/// One line of `results.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Record {
+    /// A repetition.
+    Rep(RepRecord),
+    /// A point ended.
+    PointEnd(PointEnd),
+}
+
+/// Errors of the run directory.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    /// A file operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The directory has no `meta.json`.
+    #[error("{path} is not a cnibench run directory (no meta.json)")]
+    NotARun {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The directory already holds a run.
+    #[error("{path} already holds a run (meta.json exists); use --resume {path} or another --out")]
+    Exists {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Written by another format version.
+    #[error(
+        "{path} was written by run-directory format {found} (cnibench {writer}); this cnibench reads format {FORMAT_VERSION}: read it with the cnibench that wrote it"
+    )]
+    Version {
+        /// The directory.
+        path: PathBuf,
+        /// Format found (`none` when `meta.json` has no version).
+        found: String,
+        /// The cnibench version that wrote it, if recorded.
+        writer: String,
+    },
+    /// `meta.json` does not parse.
+    #[error("{path}: invalid meta.json: {source}")]
+    Meta {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError {
+    let path = path.to_path_buf();
+    move |source| ResultsError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Records parsed from `results.jsonl` text.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Parsed {
+    /// Valid records in order.
+    pub records: Vec<Record>,
+    /// Lines that could not be read, with line numbers.
+    pub warnings: Vec<String>,
+    /// Byte length of the prefix that ends with the last complete, valid line.
+    pub valid_len: usize,
+    /// The last valid record lacks its newline (appending must add one first).
+    pub missing_newline: bool,
+}
+
+/// Parses `results.jsonl`. A bad last line without a newline is a torn write; other bad
+/// lines are corrupt; both become warnings, never errors.
+pub fn parse_records(text: &str) -> Parsed {
+    let mut out = Parsed::default();
+    let mut offset = 0;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    for (i, line) in lines.iter().enumerate() {
+        let complete = line.ends_with('\n');
+        let body = line.trim_end();
+        offset += line.len();
+        if body.is_empty() {
+            if complete {
+                out.valid_len = offset;
+            }
+            continue;
+        }
+        match serde_json::from_str::<Record>(body) {
+            Ok(rec) => {
+                // A whole record without its newline lost only the newline: keep it.
+                out.records.push(rec);
+                out.valid_len = offset;
+                out.missing_newline = !complete;
+            }
+            Err(_) if !complete && i == lines.len() - 1 => out.warnings.push(format!(
+                "results.jsonl line {}: truncated last line ({} bytes, no newline) ignored: the run was cut off while writing",
+                i + 1,
+                line.len()
+            )),
+            Err(e) => {
+                out.warnings.push(format!("results.jsonl line {}: corrupt record ignored: {e}", i + 1));
+                out.valid_len = offset;
+            }
+        }
+    }
+    out
+}
+
+/// Statistics of one metric of a point, with every raw value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSummary {
+    /// Descriptive statistics.
+    pub stats: Summary,
+    /// Every measured repetition's value, in order.
+    pub raw: Vec<f64>,
+}
+
+/// What a run measured at one point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointSummary {
+    /// The point.
+    pub point: Point,
+    /// How it ended; `None` when it never ended (crash or still running).
+    pub status: Option<PointStatus>,
+    /// Reason or problem.
+    pub note: Option<String>,
+    /// Key of the primary metric.
+    pub primary: String,
+    /// Warm-up repetitions run.
+    pub warmups: u32,
+    /// Per metric statistics over measured repetitions.
+    pub metrics: BTreeMap<String, MetricSummary>,
+}
+
+impl PointSummary {
+    /// The primary metric's statistics, if any repetition was measured.
+    pub fn primary_summary(&self) -> Option<&MetricSummary> {
+        self.metrics.get(&self.primary)
+    }
+
+    /// Whether a reader must look at this point: it did not converge, failed, was
+    /// interrupted or never ended. Not-applicable points are expected, not alarming.
+    pub fn needs_attention(&self) -> bool {
+        !matches!(
+            self.status,
+            Some(PointStatus::Converged | PointStatus::NotApplicable)
+        )
+    }
+
+    /// Whether the backend declined the point.
+    pub fn not_applicable(&self) -> bool {
+        self.status == Some(PointStatus::NotApplicable)
+    }
+
+    /// A flag for every output: empty when the point converged.
+    pub fn flag(&self) -> &'static str {
+        match self.status {
+            Some(s) => match s {
+                PointStatus::Converged => "",
+                other => other.as_str(),
+            },
+            None if self.metrics.is_empty() && self.warmups == 0 => "NOT RUN",
+            None => "INCOMPLETE",
+        }
+    }
+}
+
+/// `summary.json`: the statistics of a whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Run id.
+    pub run_id: String,
+    /// Backend.
+    pub backend: String,
+    /// User label.
+    pub label: Option<String>,
+    /// Suite name.
+    pub suite: String,
+    /// Points in suite order.
+    pub points: Vec<PointSummary>,
+    /// Problems found while reading the run.
+    pub warnings: Vec<String>,
+}
+
+impl RunSummary {
+    /// One line: how many measured points converged, how many were not applicable.
+    pub fn verdict(&self) -> String {
+        let na = self.points.iter().filter(|p| p.not_applicable()).count();
+        let measured = self.points.len() - na;
+        let converged = self
+            .points
+            .iter()
+            .filter(|p| p.status == Some(PointStatus::Converged))
+            .count();
+        let attention = self.points.iter().filter(|p| p.needs_attention()).count();
+        let mut v = format!("{converged} of {measured} measured points converged");
+        if na > 0 {
+            let _ = write!(v, "; {na} not applicable on this backend");
+        }
+        if attention > 0 {
+            let _ = write!(v, "; {attention} need attention");
+        }
+        v
+    }
+
+    /// A short name for tables: the label, else the run id.
+    pub fn name(&self) -> &str {
+        self.label.as_deref().unwrap_or(&self.run_id)
+    }
+}
+
+/// Summarizes records against the run's points (pure).
+pub fn summarize(meta: &Meta, records: &[Record], warnings: &[String]) -> RunSummary {
+    let mut points: Vec<PointSummary> = meta
+        .points
+        .iter()
+        .map(|p| PointSummary {
+            point: p.clone(),
+            status: None,
+            note: None,
+            primary: metrics::primary(p.workload.kind()).to_string(),
+            warmups: 0,
+            metrics: BTreeMap::new(),
+        })
+        .collect();
+    let index: BTreeMap<&str, usize> = meta
+        .points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id.as_str(), i))
+        .collect();
+    let mut values: Vec<BTreeMap<String, Vec<f64>>> = vec![BTreeMap::new(); points.len()];
+    let mut unknown = Vec::new();
+    for rec in records {
+        let id = match rec {
+            Record::Rep(r) => &r.point,
+            Record::PointEnd(e) => &e.point,
+        };
+        let Some(&i) = index.get(id.as_str()) else {
+            if !unknown.contains(id) {
+                unknown.push(id.clone());
+            }
+            continue;
+        };
+        match rec {
+            Record::Rep(r) if r.warmup => points[i].warmups += 1,
+            Record::Rep(r) => {
+                for (k, v) in &r.metrics {
+                    values[i].entry(k.clone()).or_default().push(*v);
+                }
+            }
+            Record::PointEnd(e) => {
+                points[i].status = Some(e.status);
+                points[i].note.clone_from(&e.note);
+            }
+        }
+    }
+    for (p, vals) in points.iter_mut().zip(values) {
+        for (k, raw) in vals {
+            if let Some(stats) = stats::summarize(&raw) {
+                p.metrics.insert(k, MetricSummary { stats, raw });
+            }
+        }
+    }
+    let mut warnings = warnings.to_vec();
+    for id in unknown {
+        warnings.push(format!(
+            "results.jsonl has records of point `{id}`, which is not in meta.json; ignored"
+        ));
+    }
+    RunSummary {
+        run_id: meta.run_id.clone(),
+        backend: meta.backend.clone(),
+        label: meta.label.clone(),
+        suite: meta.suite.clone(),
+        points,
+        warnings,
+    }
+}
+
+/// Ids of the points `--resume` may skip: their last end record is final.
+pub fn finished_points(records: &[Record]) -> BTreeMap<String, PointStatus> {
+    let mut last = BTreeMap::new();
+    for rec in records {
+        if let Record::PointEnd(e) = rec {
+            last.insert(e.point.clone(), e.status);
+        }
+    }
+    last.retain(|_, s: &mut PointStatus| s.is_final());
+    last
+}
+
+/// A run loaded from disk.
+#[derive(Debug, Clone)]
+pub struct LoadedRun {
+    /// The directory.
+    pub dir: PathBuf,
+    /// `meta.json`.
+    pub meta: Meta,
+    /// Parsed `results.jsonl`.
+    pub parsed: Parsed,
+}
+
+impl LoadedRun {
+    /// The run's statistics.
+    pub fn summary(&self) -> RunSummary {
+        summarize(&self.meta, &self.parsed.records, &self.parsed.warnings)
+    }
+}
+
+/// A run directory on disk.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    /// The directory.
+    pub path: PathBuf,
+}
+
+/// Name of the metadata file.
+pub const META: &str = "meta.json";
+/// Name of the repetition log.
+pub const RESULTS: &str = "results.jsonl";
+/// Name of the summary file.
+pub const SUMMARY: &str = "summary.json";
+
+impl RunDir {
+    /// Creates the directory (and parents), writes `meta.json` and opens `results.jsonl`.
+    /// Refuses a directory that already holds a run.
+    pub fn create(path: &Path, meta: &Meta) -> Result<(RunDir, RunWriter), ResultsError> {
+        std::fs::create_dir_all(path).map_err(io("cannot create run directory", path))?;
+        let meta_path = path.join(META);
+        if meta_path.exists() {
+            return Err(ResultsError::Exists {
+                path: path.to_path_buf(),
+            });
+        }
+        let json = serde_json::to_string_pretty(meta).expect("meta serializes");
+        std::fs::write(&meta_path, json + "\n").map_err(io("cannot write", &meta_path))?;
+        let dir = RunDir {
+            path: path.to_path_buf(),
+        };
+        let writer = RunWriter::open(&path.join(RESULTS), None)?;
+        Ok((dir, writer))
+    }
+
+    /// Opens an existing run for reading.
+    pub fn open(path: &Path) -> Result<(RunDir, LoadedRun), ResultsError> {
+        let meta_path = path.join(META);
+        if !meta_path.exists() {
+            return Err(ResultsError::NotARun {
+                path: path.to_path_buf(),
+            });
+        }
+        let text = std::fs::read_to_string(&meta_path).map_err(io("cannot read", &meta_path))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| ResultsError::Meta {
+                path: meta_path.clone(),
+                source,
+            })?;
+        let found = value
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64);
+        if found != Some(u64::from(FORMAT_VERSION)) {
+            let writer = value
+                .pointer("/tools/cnibench")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("unknown version")
+                .to_string();
+            return Err(ResultsError::Version {
+                path: path.to_path_buf(),
+                found: found.map_or("none".into(), |v| v.to_string()),
+                writer,
+            });
+        }
+        let meta: Meta = serde_json::from_value(value).map_err(|source| ResultsError::Meta {
+            path: meta_path,
+            source,
+        })?;
+        let results = path.join(RESULTS);
+        let text = match std::fs::read(&results) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io("cannot read", &results)(e)),
+        };
+        let parsed = parse_records(&text);
+        let dir = RunDir {
+            path: path.to_path_buf(),
+        };
+        Ok((
+            dir.clone(),
+            LoadedRun {
+                dir: dir.path,
+                meta,
+                parsed,
+            },
+        ))
+    }
+
+    /// Opens an existing run to continue it: cuts a torn last line off `results.jsonl`
+    /// (it was reported by [`RunDir::open`]'s warnings) and opens it for appending.
+    pub fn resume(path: &Path) -> Result<(RunDir, LoadedRun, RunWriter), ResultsError> {
+        let (dir, loaded) = Self::open(path)?;
+        let mut writer =
+            RunWriter::open(&path.join(RESULTS), Some(loaded.parsed.valid_len as u64))?;
+        if loaded.parsed.missing_newline {
+            writer
+                .file
+                .write_all(b"\n")
+                .map_err(io("cannot append to", &writer.path))?;
+        }
+        Ok((dir, loaded, writer))
+    }
+
+    /// Writes `summary.json` (atomically: temp file then rename).
+    pub fn write_summary(&self, summary: &RunSummary) -> Result<PathBuf, ResultsError> {
+        let path = self.path.join(SUMMARY);
+        let tmp = self.path.join(".summary.json.tmp");
+        let json = serde_json::to_string_pretty(summary).expect("summary serializes");
+        std::fs::write(&tmp, json + "\n").map_err(io("cannot write", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("cannot rename into", &path))?;
+        Ok(path)
+    }
+}
+
+/// Appends records to `results.jsonl`, flushing and syncing each one.
+#[derive(Debug)]
+pub struct RunWriter {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl RunWriter {
+    fn open(path: &Path, truncate_to: Option<u64>) -> Result<Self, ResultsError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io("cannot open for appending", path))?;
+        if let Some(len) = truncate_to {
+            let current = file.metadata().map_err(io("cannot stat", path))?.len();
+            if current > len {
+                file.set_len(len)
+                    .map_err(io("cannot cut the torn last line of", path))?;
+            }
+        }
+        Ok(RunWriter {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Appends one record as a line and makes it durable before returning.
+    pub fn append(&mut self, record: &Record) -> Result<(), ResultsError> {
+        let mut line = serde_json::to_string(record).expect("records serialize");
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(io("cannot append to", &self.path))?;
+        self.file.flush().map_err(io("cannot flush", &self.path))?;
+        self.file
+            .sync_data()
+            .map_err(io("cannot sync", &self.path))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(point: &str, status: PointStatus) -> Record {
+        Record::PointEnd(PointEnd {
+            point: point.into(),
+            status,
+            reps: 3,
+            note: None,
+        })
+    }
+
+    #[test]
+    fn torn_last_line_is_a_warning() {
+        let good = serde_json::to_string(&end("a", PointStatus::Converged)).unwrap();
+        let text = format!("{good}\n{{\"type\":\"rep\",\"poi");
+        let parsed = parse_records(&text);
+        assert_eq!(parsed.records.len(), 1);
+        assert_eq!(parsed.valid_len, good.len() + 1);
+        assert!(
+            parsed.warnings[0].contains("line 2: truncated"),
+            "{:?}",
+            parsed.warnings
+        );
+    }
+
+    #[test]
+    fn corrupt_middle_line_is_skipped() {
+        let good = serde_json::to_string(&end("a", PointStatus::Converged)).unwrap();
+        let text = format!("{good}\nnot json\n{good}\n");
+        let parsed = parse_records(&text);
+        assert_eq!(parsed.records.len(), 2);
+        assert_eq!(parsed.valid_len, text.len());
+        assert!(parsed.warnings[0].contains("line 2: corrupt"));
+    }
+
+    #[test]
+    fn only_final_ends_count_as_finished() {
+        let recs = vec![
+            end("a", PointStatus::Failed),
+            end("b", PointStatus::Converged),
+            end("c", PointStatus::Interrupted),
+            end("a", PointStatus::MaxReps),
+        ];
+        let done = finished_points(&recs);
+        assert_eq!(done.keys().collect::<Vec<_>>(), ["a", "b"]);
+    }
+}

@@ -1,0 +1,382 @@
+//! The repetition loop: prepare, warm up, repeat until the stopping rule holds, tear down,
+//! record every repetition as it happens.
+//!
+//! A backend error ends its point (recorded as failed, measured repetitions kept) and the
+//! run goes on with the next point; only a failure to write results stops the run, since
+//! measuring without recording would lose data. Cancellation (Ctrl-C) ends the current
+//! repetition, tears the point down, records it as interrupted and stops.
+
+use std::collections::BTreeMap;
+
+use crate::backend::{Backend, BackendError, Cancel, Readiness};
+use crate::clock;
+use crate::metrics;
+use crate::results::{
+    PointEnd, PointStatus, Record, RepRecord, ResultsError, RunWriter, finished_points,
+};
+use crate::scenario::Point;
+use crate::stats::{Decision, StopRule};
+
+/// How to repeat.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunConfig {
+    /// The stopping rule.
+    pub rule: StopRule,
+    /// Warm-up repetitions per point, discarded (recorded with `warmup: true`).
+    pub warmup_reps: u32,
+}
+
+/// What happened, for progress display.
+pub trait Observer {
+    /// A point starts (index from 0 among `total`).
+    fn point_started(&mut self, _index: usize, _total: usize, _point: &Point) {}
+    /// A repetition finished; `values` are the primary metric's measured values so far.
+    fn rep_finished(&mut self, _point: &Point, _rep: &RepRecord, _values: &[f64]) {}
+    /// A point ended.
+    fn point_ended(&mut self, _point: &Point, _end: &PointEnd) {}
+    /// A point was skipped because a resumed run had finished it.
+    fn point_skipped(&mut self, _point: &Point, _status: PointStatus) {}
+    /// Something the user should see.
+    fn warn(&mut self, _message: &str) {}
+}
+
+/// An observer that shows nothing.
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl Observer for Silent {}
+
+/// Counts of how points ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// Points whose status was recorded in this invocation, by status.
+    pub ended: BTreeMap<String, usize>,
+    /// Points skipped because a resumed run had finished them.
+    pub skipped: usize,
+    /// Points that failed.
+    pub failed: usize,
+    /// Points that ended without meeting the CI target.
+    pub not_converged: usize,
+    /// The run was interrupted.
+    pub interrupted: bool,
+}
+
+/// Runs `points` on `backend`, appending to `writer`. `prior` are the records of a resumed
+/// run: finished points are skipped, measured repetitions of unfinished ones are kept.
+pub fn run(
+    backend: &mut dyn Backend,
+    points: &[Point],
+    prior: &[Record],
+    writer: &mut RunWriter,
+    config: &RunConfig,
+    cancel: &Cancel,
+    observer: &mut dyn Observer,
+) -> Result<RunOutcome, ResultsError> {
+    let finished = finished_points(prior);
+    let mut outcome = RunOutcome::default();
+    for (index, point) in points.iter().enumerate() {
+        if cancel.is_cancelled() {
+            outcome.interrupted = true;
+            break;
+        }
+        if let Some(status) = finished.get(&point.id) {
+            outcome.skipped += 1;
+            observer.point_skipped(point, *status);
+            continue;
+        }
+        observer.point_started(index, points.len(), point);
+        let end = run_point(backend, point, prior, writer, config, cancel, observer)?;
+        match end.status {
+            PointStatus::Failed => outcome.failed += 1,
+            PointStatus::MaxReps | PointStatus::TimeBudget => outcome.not_converged += 1,
+            PointStatus::Interrupted => outcome.interrupted = true,
+            PointStatus::Converged | PointStatus::NotApplicable => {}
+        }
+        *outcome
+            .ended
+            .entry(end.status.as_str().to_string())
+            .or_default() += 1;
+        writer.append(&Record::PointEnd(end.clone()))?;
+        observer.point_ended(point, &end);
+        if outcome.interrupted {
+            break;
+        }
+    }
+    Ok(outcome)
+}
+
+fn run_point(
+    backend: &mut dyn Backend,
+    point: &Point,
+    prior: &[Record],
+    writer: &mut RunWriter,
+    config: &RunConfig,
+    cancel: &Cancel,
+    observer: &mut dyn Observer,
+) -> Result<PointEnd, ResultsError> {
+    let primary = metrics::primary(point.workload.kind());
+    let mut values: Vec<f64> = Vec::new();
+    let mut next_rep = 0u32;
+    for rec in prior {
+        if let Record::Rep(r) = rec
+            && r.point == point.id
+        {
+            next_rep = next_rep.max(r.rep + 1);
+            if !r.warmup
+                && let Some(v) = r.metrics.get(primary)
+            {
+                values.push(*v);
+            }
+        }
+    }
+    let end = |status, values: &[f64], note: Option<String>| PointEnd {
+        point: point.id.clone(),
+        status,
+        reps: values.len() as u32,
+        note,
+    };
+    match backend.prepare(point) {
+        Ok(Readiness::Ready) => {}
+        Ok(Readiness::NotApplicable(reason)) => {
+            return Ok(end(PointStatus::NotApplicable, &values, Some(reason)));
+        }
+        Err(e) => {
+            let note = with_teardown(format!("prepare failed: {e}"), backend.teardown(point));
+            return Ok(end(PointStatus::Failed, &values, Some(note)));
+        }
+    }
+    let started = clock::now();
+    let mut last_rep = point.workload.nominal_duration();
+    let mut warmups_left = config.warmup_reps;
+    let (status, note) = loop {
+        let warmup = warmups_left > 0;
+        if !warmup {
+            let decision =
+                config
+                    .rule
+                    .decide(&values, clock::now().duration_since(started), last_rep);
+            match decision {
+                Decision::Continue => {}
+                Decision::Converged => break (PointStatus::Converged, None),
+                Decision::MaxReps => break (PointStatus::MaxReps, None),
+                Decision::TimeBudget => break (PointStatus::TimeBudget, None),
+            }
+        }
+        if cancel.is_cancelled() {
+            break (PointStatus::Interrupted, None);
+        }
+        let rep_start = clock::now();
+        let started_unix_s = clock::wall_time().as_secs_f64();
+        let result = backend.run_rep(point, next_rep, cancel);
+        last_rep = clock::now().duration_since(rep_start);
+        match result {
+            Ok(out) => {
+                let rec = RepRecord {
+                    point: point.id.clone(),
+                    rep: next_rep,
+                    warmup,
+                    started_unix_s,
+                    wall_s: last_rep.as_secs_f64(),
+                    metrics: out.metrics,
+                    raw: out.raw,
+                };
+                if !warmup && let Some(v) = rec.metrics.get(primary) {
+                    values.push(*v);
+                }
+                if let Err(e) = writer.append(&Record::Rep(rec.clone())) {
+                    // Cannot record: stop measuring, but leave nothing behind.
+                    let _ = backend.teardown(point);
+                    return Err(e);
+                }
+                observer.rep_finished(point, &rec, &values);
+                next_rep += 1;
+                warmups_left = warmups_left.saturating_sub(1);
+            }
+            // Ctrl-C from a terminal reaches the tool processes too; whatever error that
+            // causes is the interruption, not a failure of the point.
+            Err(e) if cancel.is_cancelled() => {
+                let detail = match e {
+                    BackendError::Cancelled => String::new(),
+                    other => format!(" ({other})"),
+                };
+                break (
+                    PointStatus::Interrupted,
+                    Some(format!(
+                        "interrupted during a repetition; it was discarded{detail}"
+                    )),
+                );
+            }
+            Err(BackendError::Cancelled) => {
+                break (
+                    PointStatus::Interrupted,
+                    Some("interrupted during a repetition; it was discarded".into()),
+                );
+            }
+            Err(BackendError::NotSupported { what, reason }) => {
+                break (
+                    PointStatus::NotApplicable,
+                    Some(format!("{what}: {reason}")),
+                );
+            }
+            Err(e) => {
+                break (
+                    PointStatus::Failed,
+                    Some(format!("repetition {next_rep} failed: {e}")),
+                );
+            }
+        }
+    };
+    let note = match note {
+        Some(n) => Some(with_teardown(n, backend.teardown(point))),
+        None => backend
+            .teardown(point)
+            .err()
+            .map(|e| format!("teardown failed: {e}")),
+    };
+    if let Some(n) = &note
+        && status != PointStatus::NotApplicable
+    {
+        observer.warn(&format!("{}: {n}", point.id));
+    }
+    Ok(end(status, &values, note))
+}
+
+fn with_teardown(note: String, teardown: Result<(), BackendError>) -> String {
+    match teardown {
+        Ok(()) => note,
+        Err(e) => format!("{note}; teardown failed: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::RepOutcome;
+    use crate::results::{HostInfo, Meta, RunDir, parse_records};
+    use crate::suite::{expand, presets};
+
+    /// A backend that answers from a script: per point index, what repetition `n` does.
+    struct Scripted {
+        cancel_at: Option<(usize, u32)>,
+        unsupported: Option<usize>,
+        points: Vec<String>,
+        cancel: Cancel,
+        torn_down: Vec<String>,
+    }
+
+    impl Backend for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn applicability(&self, _: &Point) -> Readiness {
+            Readiness::Ready
+        }
+        fn prepare(&mut self, _: &Point) -> Result<Readiness, BackendError> {
+            Ok(Readiness::Ready)
+        }
+        fn run_rep(
+            &mut self,
+            point: &Point,
+            rep: u32,
+            _: &Cancel,
+        ) -> Result<RepOutcome, BackendError> {
+            let i = self.points.iter().position(|p| *p == point.id).unwrap();
+            if self.unsupported == Some(i) {
+                return Err(BackendError::NotSupported {
+                    what: "netload rr".into(),
+                    reason: "not yet".into(),
+                });
+            }
+            if self.cancel_at == Some((i, rep)) {
+                // As with Ctrl-C in a terminal: the tool dies, then the flag is seen.
+                self.cancel.cancel();
+                return Err(BackendError::Tool {
+                    tool: "netload tcp".into(),
+                    status: "signal 2".into(),
+                    stderr: String::new(),
+                });
+            }
+            let key = metrics::primary(point.workload.kind());
+            Ok(RepOutcome {
+                metrics: [(key.to_string(), 100.0 + f64::from(rep % 2))].into(),
+                raw: serde_json::json!({}),
+            })
+        }
+        fn teardown(&mut self, point: &Point) -> Result<(), BackendError> {
+            self.torn_down.push(point.id.clone());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn unsupported_is_not_applicable_and_interruption_stops_after_teardown() {
+        let points = expand(&presets::load("quick").unwrap()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let meta = Meta {
+            format_version: crate::results::FORMAT_VERSION,
+            run_id: "t".into(),
+            created: "t".into(),
+            backend: "scripted".into(),
+            label: None,
+            suite: "quick".into(),
+            host: HostInfo::default(),
+            tools: BTreeMap::new(),
+            rule: StopRule::default(),
+            warmup_reps: 1,
+            points: points.clone(),
+            command: vec![],
+        };
+        let (_, mut writer) = RunDir::create(tmp.path(), &meta).unwrap();
+        let cancel = Cancel::default();
+        let mut backend = Scripted {
+            cancel_at: Some((2, 2)),
+            unsupported: Some(1),
+            points: points.iter().map(|p| p.id.clone()).collect(),
+            cancel: cancel.clone(),
+            torn_down: vec![],
+        };
+        let config = RunConfig {
+            rule: StopRule::default(),
+            warmup_reps: 1,
+        };
+        let outcome = run(
+            &mut backend,
+            &points,
+            &[],
+            &mut writer,
+            &config,
+            &cancel,
+            &mut Silent,
+        )
+        .unwrap();
+        assert!(outcome.interrupted);
+        assert_eq!(
+            backend.torn_down.len(),
+            3,
+            "every prepared point is torn down"
+        );
+        let text = std::fs::read_to_string(tmp.path().join("results.jsonl")).unwrap();
+        let ends: Vec<PointEnd> = parse_records(&text)
+            .records
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::PointEnd(e) => Some(e),
+                Record::Rep(_) => None,
+            })
+            .collect();
+        let statuses: Vec<PointStatus> = ends.iter().map(|e| e.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                PointStatus::Converged,
+                PointStatus::NotApplicable,
+                PointStatus::Interrupted
+            ]
+        );
+        assert_eq!(
+            ends[2].reps, 1,
+            "the measured repetition before the interruption is kept"
+        );
+        assert!(ends[1].note.as_deref().unwrap().contains("not yet"));
+    }
+}

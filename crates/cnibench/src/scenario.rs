@@ -1,0 +1,390 @@
+//! The typed, backend-agnostic scenario model: what one measured point is.
+//!
+//! A [`Point`] is one cell of a suite's matrix: a [`ScenarioKind`] (the rows of the
+//! DESIGN.md table), a [`Topology`] (where client and server sit), the [`Objects`] that must
+//! exist in the cluster while it runs (filler pods, policies, services, replicas) and a
+//! [`Workload`] (what netload does). Pure data: serde only, no I/O.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use netload::spec::Direction;
+
+/// Seconds, as a newtype so durations are never confused with rates or counts.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Seconds(pub f64);
+
+impl Seconds {
+    /// As a [`Duration`] (negative values clamp to zero).
+    pub fn duration(self) -> Duration {
+        Duration::from_secs_f64(self.0.max(0.0))
+    }
+}
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}s", self.0)
+    }
+}
+
+/// A size in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Bytes(pub u64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+        const DECIMAL: [(u64, &str); 3] = [(1_000_000_000, "GB"), (1_000_000, "MB"), (1_000, "kB")];
+        for (size, unit) in UNITS {
+            if self.0 >= size && self.0.is_multiple_of(size) {
+                return write!(f, "{}{unit}", self.0 / size);
+            }
+        }
+        for (size, unit) in DECIMAL {
+            if self.0 >= size && self.0.is_multiple_of(size) {
+                return write!(f, "{}{unit}", self.0 / size);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+/// A rate in bits per second; 0 means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BitsPerSec(pub u64);
+
+impl fmt::Display for BitsPerSec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => f.write_str("unlimited"),
+            b if b.is_multiple_of(1_000_000_000) => write!(f, "{}G", b / 1_000_000_000),
+            b if b.is_multiple_of(1_000_000) => write!(f, "{}M", b / 1_000_000),
+            b if b.is_multiple_of(1_000) => write!(f, "{}K", b / 1_000),
+            b => write!(f, "{b}"),
+        }
+    }
+}
+
+/// The scenarios of DESIGN.md's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScenarioKind {
+    /// Host to host (hostNetwork): the bare-metal calibration.
+    Baseline,
+    /// Client pod to server pod IP.
+    PodToPod,
+    /// Pod to pod with N filler pods and network policies present.
+    PodToPodPolicies,
+    /// Client to `ClusterIP` to one server pod, with S services present.
+    PodToService,
+    /// HTTP GETs through a service to R replicas, S services present.
+    HttpReplicas,
+    /// Request/response latency, pod to pod or through a service.
+    RrLatency,
+}
+
+impl ScenarioKind {
+    /// Every kind, in table order.
+    pub const ALL: [ScenarioKind; 6] = [
+        ScenarioKind::Baseline,
+        ScenarioKind::PodToPod,
+        ScenarioKind::PodToPodPolicies,
+        ScenarioKind::PodToService,
+        ScenarioKind::HttpReplicas,
+        ScenarioKind::RrLatency,
+    ];
+
+    /// The kebab-case name used in suite files and point ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScenarioKind::Baseline => "baseline",
+            ScenarioKind::PodToPod => "pod-to-pod",
+            ScenarioKind::PodToPodPolicies => "pod-to-pod-policies",
+            ScenarioKind::PodToService => "pod-to-service",
+            ScenarioKind::HttpReplicas => "http-replicas",
+            ScenarioKind::RrLatency => "rr-latency",
+        }
+    }
+
+    /// Parses a kebab-case name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Workloads that make sense for this scenario.
+    pub fn allowed_workloads(self) -> &'static [WorkloadKind] {
+        use WorkloadKind as W;
+        match self {
+            ScenarioKind::Baseline
+            | ScenarioKind::PodToPod
+            | ScenarioKind::PodToPodPolicies
+            | ScenarioKind::PodToService => &[W::Tcp, W::Udp, W::TcpRr, W::TcpCrr, W::UdpRr],
+            ScenarioKind::HttpReplicas => &[W::Http],
+            ScenarioKind::RrLatency => &[W::TcpRr, W::TcpCrr, W::UdpRr],
+        }
+    }
+}
+
+impl fmt::Display for ScenarioKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether client and server share a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// Client and server on different nodes.
+    Inter,
+    /// Client and server on the same node.
+    Intra,
+}
+
+impl Placement {
+    /// Name in suite files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::Inter => "inter",
+            Placement::Intra => "intra",
+        }
+    }
+}
+
+/// How the client reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PathKind {
+    /// Straight to the server's (pod or host) IP.
+    Direct,
+    /// Through a `ClusterIP` service (NAT to a backend).
+    Service,
+}
+
+impl PathKind {
+    /// Name in suite files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKind::Direct => "direct",
+            PathKind::Service => "service",
+        }
+    }
+}
+
+/// Where the two ends of a point run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    /// Same node or different nodes.
+    pub placement: Placement,
+    /// Both ends in the host network namespace (the baseline).
+    pub host_network: bool,
+    /// Direct to the server or through a service.
+    pub path: PathKind,
+    /// MTU to configure on the pod (or lab) interfaces, bytes; `None` keeps the default.
+    pub mtu: Option<u32>,
+}
+
+/// Cluster objects that exist while the point runs, besides client and server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Objects {
+    /// Idle filler pods (`netload idle`).
+    pub filler_pods: u32,
+    /// `NetworkPolicies` (all of them allow only the measured pair).
+    pub policies: u32,
+    /// Services present (the one in the path included).
+    pub services: u32,
+    /// Server replicas behind the measured service (1 = a single server).
+    pub replicas: u32,
+}
+
+impl Objects {
+    /// True when the point needs nothing beyond a client and a server.
+    pub fn is_empty(&self) -> bool {
+        self.filler_pods == 0 && self.policies == 0 && self.services == 0 && self.replicas <= 1
+    }
+}
+
+/// The workload types, as named in suite files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKind {
+    /// TCP stream (`netload tcp`).
+    Tcp,
+    /// UDP stream (`netload udp`).
+    Udp,
+    /// TCP request/response on one connection.
+    TcpRr,
+    /// TCP connect/request/response/close per transaction.
+    TcpCrr,
+    /// UDP request/response.
+    UdpRr,
+    /// HTTP/1.1 GETs (`netload http`).
+    Http,
+}
+
+impl WorkloadKind {
+    /// Every workload.
+    pub const ALL: [WorkloadKind; 6] = [
+        WorkloadKind::Tcp,
+        WorkloadKind::Udp,
+        WorkloadKind::TcpRr,
+        WorkloadKind::TcpCrr,
+        WorkloadKind::UdpRr,
+        WorkloadKind::Http,
+    ];
+
+    /// Name in suite files and point ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Tcp => "tcp",
+            WorkloadKind::Udp => "udp",
+            WorkloadKind::TcpRr => "tcp-rr",
+            WorkloadKind::TcpCrr => "tcp-crr",
+            WorkloadKind::UdpRr => "udp-rr",
+            WorkloadKind::Http => "http",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// True for the stream workloads.
+    pub fn is_stream(self) -> bool {
+        matches!(self, WorkloadKind::Tcp | WorkloadKind::Udp)
+    }
+
+    /// True for the request/response workloads.
+    pub fn is_rr(self) -> bool {
+        matches!(
+            self,
+            WorkloadKind::TcpRr | WorkloadKind::TcpCrr | WorkloadKind::UdpRr
+        )
+    }
+}
+
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stream workload (`netload tcp|udp`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamWorkload {
+    /// True for UDP, false for TCP.
+    pub udp: bool,
+    /// Measured duration.
+    pub duration: Seconds,
+    /// Warm-up inside each repetition, not measured (`--omit`).
+    pub omit: Seconds,
+    /// Parallel streams (`-P`).
+    pub streams: u32,
+    /// Bytes per write or UDP payload size (`-l`); `None` = netload's default.
+    pub length: Option<Bytes>,
+    /// TCP MSS to set (`--mss`).
+    pub mss: Option<u32>,
+    /// Target rate per stream (`--rate`); 0 = unlimited.
+    pub rate: BitsPerSec,
+    /// Forward, reverse (`-R`) or both (`--bidir`).
+    pub direction: Direction,
+}
+
+/// Request/response flavour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RrMode {
+    /// `TCP_RR`: many transactions on one connection.
+    TcpRr,
+    /// `TCP_CRR`: a new connection per transaction.
+    TcpCrr,
+    /// `UDP_RR`.
+    UdpRr,
+}
+
+/// A request/response workload (`netload rr`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RrWorkload {
+    /// Which flavour.
+    pub mode: RrMode,
+    /// Measured duration.
+    pub duration: Seconds,
+    /// Request and response payload size.
+    pub size: Bytes,
+}
+
+/// An HTTP workload (`netload http`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpWorkload {
+    /// Size of the body the servers serve.
+    pub file_size: Bytes,
+    /// Measured duration.
+    pub duration: Seconds,
+    /// Concurrent connections of the client.
+    pub concurrency: u32,
+}
+
+/// What netload does at a point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Workload {
+    /// Stream throughput.
+    Stream(StreamWorkload),
+    /// Request/response latency.
+    Rr(RrWorkload),
+    /// HTTP GETs.
+    Http(HttpWorkload),
+}
+
+impl Workload {
+    /// The suite-file name of this workload.
+    pub fn kind(&self) -> WorkloadKind {
+        match self {
+            Workload::Stream(s) if s.udp => WorkloadKind::Udp,
+            Workload::Stream(_) => WorkloadKind::Tcp,
+            Workload::Rr(r) => match r.mode {
+                RrMode::TcpRr => WorkloadKind::TcpRr,
+                RrMode::TcpCrr => WorkloadKind::TcpCrr,
+                RrMode::UdpRr => WorkloadKind::UdpRr,
+            },
+            Workload::Http(_) => WorkloadKind::Http,
+        }
+    }
+
+    /// Expected wall time of one repetition (warm-up plus measured window), without
+    /// process start-up.
+    pub fn nominal_duration(&self) -> Duration {
+        match self {
+            Workload::Stream(s) => s.omit.duration() + s.duration.duration(),
+            Workload::Rr(r) => r.duration.duration(),
+            Workload::Http(h) => h.duration.duration(),
+        }
+    }
+}
+
+/// One measured point of a suite: the unit of preparation, repetition and reporting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// Stable id, `<scenario>/<key>=<value>,...`; matches points across runs.
+    pub id: String,
+    /// Id of the suite scenario this point comes from (a kind name unless renamed).
+    pub scenario: String,
+    /// Which row of the scenario table.
+    pub kind: ScenarioKind,
+    /// Where the ends run.
+    pub topology: Topology,
+    /// Objects present while measuring.
+    pub objects: Objects,
+    /// What netload does.
+    pub workload: Workload,
+    /// The coordinates of this point in its sweep, as `key → value` text (for tables and
+    /// charts); keys that do not apply to the workload are left out.
+    pub params: BTreeMap<String, String>,
+}

@@ -1,0 +1,166 @@
+//! Bad input gets a clear error, and nothing measured is lost.
+
+use crate::util::{cnibench, ends, fake_run, records, run};
+
+#[test]
+fn missing_netload_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = run(
+        tmp.path(),
+        &[
+            "run",
+            "--backend",
+            "loopback",
+            "--netload",
+            "/nonexistent/netload",
+            "--out",
+            "x",
+        ],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("netload binary not found: /nonexistent/netload"),
+        "{r:?}"
+    );
+    assert!(
+        !tmp.path().join("x").exists(),
+        "no run directory for a run that cannot start"
+    );
+    let out = cnibench()
+        .current_dir(tmp.path())
+        .env("NETLOAD", "/nope/netload")
+        .args(["run", "--backend", "loopback"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nope/netload"));
+}
+
+#[test]
+fn unwritable_output_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("file"), "").unwrap();
+    let r = run(
+        tmp.path(),
+        &["run", "--backend", "fake", "--out", "file/run"],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("cannot create run directory file/run"),
+        "{r:?}"
+    );
+    // An existing run is never overwritten.
+    fake_run(tmp.path(), "done", 1, &[]);
+    let r = run(tmp.path(), &["run", "--backend", "fake", "--out", "done"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("already holds a run"), "{r:?}");
+}
+
+#[test]
+fn backend_failing_mid_point_keeps_measurements() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = run(
+        tmp.path(),
+        &[
+            "run",
+            "--backend",
+            "fake",
+            "--out",
+            "f",
+            "--fake-fail",
+            "pod-to-service@2",
+        ],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("1 point(s) failed"), "{r:?}");
+    assert!(r.stdout.contains("FAILED"), "{r:?}");
+    let dir = tmp.path().join("f");
+    let e = ends(&dir);
+    assert_eq!(e.len(), 6, "the run goes on after a failed point: {e:?}");
+    assert!(
+        e.iter()
+            .any(|(p, s)| p.starts_with("pod-to-service") && s == "failed")
+    );
+    let kept = records(&dir)
+        .into_iter()
+        .filter(|r| {
+            r["type"] == "rep" && r["point"].as_str().unwrap().starts_with("pod-to-service")
+        })
+        .count();
+    assert_eq!(kept, 2, "warm-up and first repetition are kept");
+    // The point is retried by --resume; the others are not rerun.
+    let r = run(tmp.path(), &["run", "--resume", "f", "--backend", "fake"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let e = ends(&dir);
+    assert_eq!(e.last().unwrap().1, "converged", "{e:?}");
+}
+
+#[test]
+fn run_dir_from_another_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = fake_run(tmp.path(), "old", 1, &[]);
+    let meta = std::fs::read_to_string(dir.join("meta.json")).unwrap();
+    std::fs::write(
+        dir.join("meta.json"),
+        meta.replace("\"format_version\": 1", "\"format_version\": 99"),
+    )
+    .unwrap();
+    for args in [
+        vec!["report", "old"],
+        vec!["run", "--resume", "old", "--backend", "fake"],
+        vec!["compare", "old", "old"],
+    ] {
+        let r = run(tmp.path(), &args);
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(
+            r.stderr.contains("run-directory format 99") && r.stderr.contains("reads format 1"),
+            "{r:?}"
+        );
+    }
+    let r = run(tmp.path(), &["report", "."]);
+    assert!(r.stderr.contains("not a cnibench run directory"), "{r:?}");
+}
+
+#[test]
+fn bad_suite_files_name_file_line_field_and_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("bad.toml"),
+        "name = \"bad\"\n\n[[scenario]]\nkind = \"pod-to-service\"\nplacement = [\"inter\", \"sideways\"]\n",
+    )
+    .unwrap();
+    let r = run(
+        tmp.path(),
+        &["plan", "--suite", "bad.toml", "--backend", "fake"],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains(
+            "bad.toml:5:13: placement: unknown placement `sideways` (allowed: inter, intra)"
+        ),
+        "{r:?}"
+    );
+    let r = run(
+        tmp.path(),
+        &["plan", "--suite", "nosuch", "--backend", "fake"],
+    );
+    assert!(
+        r.stderr.contains("cannot read suite file nosuch") && r.stderr.contains("thesis, quick"),
+        "{r:?}"
+    );
+    let r = run(
+        tmp.path(),
+        &["plan", "--backend", "fake", "--set", "mtu=100"],
+    );
+    assert!(
+        r.stderr.contains(
+            "--set mtu=100: mtu: 100 is out of range (allowed: an integer from 576 to 9216)"
+        ),
+        "{r:?}"
+    );
+    let r = run(
+        tmp.path(),
+        &["plan", "--backend", "fake", "--only", "pod-to-pods"],
+    );
+    assert!(r.stderr.contains("no scenario `pod-to-pods`"), "{r:?}");
+}

@@ -1,0 +1,206 @@
+//! End to end on the fake backend: run → report → compare, plan and overrides.
+
+use crate::util::{ends, fake_run, filters, records, run};
+
+#[test]
+fn fake_run_report_compare() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = fake_run(tmp.path(), "cni-a", 1, &[]);
+    let b = fake_run(tmp.path(), "cni-b", 2, &[]);
+    for f in [
+        "meta.json",
+        "results.jsonl",
+        "summary.json",
+        "report.html",
+        "report.md",
+        "report.csv",
+    ] {
+        assert!(a.join(f).is_file(), "{f} missing");
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["backend"], "fake");
+    assert_eq!(meta["label"], "cni-a");
+    assert_eq!(meta["suite"], "quick");
+    assert!(meta["host"]["kernel"].is_string() && meta["tools"]["cnibench"].is_string());
+    // One warm-up per point, flagged and kept with its raw JSON.
+    let recs = records(&a);
+    let warmups = recs
+        .iter()
+        .filter(|r| r["type"] == "rep" && r["warmup"] == true)
+        .count();
+    assert_eq!(warmups, 6);
+    let raw = &recs[0]["raw"];
+    assert_eq!(raw["schema_version"], 1, "netload's JSON is embedded");
+    assert_eq!(ends(&a).len(), 6);
+
+    let r = run(tmp.path(), &["report", "cni-a", "--format", "table"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    insta::with_settings!({filters => filters()}, {
+        insta::assert_snapshot!("fake_quick_table", r.stdout);
+    });
+    let md = run(tmp.path(), &["report", "cni-a", "--format", "markdown"]);
+    assert!(
+        md.stdout.contains("## Raw repetitions") && md.stdout.contains("NOT CONVERGED"),
+        "{md:?}"
+    );
+    let csv = run(tmp.path(), &["report", "cni-a", "--format", "csv"]);
+    assert!(csv.stdout.starts_with("run,label,point,"), "{csv:?}");
+    let html = run(tmp.path(), &["report", "cni-a", "--format", "html"]);
+    assert!(
+        html.stdout.contains("<svg") && html.stdout.contains("5 of 6 measured points converged"),
+        "{}",
+        &html.stdout[..500]
+    );
+
+    let c = run(
+        tmp.path(),
+        &["compare", a.to_str().unwrap(), b.to_str().unwrap()],
+    );
+    assert_eq!(c.code, 0, "{c:?}");
+    assert!(
+        c.stdout.contains("Δ vs cni-a") && c.stdout.contains("Welch"),
+        "{c:?}"
+    );
+    let c = run(
+        tmp.path(),
+        &["compare", "cni-a", "cni-b", "--format", "csv"],
+    );
+    assert!(c.stdout.lines().count() > 6, "{c:?}");
+}
+
+#[test]
+fn fake_plan_of_thesis_and_overrides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = run(
+        tmp.path(),
+        &["plan", "--suite", "thesis", "--backend", "fake"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("pod-to-service/placement=intra,services=10000,workload=tcp-crr"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("estimated wall time"), "{r:?}");
+    let r = run(
+        tmp.path(),
+        &[
+            "plan",
+            "--suite",
+            "thesis",
+            "--backend",
+            "fake",
+            "--only",
+            "pod-to-service",
+            "--set",
+            "services=1,10",
+            "--set",
+            "workload=tcp",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("4 points (4 runnable)"), "{r:?}");
+    let r = run(
+        tmp.path(),
+        &[
+            "plan",
+            "--suite",
+            "quick",
+            "--backend",
+            "loopback",
+            "--netload",
+            "/bin/true",
+        ],
+    );
+    assert!(
+        r.stdout.contains("not applicable: loopback has one host"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn fake_suite_file_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = run(tmp.path(), &["suite", "quick"]);
+    std::fs::write(
+        tmp.path().join("mine.toml"),
+        r.stdout.replace("name = \"quick\"", "name = \"mine\""),
+    )
+    .unwrap();
+    let r = run(
+        tmp.path(),
+        &[
+            "run",
+            "--backend",
+            "fake",
+            "--suite",
+            "mine.toml",
+            "--out",
+            "m",
+            "--skip",
+            "http-replicas",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(ends(&tmp.path().join("m")).len(), 5);
+}
+
+#[test]
+fn fake_import_iperf3_and_compare_with_netload_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let netload = fake_run(tmp.path(), "netload", 1, &["--only", "baseline"]);
+    let doc = |bps: f64| {
+        serde_json::json!({
+            "start": {"version": "iperf 3.12", "timestamp": {"timesecs": 1_700_000_000},
+                      "test_start": {"protocol": "TCP", "num_streams": 1, "duration": 10, "omit": 0, "reverse": 0}},
+            "end": {"sum_sent": {"bits_per_second": bps, "retransmits": 3, "seconds": 10.0},
+                    "sum_received": {"bits_per_second": bps, "seconds": 10.0},
+                    "cpu_utilization_percent": {"host_total": 35.0, "remote_total": 55.0}}
+        })
+        .to_string()
+    };
+    for (i, bps) in [9.0e9, 9.05e9, 8.95e9].iter().enumerate() {
+        std::fs::write(tmp.path().join(format!("i{i}.json")), doc(*bps)).unwrap();
+    }
+    let r = run(
+        tmp.path(),
+        &[
+            "import-iperf3",
+            "i0.json",
+            "i1.json",
+            "i2.json",
+            "--as",
+            "baseline/workload=tcp",
+            "--out",
+            "iperf",
+            "--label",
+            "iperf3",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = run(tmp.path(), &["report", "iperf", "--format", "table"]);
+    assert!(
+        r.stdout.contains("9.00 Gbit/s") && r.stdout.contains("1 of 1 measured points converged"),
+        "{r:?}"
+    );
+    let c = run(tmp.path(), &["compare", "iperf", netload.to_str().unwrap()]);
+    assert_eq!(c.code, 0, "{c:?}");
+    assert!(
+        c.stdout.contains("baseline/workload=tcp") && c.stdout.contains("Δ vs iperf3"),
+        "{c:?}"
+    );
+    let r = run(tmp.path(), &["import-iperf3", "meta.json", "--as", "x"]);
+    assert_ne!(r.code, 0);
+    std::fs::write(
+        tmp.path().join("bad.json"),
+        "{\"error\": \"unable to connect to server\"}",
+    )
+    .unwrap();
+    let r = run(tmp.path(), &["import-iperf3", "bad.json", "--as", "x"]);
+    assert!(
+        r.stderr
+            .contains("bad.json: iperf3 reported an error: unable to connect"),
+        "{r:?}"
+    );
+}
