@@ -190,8 +190,9 @@ pub fn render_table(runs: &[RunSummary], lines: &[Line]) -> String {
     let mut out = align(&header, &body);
     let _ = writeln!(
         out,
-        "\nΔ: difference of the mean from the first run. p: Welch's t-test on the raw repetitions; significant when p < {}.",
-        stats::SIGNIFICANCE
+        "\nΔ: difference of the mean from the first run. p: Welch's t-test on the raw repetitions; significant when p < {}.\nWith many points, about {:.0}% of them show a \"significant\" difference by chance alone: look for consistent patterns.",
+        stats::SIGNIFICANCE,
+        stats::SIGNIFICANCE * 100.0
     );
     out
 }

@@ -132,7 +132,8 @@ pub(crate) mod fixtures {
     use crate::stats::StopRule;
     use crate::suite::{expand, file};
 
-    /// A small suite with a baseline, a sweep and an http point; the last point fails.
+    /// A small suite with a baseline, a sweep, an http point, a not-applicable point; the
+    /// last point fails.
     pub fn run(label: &str, seed: u64) -> (Meta, RunSummary) {
         let suite = file::parse(
             r#"
@@ -150,6 +151,9 @@ placement = ["inter", "intra"]
 kind = "http-replicas"
 replicas = 2
 services = 1
+[[scenario]]
+kind = "pod-to-pod-policies"
+pods = 10
 [[scenario]]
 kind = "rr-latency"
 "#,
@@ -180,6 +184,15 @@ kind = "rr-latency"
         let mut records = Vec::new();
         let n = points.len();
         for (i, p) in points.iter().enumerate() {
+            if p.kind == crate::scenario::ScenarioKind::PodToPodPolicies {
+                records.push(Record::PointEnd(PointEnd {
+                    point: p.id.clone(),
+                    status: PointStatus::NotApplicable,
+                    reps: 0,
+                    note: Some("needs 10 filler pods (use the lab or kube backend)".into()),
+                }));
+                continue;
+            }
             let reps = if i == n - 1 { 2 } else { 5 };
             for rep in 0..reps {
                 let out = fake.run_rep(p, rep, &Cancel::default()).unwrap();

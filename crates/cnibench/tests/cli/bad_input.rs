@@ -164,3 +164,62 @@ fn bad_suite_files_name_file_line_field_and_allowed() {
     );
     assert!(r.stderr.contains("no scenario `pod-to-pods`"), "{r:?}");
 }
+
+#[test]
+fn time_budget_stops_a_point_and_flags_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = run(
+        tmp.path(),
+        &[
+            "run",
+            "--backend",
+            "fake",
+            "--out",
+            "tb",
+            "--only",
+            "baseline",
+            "--time-budget",
+            "0.5",
+            "--fake-delay-ms",
+            "200",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("NOT CONVERGED (time budget)"), "{r:?}");
+    assert_eq!(ends(&tmp.path().join("tb"))[0].1, "time-budget");
+}
+
+#[test]
+fn bad_stopping_rule_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = run(
+        tmp.path(),
+        &["run", "--backend", "fake", "--ci-target", "0"],
+    );
+    assert!(r.code != 0 && r.stderr.contains("--ci-target"), "{r:?}");
+    let r = run(
+        tmp.path(),
+        &[
+            "run",
+            "--backend",
+            "fake",
+            "--min-reps",
+            "5",
+            "--max-reps",
+            "3",
+        ],
+    );
+    assert!(
+        r.code != 0 && r.stderr.contains("need 2 <= min-reps <= max-reps"),
+        "{r:?}"
+    );
+    let r = run(
+        tmp.path(),
+        &["run", "--backend", "fake", "--time-budget", "soon"],
+    );
+    assert!(r.code != 0 && r.stderr.contains("--time-budget"), "{r:?}");
+    assert!(
+        std::fs::read_dir(tmp.path()).unwrap().next().is_none(),
+        "nothing created"
+    );
+}
