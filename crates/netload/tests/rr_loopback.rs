@@ -1,0 +1,144 @@
+//! Loopback tests of `netload rr` and its responder: every mode, open loop, a missing
+//! responder, a responder that survives garbage. Only 127.0.0.1; bounded in time.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use netload::clock;
+use netload::http::ErrorKind;
+use netload::rr::{RrMode, RrReport, RrServer, RrServerConfig, RrSpec, execute, render_table};
+
+fn responder() -> RrServer {
+    // Port 0 picks a free TCP port; UDP binds the same number. Retry in the rare case the
+    // UDP port is taken.
+    for _ in 0..10 {
+        if let Ok(s) = RrServer::bind("127.0.0.1:0".parse().unwrap(), RrServerConfig::default()) {
+            return s;
+        }
+    }
+    panic!("no free port for the responder");
+}
+
+fn spec(addr: SocketAddr, mode: RrMode) -> RrSpec {
+    RrSpec {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        mode,
+        request_size: 64,
+        response_size: 256,
+        duration_s: 0.5,
+        parallel: 2,
+        rate: None,
+        interval_s: 0.25,
+        timeout_s: 1.0,
+        client_affinity: Vec::new(),
+        server_affinity: Vec::new(),
+        busy_poll: false,
+    }
+}
+
+fn check(r: &RrReport) {
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(r.transactions > 50, "{}", r.transactions);
+    assert_eq!(r.latency.count, r.transactions);
+    assert!(r.latency.p50_us > 0.0 && r.latency.p50_us <= r.latency.p99_us);
+    assert_eq!(r.intervals.len(), 2, "{:?}", r.intervals);
+    let sum: u64 = r.intervals.iter().map(|i| i.transactions).sum();
+    assert_eq!(sum, r.transactions);
+    assert!(r.transactions_per_second > 0.0);
+    assert!(render_table(r).contains("round trip"));
+    let back: RrReport = serde_json::from_str(&serde_json::to_string(r).unwrap()).unwrap();
+    assert_eq!(back.schema_version, 1);
+}
+
+#[test]
+fn rr_loopback_tcp_rr() {
+    let srv = responder();
+    check(&execute(&spec(srv.local_addr(), RrMode::TcpRr)).unwrap());
+}
+
+#[test]
+fn rr_loopback_tcp_crr() {
+    let srv = responder();
+    check(&execute(&spec(srv.local_addr(), RrMode::TcpCrr)).unwrap());
+}
+
+#[test]
+fn rr_loopback_udp_rr() {
+    let srv = responder();
+    check(&execute(&spec(srv.local_addr(), RrMode::UdpRr)).unwrap());
+}
+
+#[test]
+fn rr_loopback_busy_poll_and_affinity() {
+    let srv = responder();
+    let mut s = spec(srv.local_addr(), RrMode::TcpRr);
+    s.busy_poll = true;
+    s.parallel = 1;
+    s.client_affinity = vec![0];
+    check(&execute(&s).unwrap());
+    s.mode = RrMode::UdpRr;
+    check(&execute(&s).unwrap());
+}
+
+#[test]
+fn rr_loopback_open_loop_keeps_its_rate() {
+    let srv = responder();
+    let mut s = spec(srv.local_addr(), RrMode::TcpRr);
+    s.rate = Some(400.0);
+    let r = execute(&s).unwrap();
+    // 400/s for 0.5 s over two connections: 200 transactions scheduled.
+    assert!((190..=202).contains(&r.transactions), "{}", r.transactions);
+    assert!(r.errors.is_empty());
+}
+
+#[test]
+fn rr_missing_responder_counts_errors_and_ends_on_time() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for mode in [RrMode::TcpRr, RrMode::TcpCrr, RrMode::UdpRr] {
+        let mut s = spec(dead, mode);
+        s.timeout_s = 0.1;
+        s.duration_s = 0.3;
+        let t0 = clock::now();
+        let r = execute(&s).unwrap();
+        assert!(clock::now() - t0 < Duration::from_secs(2));
+        assert_eq!(r.transactions, 0);
+        let failures: u64 = r.errors.values().sum();
+        assert!(failures > 0, "{mode:?}");
+        assert!(
+            r.errors.contains_key(&ErrorKind::Refused)
+                || r.errors.contains_key(&ErrorKind::Timeout),
+            "{mode:?}: {:?}",
+            r.errors
+        );
+    }
+}
+
+#[test]
+fn rr_responder_survives_garbage_and_serves_on() {
+    let srv = responder();
+    let addr = srv.local_addr();
+    // Bad magic, then an absurd size, then a half hello and silence: each gets closed.
+    for bad in [
+        &b"GET / HTTP/1.1\r\n"[..],
+        &netload::rr::hello(1, u32::MAX)[..],
+        &b"NLRR"[..],
+    ] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let _ = s.write_all(bad);
+        let mut buf = [0u8; 16];
+        let _ = s.read(&mut buf);
+    }
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let _ = udp.send_to(b"junk", addr);
+    let _ = udp.send_to(&[0u8; 2000], addr);
+    check(&execute(&spec(addr, RrMode::TcpRr)).unwrap());
+    check(&execute(&spec(addr, RrMode::UdpRr)).unwrap());
+    srv.shutdown();
+}
