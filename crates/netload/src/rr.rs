@@ -627,6 +627,7 @@ struct ThreadResult {
 
 struct ClientCtx {
     addr: SocketAddr,
+    stop: Arc<AtomicBool>,
     spec: RrSpec,
     start: Instant,
     deadline: Instant,
@@ -810,17 +811,21 @@ fn client_thread(ctx: &ClientCtx, index: u32) -> ThreadResult {
             if due >= ctx.deadline {
                 break;
             }
-            if ctx.spec.busy_poll {
-                while clock::now() < due {
+            // Sleeps in slices so an interrupt is seen within 100 ms even at low rates.
+            while clock::now() < due && !ctx.stop.load(Ordering::Relaxed) {
+                if ctx.spec.busy_poll {
                     std::hint::spin_loop();
+                } else {
+                    clock::sleep_until(due.min(clock::now() + Duration::from_millis(100)));
                 }
-            } else {
-                clock::sleep_until(due);
+            }
+            if ctx.stop.load(Ordering::Relaxed) {
+                break;
             }
             due
         } else {
             let now = clock::now();
-            if now >= ctx.deadline {
+            if now >= ctx.deadline || ctx.stop.load(Ordering::Relaxed) {
                 break;
             }
             now
@@ -854,6 +859,11 @@ fn client_thread(ctx: &ClientCtx, index: u32) -> ThreadResult {
 
 /// Runs the test and returns its report.
 pub fn execute(spec: &RrSpec) -> anyhow::Result<RrReport> {
+    execute_until(spec, &Arc::new(AtomicBool::new(false)))
+}
+
+/// Runs the test, ending early (and still reporting) once `stop` is raised.
+pub fn execute_until(spec: &RrSpec, stop: &Arc<AtomicBool>) -> anyhow::Result<RrReport> {
     use anyhow::Context as _;
     spec.validate()?;
     let addr = (spec.host.as_str(), spec.port)
@@ -866,6 +876,7 @@ pub fn execute(spec: &RrSpec) -> anyhow::Result<RrReport> {
     let start = clock::now();
     let ctx = Arc::new(ClientCtx {
         addr,
+        stop: stop.clone(),
         spec: spec.clone(),
         start,
         deadline: start + Duration::from_secs_f64(spec.duration_s),
@@ -1030,7 +1041,7 @@ pub fn render_table(r: &RrReport) -> String {
 /// `netload rr`: runs the test and prints the table (or JSON with `--json`).
 pub fn run(args: &RrArgs) -> anyhow::Result<RrReport> {
     let spec = args.spec()?;
-    let report = execute(&spec)?;
+    let report = execute_until(&spec, &crate::idle::interrupt_flag()?)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

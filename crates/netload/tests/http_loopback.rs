@@ -436,3 +436,27 @@ fn http_server_bounds_connections_and_requests_per_connection() {
     let r = execute(&s).unwrap();
     assert_eq!(r.totals.ok, 1, "{:?}", r.errors);
 }
+
+#[test]
+fn http_cli_stops_early_on_sigint_and_still_reports() {
+    use std::process::{Command, Stdio};
+    let srv = server("cli", 1000);
+    let child = Command::new(env!("CARGO_BIN_EXE_netload"))
+        .args(["http", "--json", "-t", "30", "-c", "2"])
+        .arg(url(srv.local_addr(), "/"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let t0 = clock::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(clock::now() - t0 < Duration::from_secs(3));
+    assert!(out.status.success(), "{:?}", out.status);
+    let r: HttpReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r.totals.ok > 0);
+    assert_eq!(r.totals.errors, 0);
+    assert_eq!(r.replicas[0].replica, "cli");
+}

@@ -142,3 +142,26 @@ fn rr_responder_survives_garbage_and_serves_on() {
     check(&execute(&spec(addr, RrMode::UdpRr)).unwrap());
     srv.shutdown();
 }
+
+#[test]
+fn rr_cli_stops_early_on_sigint_and_still_reports() {
+    use std::process::{Command, Stdio};
+    let srv = responder();
+    let child = Command::new(env!("CARGO_BIN_EXE_netload"))
+        .args(["rr", "127.0.0.1", "--json", "-t", "30", "-p"])
+        .arg(srv.local_addr().port().to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let t0 = clock::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(clock::now() - t0 < Duration::from_secs(3));
+    assert!(out.status.success(), "{:?}", out.status);
+    let r: RrReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r.transactions > 0);
+    assert!(r.duration_s < 5.0);
+}

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -335,6 +335,7 @@ impl Drop for Conn {
 
 struct Ctx {
     targets: Vec<Target>,
+    stop: Arc<AtomicBool>,
     next: AtomicU64,
     requests: Option<u64>,
     deadline: Option<Instant>,
@@ -459,7 +460,7 @@ async fn worker(ctx: Arc<Ctx>) -> Recorder {
     let mut conns: Vec<Option<Conn>> = ctx.targets.iter().map(|_| None).collect();
     loop {
         let k = ctx.next.fetch_add(1, Ordering::Relaxed);
-        if ctx.requests.is_some_and(|n| k >= n) {
+        if ctx.requests.is_some_and(|n| k >= n) || ctx.stop.load(Ordering::Relaxed) {
             break;
         }
         let start = if let Some(s) = ctx.schedule {
@@ -467,7 +468,14 @@ async fn worker(ctx: Arc<Ctx>) -> Recorder {
             if ctx.deadline.is_some_and(|d| due >= d) {
                 break;
             }
-            tokio::time::sleep_until(due.into()).await;
+            // Sleeps in slices so an interrupt is seen within 100 ms even at low rates.
+            while clock::now() < due && !ctx.stop.load(Ordering::Relaxed) {
+                let slice = due.min(clock::now() + Duration::from_millis(100));
+                tokio::time::sleep_until(slice.into()).await;
+            }
+            if ctx.stop.load(Ordering::Relaxed) {
+                break;
+            }
             due
         } else {
             let now = clock::now();
@@ -512,6 +520,12 @@ async fn worker(ctx: Arc<Ctx>) -> Recorder {
 
 /// Runs the test `spec` describes and returns its report.
 pub fn execute(spec: &HttpSpec) -> Result<HttpReport, ClientError> {
+    execute_until(spec, &Arc::new(AtomicBool::new(false)))
+}
+
+/// Runs the test, ending early (and still reporting) once `stop` is raised; requests in
+/// flight then finish or time out.
+pub fn execute_until(spec: &HttpSpec, stop: &Arc<AtomicBool>) -> Result<HttpReport, ClientError> {
     validate(spec)?;
     let targets = spec
         .urls
@@ -529,6 +543,7 @@ pub fn execute(spec: &HttpSpec) -> Result<HttpReport, ClientError> {
     let start = clock::now();
     let ctx = Arc::new(Ctx {
         targets,
+        stop: stop.clone(),
         next: AtomicU64::new(0),
         requests: spec.requests,
         deadline: spec.duration_s.map(|t| start + Duration::from_secs_f64(t)),
@@ -716,7 +731,7 @@ pub fn render_table(r: &HttpReport) -> String {
 /// `netload http`: runs the test and prints the table (or JSON with `--json`).
 pub fn run(args: &HttpArgs) -> anyhow::Result<HttpReport> {
     let spec = args.spec()?;
-    let report = execute(&spec)?;
+    let report = execute_until(&spec, &crate::idle::interrupt_flag()?)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
