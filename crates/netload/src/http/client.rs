@@ -56,7 +56,8 @@ pub struct HttpArgs {
     /// Per-request timeout (connect, headers and body), seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub timeout: f64,
-    /// Runtime threads (default: the smaller of the CPU count and `-c`).
+    /// OS threads, each running a single-threaded runtime with its share of the workers
+    /// (default: the smaller of the CPU count and `-c`).
     #[arg(long, value_name = "N")]
     pub threads: Option<u32>,
     /// Print the versioned JSON report instead of the table.
@@ -184,6 +185,8 @@ pub struct Target {
     pub host: HeaderValue,
     /// Path and query sent in the request line.
     pub path: String,
+    /// Origin-form URI of the request line (parsed once).
+    pub uri: hyper::Uri,
 }
 
 /// Parses and resolves `url` (`http://` only).
@@ -218,6 +221,7 @@ pub fn resolve(url: &str) -> Result<Target, ClientError> {
         url: url.to_owned(),
         addr,
         host: HeaderValue::from_str(authority.as_str()).map_err(|_| bad("bad host"))?,
+        uri: path.parse().map_err(|_| bad("bad path"))?,
         path,
     })
 }
@@ -391,23 +395,23 @@ async fn one_request(
     }
     let reused = slot.is_some();
     let request = || {
-        Request::get(target.path.as_str())
-            .header(HOST, target.host.clone())
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| fail(ErrorKind::Other, e))
+        let mut req = Request::new(Empty::<Bytes>::new());
+        *req.uri_mut() = target.uri.clone();
+        req.headers_mut().insert(HOST, target.host.clone());
+        req
     };
     let conn = match slot {
         Some(c) => c,
         None => slot.insert(connect(target, rec).await?),
     };
-    let resp = match conn.sender.send_request(request()?).await {
+    let resp = match conn.sender.send_request(request()).await {
         Ok(resp) => resp,
         // The server closed a kept-alive connection just as the request was queued, and
         // hyper never sent it: retry once on a new connection, as a pool would.
         Err(e) if reused && e.is_canceled() => {
             let conn = slot.insert(connect(target, rec).await?);
             conn.sender
-                .send_request(request()?)
+                .send_request(request())
                 .await
                 .map_err(|e| fail(ErrorKind::of_hyper_head(&e), e))?
         }
@@ -415,12 +419,8 @@ async fn one_request(
     };
     let ttfb = clock::now() - start;
     let status = resp.status();
-    let replica = resp
-        .headers()
-        .get(REPLICA_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(UNKNOWN_REPLICA)
-        .to_owned();
+    // A cheap reference-counted handle on the received header, not a copy.
+    let replica = resp.headers().get(REPLICA_HEADER).cloned();
     let announced: Option<u64> = resp
         .headers()
         .get(CONTENT_LENGTH)
@@ -451,7 +451,11 @@ async fn one_request(
             keep: true,
         });
     }
-    rec.success(&replica, ttfb, total, bytes);
+    let replica = replica
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(UNKNOWN_REPLICA);
+    rec.success(replica, ttfb, total, bytes);
     Ok(())
 }
 
@@ -532,12 +536,54 @@ pub fn execute_until(spec: &HttpSpec, stop: &Arc<AtomicBool>) -> Result<HttpRepo
         .iter()
         .map(|u| resolve(u))
         .collect::<Result<Vec<_>, _>>()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(spec.threads as usize)
-        .thread_name("netload-http-client")
-        .enable_all()
-        .build()
-        .map_err(ClientError::Runtime)?;
+    // One single-threaded runtime per OS thread, each driving its share of the workers and
+    // their connections (as wrk does): no cross-thread wake-ups on the request path.
+    let threads = spec.threads.min(spec.concurrency) as usize;
+    let mut shards = Vec::with_capacity(threads);
+    for t in 0..threads {
+        let workers = spec.concurrency as usize / threads
+            + usize::from(t < spec.concurrency as usize % threads);
+        let (tx, rx) = std::sync::mpsc::channel::<Arc<Ctx>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+        let handle = std::thread::Builder::new()
+            .name(format!("netload-http-{t}"))
+            .spawn(move || -> Recorder {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => {
+                        let _ = ready_tx.send(Ok(()));
+                        rt
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return Recorder::default();
+                    }
+                };
+                let Ok(ctx) = rx.recv() else {
+                    return Recorder::default();
+                };
+                runtime.block_on(async {
+                    let handles: Vec<_> = (0..workers)
+                        .map(|_| tokio::spawn(worker(ctx.clone())))
+                        .collect();
+                    let mut all = Recorder::default();
+                    for h in handles {
+                        if let Ok(rec) = h.await {
+                            all.merge(&rec);
+                        }
+                    }
+                    all
+                })
+            })
+            .map_err(ClientError::Runtime)?;
+        ready_rx
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("runtime thread died")))
+            .map_err(ClientError::Runtime)?;
+        shards.push((tx, handle));
+    }
     let started_unix_s = clock::wall_time();
     let cpu_start = CpuSample::take();
     let start = clock::now();
@@ -551,20 +597,20 @@ pub fn execute_until(spec: &HttpSpec, stop: &Arc<AtomicBool>) -> Result<HttpRepo
         timeout: Duration::from_secs_f64(spec.timeout_s),
         new_connection: spec.new_connection,
     });
-    let merged = runtime.block_on(async {
-        let handles: Vec<_> = (0..spec.concurrency)
-            .map(|_| tokio::spawn(worker(ctx.clone())))
-            .collect();
-        let mut all = Recorder::default();
-        for h in handles {
-            if let Ok(rec) = h.await {
-                all.merge(&rec);
-            }
+    let mut merged = Recorder::default();
+    let handles: Vec<_> = shards
+        .into_iter()
+        .map(|(tx, handle)| {
+            let _ = tx.send(ctx.clone());
+            handle
+        })
+        .collect();
+    for h in handles {
+        if let Ok(rec) = h.join() {
+            merged.merge(&rec);
         }
-        all
-    });
+    }
     let cpu_end = CpuSample::take();
-    runtime.shutdown_timeout(Duration::from_millis(100));
     let end = merged.last_end.unwrap_or(start);
     let duration_s = (end - start).as_secs_f64();
     Ok(build_report(

@@ -146,7 +146,7 @@ pub struct HttpSpec {
     pub new_connection: bool,
     /// Per-request timeout (connect + headers + body), seconds.
     pub timeout_s: f64,
-    /// Runtime worker threads.
+    /// OS threads, each with a single-threaded runtime driving its share of the workers.
     pub threads: u32,
 }
 
