@@ -344,14 +344,32 @@ pub async fn serve(
     stats: Arc<ServerStats>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let shared = Arc::new(Shared {
-        replica: HeaderValue::from_str(&config.replica)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
-        chunk: make_chunk(config.chunk_size),
-        config,
-        stats,
-    });
+    let shared = Shared::new(config, stats)?;
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+    serve_shard(listener, shared, limit, shutdown).await;
+    Ok(())
+}
+
+impl Shared {
+    fn new(config: ServerConfig, stats: Arc<ServerStats>) -> std::io::Result<Arc<Self>> {
+        Ok(Arc::new(Shared {
+            replica: HeaderValue::from_str(&config.replica)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            chunk: make_chunk(config.chunk_size),
+            config,
+            stats,
+        }))
+    }
+}
+
+/// The accept loop of one runtime; several shards may share one listening socket (each
+/// with its own duplicate of the descriptor), the connection limit and the counters.
+async fn serve_shard(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    shutdown: impl Future<Output = ()>,
+) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -415,15 +433,16 @@ pub async fn serve(
         });
     }
     let _ = stop_tx.send(true);
-    Ok(())
 }
 
-/// A server running on its own runtime thread; dropping it stops it.
+/// A running server: one OS thread per [`ServerConfig::threads`], each with a
+/// single-threaded runtime accepting on the shared listener and driving its own
+/// connections (no cross-thread wake-ups per request). Dropping it stops it.
 pub struct HttpServer {
     addr: SocketAddr,
     stats: Arc<ServerStats>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    stop: Option<watch::Sender<bool>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl HttpServer {
@@ -435,33 +454,49 @@ impl HttpServer {
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(config.threads)
-            .thread_name("netload-http")
-            .enable_all()
-            .build()?;
         let stats = Arc::new(ServerStats::default());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread_stats = stats.clone();
-        let thread = std::thread::Builder::new()
-            .name("netload-http-accept".into())
-            .spawn(move || {
-                let result = runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)?;
-                    serve(listener, config, thread_stats, async {
-                        let _ = stopped.await;
-                    })
-                    .await
+        let limit = Arc::new(Semaphore::new(config.max_connections));
+        let threads_n = config.threads;
+        let shared = Shared::new(config, stats.clone())?;
+        let (stop, stopped) = watch::channel(false);
+        let mut threads = Vec::with_capacity(threads_n);
+        for i in 0..threads_n {
+            let listener = listener.try_clone()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (shared, limit, mut stopped) = (shared.clone(), limit.clone(), stopped.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("netload-http-server-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                            return;
+                        };
+                        let shutdown = async move {
+                            let _ = stopped.wait_for(|s| *s).await;
+                        };
+                        serve_shard(listener, shared, limit, shutdown).await;
+                    });
+                    // Gives graceful shutdowns their second, then cancels what is left.
+                    runtime.shutdown_timeout(Duration::from_millis(1500));
                 });
-                // Gives graceful shutdowns their second, then cancels what is left.
-                runtime.shutdown_timeout(Duration::from_millis(1500));
-                result
-            })?;
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    let _ = stop.send(true);
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(e);
+                }
+            }
+        }
         Ok(HttpServer {
             addr,
             stats,
             stop: Some(stop),
-            thread: Some(thread),
+            threads,
         })
     }
 
@@ -481,40 +516,23 @@ impl HttpServer {
     }
 
     /// Stops accepting, lets open responses finish for up to a second, and waits.
-    pub fn shutdown(mut self) -> std::io::Result<()> {
-        self.stop_and_join()
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
     }
 
-    /// Blocks until the server stops by itself (it does not, unless it fails).
-    pub fn wait(mut self) -> std::io::Result<()> {
-        // Keeps the stop channel open forever: the server never sees a stop request.
+    fn stop_and_join(&mut self) {
         if let Some(stop) = self.stop.take() {
-            std::mem::forget(stop);
+            let _ = stop.send(true);
         }
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("server panicked"))),
-            None => Ok(()),
-        }
-    }
-
-    fn stop_and_join(&mut self) -> std::io::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("server panicked"))),
-            None => Ok(()),
+        for t in self.threads.drain(..) {
+            let _ = t.join();
         }
     }
 }
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
-        let _ = self.stop_and_join();
+        self.stop_and_join();
     }
 }
 
@@ -543,7 +561,8 @@ pub fn run(args: &HttpServerArgs) -> anyhow::Result<()> {
         server.local_addr()
     );
     let _ = signals.wait();
-    server.shutdown().context("stopping the HTTP server")
+    server.shutdown();
+    Ok(())
 }
 
 #[cfg(test)]
