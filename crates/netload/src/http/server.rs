@@ -459,9 +459,12 @@ impl HttpServer {
         let threads_n = config.threads;
         let shared = Shared::new(config, stats.clone())?;
         let (stop, stopped) = watch::channel(false);
+        let mut listeners = (1..threads_n)
+            .map(|_| listener.try_clone())
+            .collect::<std::io::Result<Vec<_>>>()?;
+        listeners.push(listener);
         let mut threads = Vec::with_capacity(threads_n);
-        for i in 0..threads_n {
-            let listener = listener.try_clone()?;
+        for (i, listener) in listeners.into_iter().enumerate() {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
