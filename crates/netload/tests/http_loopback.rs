@@ -460,3 +460,28 @@ fn http_cli_stops_early_on_sigint_and_still_reports() {
     assert_eq!(r.totals.errors, 0);
     assert_eq!(r.replicas[0].replica, "cli");
 }
+
+#[test]
+fn http_server_drops_clients_that_stop_reading() {
+    let mut c = ServerConfig::new("writer");
+    c.max_connections = 1;
+    c.write_timeout = Duration::from_millis(300);
+    c.threads = 1;
+    let srv = HttpServer::bind("127.0.0.1:0".parse().unwrap(), c).unwrap();
+    // Asks for 1 GiB and never reads: the only connection slot is held until the
+    // server's write deadline frees it.
+    let mut stuck = TcpStream::connect(srv.local_addr()).unwrap();
+    stuck
+        .write_all(b"GET /bytes/1073741824 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let t0 = clock::now();
+    let mut s = spec(&[url(srv.local_addr(), "/bytes/10")]);
+    s.requests = Some(1);
+    s.timeout_s = 5.0;
+    let r = execute(&s).unwrap();
+    assert_eq!(r.totals.ok, 1, "{:?}", r.errors);
+    assert!(clock::now() - t0 < Duration::from_secs(3));
+    assert!(srv.stats().connection_errors.load(Ordering::Relaxed) >= 1);
+    drop(stuck);
+}

@@ -165,3 +165,46 @@ fn rr_cli_stops_early_on_sigint_and_still_reports() {
     assert!(r.transactions > 0);
     assert!(r.duration_s < 5.0);
 }
+
+#[test]
+fn rr_open_loop_shows_a_stall_in_the_tail() {
+    // A responder that answers at once except transaction 20, which it holds for 300 ms.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut hello = [0u8; netload::rr::HELLO_LEN];
+        if s.read_exact(&mut hello).is_err() {
+            return;
+        }
+        let mut b = [0u8; 1];
+        for n in 0..100_000 {
+            if s.read_exact(&mut b).is_err() {
+                return;
+            }
+            if n == 20 {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            if s.write_all(&b).is_err() {
+                return;
+            }
+        }
+    });
+    let mut s = spec(addr, RrMode::TcpRr);
+    s.request_size = 1;
+    s.response_size = 1;
+    s.parallel = 1;
+    s.duration_s = 1.0;
+    s.interval_s = 0.0;
+    s.rate = Some(500.0);
+    let r = execute(&s).unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    // ~150 transactions were due during the stall: measured from their intended send
+    // times they waited up to 300 ms, far more than 10% of the 500.
+    assert!(r.transactions >= 480, "{}", r.transactions);
+    assert!(r.latency.p90_us > 50_000.0, "{:?}", r.latency);
+    assert!(r.latency.max_us > 250_000.0);
+}

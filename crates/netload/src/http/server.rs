@@ -57,6 +57,10 @@ pub struct HttpServerArgs {
     /// Seconds a client has to send a complete request head; also the keep-alive idle timeout.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub http_header_timeout: f64,
+    /// Seconds a response write may make no progress (a client that stopped reading)
+    /// before the connection is dropped.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub http_write_timeout: f64,
     /// Largest request head (start line and headers) accepted, bytes; larger gets a 431.
     #[arg(long, value_name = "BYTES", default_value = "16K", value_parser = parse_byte_size)]
     pub http_max_header_size: u64,
@@ -88,6 +92,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Time allowed to receive a request head (and keep-alive idle time).
     pub header_timeout: Duration,
+    /// Longest time a write may make no progress before the connection is dropped.
+    pub write_timeout: Duration,
     /// Largest request head, bytes.
     pub max_header_size: usize,
     /// Requests per connection before closing it; 0 = unlimited.
@@ -110,6 +116,7 @@ impl ServerConfig {
             replica: replica.into(),
             max_connections: 10_000,
             header_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
             max_header_size: 16 << 10,
             max_requests_per_connection: 0,
             chunk_size: 256 << 10,
@@ -122,12 +129,16 @@ impl ServerConfig {
         if !(args.http_header_timeout.is_finite() && args.http_header_timeout > 0.0) {
             return Err("--http-header-timeout must be a positive number of seconds".into());
         }
+        if !(args.http_write_timeout.is_finite() && args.http_write_timeout > 0.0) {
+            return Err("--http-write-timeout must be a positive number of seconds".into());
+        }
         let config = ServerConfig {
             body_size: args.body_size,
             max_body_size: args.max_body_size,
             replica: args.replica.clone().unwrap_or_else(hostname),
             max_connections: args.http_max_connections,
             header_timeout: Duration::from_secs_f64(args.http_header_timeout),
+            write_timeout: Duration::from_secs_f64(args.http_write_timeout),
             max_header_size: usize::try_from(args.http_max_header_size).unwrap_or(usize::MAX),
             max_requests_per_connection: args.http_max_requests_per_connection,
             chunk_size: usize::try_from(args.http_chunk_size).unwrap_or(usize::MAX),
@@ -256,6 +267,91 @@ fn make_chunk(size: usize) -> Bytes {
         .take(size)
         .collect::<Vec<u8>>()
         .into()
+}
+
+/// A TCP stream whose writes fail with `TimedOut` after making no progress for `timeout`:
+/// a client that requests a large body and stops reading cannot hold its connection slot.
+pub struct WriteDeadline {
+    io: tokio::net::TcpStream,
+    timeout: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    armed: bool,
+}
+
+impl WriteDeadline {
+    /// Wraps `io`.
+    pub fn new(io: tokio::net::TcpStream, timeout: Duration) -> Self {
+        WriteDeadline {
+            io,
+            timeout,
+            timer: Box::pin(tokio::time::sleep(timeout)),
+            armed: false,
+        }
+    }
+
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if r.is_ready() {
+            self.armed = false;
+            return r;
+        }
+        if !self.armed {
+            self.armed = true;
+            let deadline = tokio::time::Instant::from_std(crate::clock::now() + self.timeout);
+            self.timer.as_mut().reset(deadline);
+        }
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for WriteDeadline {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for WriteDeadline {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.check(cx, r)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.check(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 struct Shared {
@@ -410,7 +506,8 @@ async fn serve_shard(
                 let resp = respond(&svc_shared, &req, close);
                 async move { Ok::<_, Infallible>(resp) }
             });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let io = WriteDeadline::new(stream, shared.config.write_timeout);
+            let conn = builder.serve_connection(TokioIo::new(io), service);
             tokio::pin!(conn);
             let stopped = async {
                 let _ = stop.wait_for(|s| *s).await;
