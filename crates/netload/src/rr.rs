@@ -1096,6 +1096,29 @@ mod tests {
         assert_eq!(parse_udp_request(&d), None);
     }
 
+    #[test]
+    fn table_snapshot() {
+        let spec = args().spec().unwrap();
+        let mut t = ThreadResult {
+            intervals: vec![hist::new_histogram(), hist::new_histogram()],
+            total: hist::new_histogram(),
+            errors: BTreeMap::new(),
+        };
+        for us in 1..=100u64 {
+            let d = Duration::from_micros(us * 10);
+            hist::record(&mut t.total, d);
+            hist::record(&mut t.intervals[usize::from(us > 50)], d);
+        }
+        t.errors.insert(ErrorKind::Timeout, 3);
+        let mut spec = spec;
+        spec.interval_s = 0.5;
+        let r = build_report(&spec, &[t], 1.0, 0.0, CpuReport::default());
+        assert_eq!(r.transactions, 100);
+        assert_eq!(r.intervals.len(), 2);
+        assert_eq!(r.intervals[0].transactions, 50);
+        insta::assert_snapshot!("rr_table", render_table(&r));
+    }
+
     fn args() -> RrArgs {
         RrArgs {
             host: "127.0.0.1".into(),

@@ -884,6 +884,7 @@ mod tests {
         // (2+1)^2 / (2 * 5) = 0.9
         assert!((r.replica_fairness.unwrap() - 0.9).abs() < 1e-9);
         assert!(render_table(&r).contains("Jain"));
+        insta::assert_snapshot!("http_table", render_table(&r));
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["schema_version"], 1);
         assert_eq!(json["errors"]["refused"]["count"], 2);
