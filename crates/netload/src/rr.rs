@@ -321,6 +321,9 @@ pub struct RrReport {
     pub errors: BTreeMap<ErrorKind, u64>,
     /// Client CPU over the window.
     pub cpu: CpuReport,
+    /// Client process CPU (user + system) per transaction, microseconds (netperf's
+    /// "service demand"); absent when nothing completed.
+    pub cpu_us_per_transaction: Option<f64>,
     /// Responder CPU, once the control protocol carries it back.
     pub server_cpu: Option<CpuReport>,
 }
@@ -370,6 +373,11 @@ pub struct RrServerArgs {
     /// Pin connection threads to these cores (cycled).
     #[arg(long, value_name = "CORES")]
     pub affinity: Option<String>,
+}
+
+/// Starts a responder on `addr` (TCP and UDP); the library form of `netload rr-server`.
+pub fn serve(addr: SocketAddr, config: RrServerConfig) -> io::Result<RrServer> {
+    RrServer::bind(addr, config)
 }
 
 /// Poll period of blocking calls, so stop requests are seen promptly.
@@ -964,6 +972,8 @@ fn build_report(
         latency: LatencySummary::of(&total),
         intervals: series,
         errors,
+        cpu_us_per_transaction: (total.len() > 0)
+            .then(|| (cpu.process_user_s + cpu.process_system_s) * 1e6 / total.len() as f64),
         cpu,
         server_cpu: None,
     }
