@@ -972,7 +972,7 @@ fn build_report(
         latency: LatencySummary::of(&total),
         intervals: series,
         errors,
-        cpu_us_per_transaction: (total.len() > 0)
+        cpu_us_per_transaction: (!total.is_empty())
             .then(|| (cpu.process_user_s + cpu.process_system_s) * 1e6 / total.len() as f64),
         cpu,
         server_cpu: None,
