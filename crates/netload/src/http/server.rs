@@ -4,7 +4,7 @@
 //! (up to [`ServerConfig::max_body_size`]); anything else is a 404, other methods a 405.
 //! Bodies are one shared, reference-counted in-memory chunk handed to hyper frame after
 //! frame, so serving costs no file, no init step and no per-request allocation of payload.
-//! Every response carries [`REPLICA_HEADER`](super::REPLICA_HEADER).
+//! Every response carries [`REPLICA_HEADER`].
 //!
 //! Bounds against hostile clients: a semaphore caps open connections (the accept loop waits
 //! for a free slot, excess connections stay in the kernel's backlog); request heads are
