@@ -315,6 +315,10 @@ pub struct RrReport {
     pub transactions_per_second: f64,
     /// Round-trip latency (request sent, or due in open loop, to response fully read).
     pub latency: LatencySummary,
+    /// Open loop only: how late each request was sent after its intended time (the
+    /// thread's wake-up latency, or a backlog when the peer is slower than `--rate`);
+    /// part of `latency` by design.
+    pub send_lag: Option<LatencySummary>,
     /// Per-interval series (completion time decides the interval).
     pub intervals: Vec<RrInterval>,
     /// Failed transactions by kind.
@@ -630,6 +634,7 @@ pub fn run_server(args: &RrServerArgs) -> anyhow::Result<()> {
 struct ThreadResult {
     intervals: Vec<LatencyHistogram>,
     total: LatencyHistogram,
+    send_lag: LatencyHistogram,
     errors: BTreeMap<ErrorKind, u64>,
 }
 
@@ -801,6 +806,7 @@ fn client_thread(ctx: &ClientCtx, index: u32) -> ThreadResult {
     let mut res = ThreadResult {
         intervals: (0..n_intervals).map(|_| hist::new_histogram()).collect(),
         total: hist::new_histogram(),
+        send_lag: hist::new_histogram(),
         errors: BTreeMap::new(),
     };
     let schedule = ctx.spec.rate.map(|r| {
@@ -830,6 +836,10 @@ fn client_thread(ctx: &ClientCtx, index: u32) -> ThreadResult {
             if ctx.stop.load(Ordering::Relaxed) {
                 break;
             }
+            hist::record(
+                &mut res.send_lag,
+                clock::now().saturating_duration_since(due),
+            );
             due
         } else {
             let now = clock::now();
@@ -927,12 +937,14 @@ fn build_report(
     cpu: CpuReport,
 ) -> RrReport {
     let mut total = hist::new_histogram();
+    let mut send_lag = hist::new_histogram();
     let mut errors = BTreeMap::new();
     let n_intervals = results.first().map_or(0, |r| r.intervals.len());
     let mut intervals: Vec<LatencyHistogram> =
         (0..n_intervals).map(|_| hist::new_histogram()).collect();
     for r in results {
         hist::merge(&mut total, &r.total);
+        hist::merge(&mut send_lag, &r.send_lag);
         for (i, h) in r.intervals.iter().enumerate() {
             hist::merge(&mut intervals[i], h);
         }
@@ -970,6 +982,7 @@ fn build_report(
             0.0
         },
         latency: LatencySummary::of(&total),
+        send_lag: spec.rate.map(|_| LatencySummary::of(&send_lag)),
         intervals: series,
         errors,
         cpu_us_per_transaction: (!total.is_empty())
@@ -1018,6 +1031,9 @@ pub fn render_table(r: &RrReport) -> String {
             iv.transactions_per_second,
             &iv.latency,
         );
+    }
+    if let Some(lag) = &r.send_lag {
+        row(&mut out, "send lag", lag.count, 0.0, lag);
     }
     row(
         &mut out,
@@ -1112,6 +1128,7 @@ mod tests {
         let mut t = ThreadResult {
             intervals: vec![hist::new_histogram(), hist::new_histogram()],
             total: hist::new_histogram(),
+            send_lag: hist::new_histogram(),
             errors: BTreeMap::new(),
         };
         for us in 1..=100u64 {

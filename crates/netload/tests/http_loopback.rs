@@ -242,6 +242,13 @@ fn http_open_loop_shows_a_stall_in_the_tail() {
         open.totals.ttfb
     );
     assert!(open.totals.ttfb.max_us > 400_000.0);
+    // The backlog behind the stall is the client's send lag, reported apart.
+    let lag = open
+        .totals
+        .send_lag
+        .expect("open loop reports its send lag");
+    assert_eq!(lag.count, open.totals.requests);
+    assert!(lag.max_us > 300_000.0, "{lag:?}");
 
     // The same stall in closed loop hides behind one slow sample.
     let mut s = s.clone();
@@ -255,6 +262,7 @@ fn http_open_loop_shows_a_stall_in_the_tail() {
         "{:?}",
         closed.totals.ttfb
     );
+    assert!(closed.totals.send_lag.is_none());
 }
 
 fn run_against(behave: fn(TcpStream, u64), requests: u64, timeout_s: f64) -> HttpReport {

@@ -207,4 +207,5 @@ fn rr_open_loop_shows_a_stall_in_the_tail() {
     assert!(r.transactions >= 480, "{}", r.transactions);
     assert!(r.latency.p90_us > 50_000.0, "{:?}", r.latency);
     assert!(r.latency.max_us > 250_000.0);
+    assert_eq!(r.send_lag.unwrap().count, r.transactions);
 }

@@ -247,6 +247,8 @@ pub struct Recorder {
     pub errors: BTreeMap<ErrorKind, ErrorCount>,
     /// Last completion of any request.
     pub last_end: Option<Instant>,
+    /// Open loop: delay between a request's intended time and its hand-over to a worker.
+    pub send_lag: LatencyHistogram,
 }
 
 impl Default for Recorder {
@@ -261,6 +263,7 @@ impl Default for Recorder {
             replicas: HashMap::new(),
             errors: BTreeMap::new(),
             last_end: None,
+            send_lag: hist::new_histogram(),
         }
     }
 }
@@ -317,6 +320,7 @@ impl Recorder {
                 .or_insert_with(|| c.clone());
         }
         self.last_end = self.last_end.max(other.last_end);
+        hist::merge(&mut self.send_lag, &other.send_lag);
     }
 
     /// Failures of every kind.
@@ -459,34 +463,35 @@ async fn one_request(
     Ok(())
 }
 
-async fn worker(ctx: Arc<Ctx>) -> Recorder {
+/// Open-loop tickets of one runtime, shared by its workers.
+type Tickets = Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<u64>>>;
+
+async fn worker(ctx: Arc<Ctx>, tickets: Option<Tickets>) -> Recorder {
     let mut rec = Recorder::default();
     let mut conns: Vec<Option<Conn>> = ctx.targets.iter().map(|_| None).collect();
     loop {
-        let k = ctx.next.fetch_add(1, Ordering::Relaxed);
-        if ctx.requests.is_some_and(|n| k >= n) || ctx.stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let start = if let Some(s) = ctx.schedule {
+        let (k, start) = if let (Some(s), Some(t)) = (ctx.schedule, &tickets) {
+            // The pacer hands out request numbers at their due times; a ticket waits in
+            // the queue while every worker is busy, and that wait counts (from `due`).
+            let Some(k) = t.lock().await.recv().await else {
+                break;
+            };
             let due = s.due(k);
-            if ctx.deadline.is_some_and(|d| due >= d) {
-                break;
-            }
-            // Sleeps in slices so an interrupt is seen within 100 ms even at low rates.
-            while clock::now() < due && !ctx.stop.load(Ordering::Relaxed) {
-                let slice = due.min(clock::now() + Duration::from_millis(100));
-                tokio::time::sleep_until(slice.into()).await;
-            }
-            if ctx.stop.load(Ordering::Relaxed) {
-                break;
-            }
-            due
+            hist::record(
+                &mut rec.send_lag,
+                clock::now().saturating_duration_since(due),
+            );
+            (k, due)
         } else {
+            let k = ctx.next.fetch_add(1, Ordering::Relaxed);
             let now = clock::now();
-            if ctx.deadline.is_some_and(|d| now >= d) {
+            if ctx.requests.is_some_and(|n| k >= n)
+                || ctx.stop.load(Ordering::Relaxed)
+                || ctx.deadline.is_some_and(|d| now >= d)
+            {
                 break;
             }
-            now
+            (k, now)
         };
         let i = (k % ctx.targets.len() as u64) as usize;
         let limit = clock::now() + ctx.timeout;
@@ -522,6 +527,33 @@ async fn worker(ctx: Arc<Ctx>) -> Recorder {
     rec
 }
 
+/// Open loop: hands request `k` to the runtimes (in turn) at its due time, sleeping on the
+/// high-resolution timer rather than tokio's millisecond wheel, until the count, the
+/// deadline or an interrupt ends the run. Dropping the senders then ends the workers.
+fn pace(ctx: &Ctx, schedule: Schedule, senders: &[tokio::sync::mpsc::UnboundedSender<u64>]) {
+    let mut k = 0u64;
+    loop {
+        if ctx.requests.is_some_and(|n| k >= n) || ctx.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let due = schedule.due(k);
+        if ctx.deadline.is_some_and(|d| due >= d) {
+            break;
+        }
+        // Sleeps in slices so an interrupt is seen within 100 ms even at low rates.
+        while clock::now() < due && !ctx.stop.load(Ordering::Relaxed) {
+            clock::sleep_until(due.min(clock::now() + Duration::from_millis(100)));
+        }
+        if senders[(k % senders.len() as u64) as usize]
+            .send(k)
+            .is_err()
+        {
+            break;
+        }
+        k += 1;
+    }
+}
+
 /// Runs the test `spec` describes and returns its report.
 pub fn execute(spec: &HttpSpec) -> Result<HttpReport, ClientError> {
     execute_until(spec, &Arc::new(AtomicBool::new(false)))
@@ -543,7 +575,7 @@ pub fn execute_until(spec: &HttpSpec, stop: &Arc<AtomicBool>) -> Result<HttpRepo
     for t in 0..threads {
         let workers = spec.concurrency as usize / threads
             + usize::from(t < spec.concurrency as usize % threads);
-        let (tx, rx) = std::sync::mpsc::channel::<Arc<Ctx>>();
+        let (tx, rx) = std::sync::mpsc::channel::<(Arc<Ctx>, Option<Tickets>)>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
         let handle = std::thread::Builder::new()
             .name(format!("netload-http-{t}"))
@@ -561,12 +593,12 @@ pub fn execute_until(spec: &HttpSpec, stop: &Arc<AtomicBool>) -> Result<HttpRepo
                         return Recorder::default();
                     }
                 };
-                let Ok(ctx) = rx.recv() else {
+                let Ok((ctx, tickets)) = rx.recv() else {
                     return Recorder::default();
                 };
                 runtime.block_on(async {
                     let handles: Vec<_> = (0..workers)
-                        .map(|_| tokio::spawn(worker(ctx.clone())))
+                        .map(|_| tokio::spawn(worker(ctx.clone(), tickets.clone())))
                         .collect();
                     let mut all = Recorder::default();
                     for h in handles {
@@ -598,13 +630,34 @@ pub fn execute_until(spec: &HttpSpec, stop: &Arc<AtomicBool>) -> Result<HttpRepo
         new_connection: spec.new_connection,
     });
     let mut merged = Recorder::default();
+    let mut senders = Vec::new();
     let handles: Vec<_> = shards
         .into_iter()
         .map(|(tx, handle)| {
-            let _ = tx.send(ctx.clone());
+            let tickets = ctx.schedule.map(|_| {
+                let (send, recv) = tokio::sync::mpsc::unbounded_channel();
+                senders.push(send);
+                Arc::new(tokio::sync::Mutex::new(recv))
+            });
+            let _ = tx.send((ctx.clone(), tickets));
             handle
         })
         .collect();
+    let pacer = match ctx.schedule {
+        Some(schedule) => {
+            let ctx = ctx.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("netload-http-pacer".into())
+                    .spawn(move || pace(&ctx, schedule, &senders))
+                    .map_err(ClientError::Runtime)?,
+            )
+        }
+        None => None,
+    };
+    if let Some(p) = pacer {
+        let _ = p.join();
+    }
     for h in handles {
         if let Ok(rec) = h.join() {
             merged.merge(&rec);
@@ -672,6 +725,7 @@ pub fn build_report(
             connect: LatencySummary::of(&rec.connect),
             ttfb: LatencySummary::of(&rec.ttfb),
             total: LatencySummary::of(&rec.total),
+            send_lag: spec.rate.map(|_| LatencySummary::of(&rec.send_lag)),
         },
         replica_fairness: hist::jain_index(&counts),
         replicas,
@@ -726,6 +780,13 @@ pub fn render_table(r: &HttpReport) -> String {
     lat_row(&mut out, "connect", &t.connect);
     lat_row(&mut out, "ttfb", &t.ttfb);
     lat_row(&mut out, "total", &t.total);
+    if let Some(lag) = &t.send_lag {
+        lat_row(&mut out, "lag", lag);
+        let _ = writeln!(
+            out,
+            "(open loop: times count from each request's intended send time; lag = how late the client handed it out)"
+        );
+    }
     if !r.replicas.is_empty() {
         let _ = writeln!(
             out,

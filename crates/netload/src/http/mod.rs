@@ -176,6 +176,11 @@ pub struct HttpTotals {
     pub ttfb: LatencySummary,
     /// Request start until the last body byte.
     pub total: LatencySummary,
+    /// Open loop only: how long after its intended time each request was handed to a
+    /// worker. This delay is part of `ttfb` and `total` by design (coordinated omission);
+    /// when it is large while the server is fast, the client was the bottleneck (raise
+    /// `-c`), and its floor is the pacer's wake-up latency.
+    pub send_lag: Option<LatencySummary>,
 }
 
 /// What one replica served.
