@@ -7,6 +7,11 @@
 //! latencies are measured from that intended time, so a stalled server inflates the tail
 //! instead of slowing the client down (coordinated omission). Every failure is counted by
 //! [`ErrorKind`] and the run goes on; every request is bounded by `--timeout`.
+//!
+//! Replicas behind one Service address are chosen per *connection* (kube-proxy, IPVS and
+//! eBPF balancers all pin a connection to one backend): with keep-alive, `-c` connections
+//! reach at most `-c` replicas. Use `--new-connection` (or a large `-c`) to measure the
+//! spread over replicas.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;

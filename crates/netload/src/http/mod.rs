@@ -235,6 +235,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn report_schemas_are_generated() {
+        let http = serde_json::to_value(schemars::schema_for!(HttpReport)).unwrap();
+        assert!(http["properties"]["totals"].is_object());
+        let rr = serde_json::to_value(schemars::schema_for!(crate::rr::RrReport)).unwrap();
+        assert!(rr["properties"]["latency"].is_object());
+    }
+
+    #[test]
     fn io_errors_are_classified() {
         use io::ErrorKind as K;
         assert_eq!(ErrorKind::of_io(K::ConnectionRefused), ErrorKind::Refused);
