@@ -13,9 +13,11 @@
 //! reach at most `-c` replicas. Use `--new-connection` (or a large `-c`) to measure the
 //! spread over replicas.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -372,13 +374,16 @@ fn fail(kind: ErrorKind, message: impl std::fmt::Display) -> Failure {
     }
 }
 
-async fn connect(target: &Target, rec: &mut Recorder) -> Result<Conn, Failure> {
+async fn connect(target: &Target, rec: &RefCell<Recorder>) -> Result<Conn, Failure> {
     let t0 = clock::now();
     let stream = tokio::net::TcpStream::connect(target.addr)
         .await
         .map_err(|e| fail(ErrorKind::of_io(e.kind()), format!("{}: {e}", target.addr)))?;
-    hist::record(&mut rec.connect, clock::now() - t0);
-    rec.connections += 1;
+    {
+        let mut rec = rec.borrow_mut();
+        hist::record(&mut rec.connect, clock::now() - t0);
+        rec.connections += 1;
+    }
     let _ = stream.set_nodelay(true);
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -393,7 +398,7 @@ async fn one_request(
     slot: &mut Option<Conn>,
     target: &Target,
     start: Instant,
-    rec: &mut Recorder,
+    rec: &RefCell<Recorder>,
 ) -> Result<(), Failure> {
     if let Some(c) = slot.as_mut()
         && c.sender.ready().await.is_err()
@@ -464,15 +469,17 @@ async fn one_request(
         .as_ref()
         .and_then(|v| v.to_str().ok())
         .unwrap_or(UNKNOWN_REPLICA);
-    rec.success(replica, ttfb, total, bytes);
+    rec.borrow_mut().success(replica, ttfb, total, bytes);
     Ok(())
 }
 
 /// Open-loop tickets of one runtime, shared by its workers.
 type Tickets = Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<u64>>>;
 
-async fn worker(ctx: Arc<Ctx>, tickets: Option<Tickets>) -> Recorder {
-    let mut rec = Recorder::default();
+/// One worker: at most one request in flight. Workers of a runtime share its recorder
+/// (single-threaded, so a `RefCell` never borrowed across an await): memory stays per
+/// thread, not per worker, even with many thousands of workers.
+async fn worker(ctx: Arc<Ctx>, tickets: Option<Tickets>, rec: Rc<RefCell<Recorder>>) {
     let mut conns: Vec<Option<Conn>> = ctx.targets.iter().map(|_| None).collect();
     loop {
         let (k, start) = if let (Some(s), Some(t)) = (ctx.schedule, &tickets) {
@@ -483,7 +490,7 @@ async fn worker(ctx: Arc<Ctx>, tickets: Option<Tickets>) -> Recorder {
             };
             let due = s.due(k);
             hist::record(
-                &mut rec.send_lag,
+                &mut rec.borrow_mut().send_lag,
                 clock::now().saturating_duration_since(due),
             );
             (k, due)
@@ -502,19 +509,19 @@ async fn worker(ctx: Arc<Ctx>, tickets: Option<Tickets>) -> Recorder {
         let limit = clock::now() + ctx.timeout;
         let result = tokio::time::timeout_at(
             limit.into(),
-            one_request(&mut conns[i], &ctx.targets[i], start, &mut rec),
+            one_request(&mut conns[i], &ctx.targets[i], start, &rec),
         )
         .await;
         match result {
             Ok(Ok(())) => {}
             Ok(Err(f)) => {
-                rec.error(f.kind, f.message);
+                rec.borrow_mut().error(f.kind, f.message);
                 if !f.keep {
                     conns[i] = None;
                 }
             }
             Err(_) => {
-                rec.error(
+                rec.borrow_mut().error(
                     ErrorKind::Timeout,
                     format!(
                         "no complete answer from {} within {:?}",
@@ -527,9 +534,8 @@ async fn worker(ctx: Arc<Ctx>, tickets: Option<Tickets>) -> Recorder {
         if ctx.new_connection {
             conns[i] = None;
         }
-        rec.last_end = Some(clock::now());
+        rec.borrow_mut().last_end = Some(clock::now());
     }
-    rec
 }
 
 /// Open loop: hands request `k` to the runtimes (in turn) at its due time, sleeping on the
@@ -601,18 +607,24 @@ pub fn execute_until(spec: &HttpSpec, stop: &Arc<AtomicBool>) -> Result<HttpRepo
                 let Ok((ctx, tickets)) = rx.recv() else {
                     return Recorder::default();
                 };
-                runtime.block_on(async {
+                let rec = Rc::new(RefCell::new(Recorder::default()));
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&runtime, async {
                     let handles: Vec<_> = (0..workers)
-                        .map(|_| tokio::spawn(worker(ctx.clone(), tickets.clone())))
+                        .map(|_| {
+                            tokio::task::spawn_local(worker(
+                                ctx.clone(),
+                                tickets.clone(),
+                                rec.clone(),
+                            ))
+                        })
                         .collect();
-                    let mut all = Recorder::default();
                     for h in handles {
-                        if let Ok(rec) = h.await {
-                            all.merge(&rec);
-                        }
+                        let _ = h.await;
                     }
-                    all
-                })
+                });
+                drop(local);
+                Rc::try_unwrap(rec).map_or_else(|rc| rc.borrow().clone(), RefCell::into_inner)
             })
             .map_err(ClientError::Runtime)?;
         ready_rx
