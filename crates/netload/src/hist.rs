@@ -26,6 +26,12 @@ pub fn new_histogram() -> LatencyHistogram {
         .expect("constant histogram bounds are valid")
 }
 
+/// An empty histogram of the same range with 2 significant digits (1% relative error),
+/// an eighth of the memory: for interval series, where many are kept at once.
+pub fn new_coarse_histogram() -> LatencyHistogram {
+    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 2).expect("constant histogram bounds are valid")
+}
+
 /// Records `d` (clamped to the histogram's range).
 pub fn record(h: &mut LatencyHistogram, d: Duration) {
     let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1);

@@ -640,6 +640,10 @@ struct ThreadResult {
 
 struct ClientCtx {
     addr: SocketAddr,
+    /// Where threads flush their histograms at each interval boundary, so a thread holds
+    /// only the current interval's (memory independent of `-P` times intervals).
+    results: std::sync::Mutex<ThreadResult>,
+    n_intervals: usize,
     stop: Arc<AtomicBool>,
     spec: RrSpec,
     start: Instant,
@@ -790,25 +794,40 @@ fn write_all_spin(s: &mut TcpStream, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-fn client_thread(ctx: &ClientCtx, index: u32) -> ThreadResult {
+/// Number of intervals of a run; transactions completing after the deadline fold into
+/// the last one.
+fn interval_count(length: Duration, interval: Duration) -> usize {
+    if interval.is_zero() {
+        0
+    } else {
+        length.as_nanos().div_ceil(interval.as_nanos()).max(1) as usize
+    }
+}
+
+/// Adds a thread's current interval into the shared results and empties it.
+fn flush(ctx: &ClientCtx, index: usize, cur: &mut LatencyHistogram, lag: &mut LatencyHistogram) {
+    let mut shared = ctx
+        .results
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    hist::merge(&mut shared.total, cur);
+    hist::merge(&mut shared.send_lag, lag);
+    if let Some(h) = shared.intervals.get_mut(index) {
+        hist::merge(h, cur);
+    }
+    cur.reset();
+    lag.reset();
+}
+
+fn client_thread(ctx: &ClientCtx, index: u32) {
     if !ctx.spec.client_affinity.is_empty() {
         pin_to(ctx.spec.client_affinity[index as usize % ctx.spec.client_affinity.len()]);
     }
-    let n_intervals = if ctx.interval.is_zero() {
-        0
-    } else {
-        // Transactions completing after the deadline fold into the last interval.
-        (ctx.deadline - ctx.start)
-            .as_nanos()
-            .div_ceil(ctx.interval.as_nanos())
-            .max(1) as usize
-    };
-    let mut res = ThreadResult {
-        intervals: (0..n_intervals).map(|_| hist::new_histogram()).collect(),
-        total: hist::new_histogram(),
-        send_lag: hist::new_histogram(),
-        errors: BTreeMap::new(),
-    };
+    let n_intervals = ctx.n_intervals;
+    let mut cur = hist::new_histogram();
+    let mut cur_index = 0usize;
+    let mut errors: BTreeMap<ErrorKind, u64> = BTreeMap::new();
+    let mut send_lag = hist::new_coarse_histogram();
     let schedule = ctx.spec.rate.map(|r| {
         let per_thread = r / f64::from(ctx.spec.parallel);
         let offset = Duration::from_secs_f64(f64::from(index) / r);
@@ -836,10 +855,7 @@ fn client_thread(ctx: &ClientCtx, index: u32) -> ThreadResult {
             if ctx.stop.load(Ordering::Relaxed) {
                 break;
             }
-            hist::record(
-                &mut res.send_lag,
-                clock::now().saturating_duration_since(due),
-            );
+            hist::record(&mut send_lag, clock::now().saturating_duration_since(due));
             due
         } else {
             let now = clock::now();
@@ -852,16 +868,18 @@ fn client_thread(ctx: &ClientCtx, index: u32) -> ThreadResult {
         match transaction(ctx, &mut link, &req, &mut resp) {
             Ok(()) => {
                 let end = clock::now();
-                let rtt = end - start;
-                hist::record(&mut res.total, rtt);
                 if n_intervals > 0 {
                     let i =
                         hist::interval_index(end - ctx.start, ctx.interval).min(n_intervals - 1);
-                    hist::record(&mut res.intervals[i], rtt);
+                    if i != cur_index {
+                        flush(ctx, cur_index, &mut cur, &mut send_lag);
+                        cur_index = i;
+                    }
                 }
+                hist::record(&mut cur, end - start);
             }
             Err(e) => {
-                *res.errors.entry(classify(&e)).or_insert(0) += 1;
+                *errors.entry(classify(&e)).or_insert(0) += 1;
                 if !matches!(ctx.spec.mode, RrMode::UdpRr) || e.kind() != io::ErrorKind::TimedOut {
                     link = Link::None;
                 }
@@ -872,7 +890,14 @@ fn client_thread(ctx: &ClientCtx, index: u32) -> ThreadResult {
             }
         }
     }
-    res
+    flush(ctx, cur_index, &mut cur, &mut send_lag);
+    let mut shared = ctx
+        .results
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (k, n) in errors {
+        *shared.errors.entry(k).or_insert(0) += n;
+    }
 }
 
 /// Runs the test and returns its report.
@@ -892,14 +917,25 @@ pub fn execute_until(spec: &RrSpec, stop: &Arc<AtomicBool>) -> anyhow::Result<Rr
     let started_unix_s = clock::wall_time();
     let cpu_start = CpuSample::take();
     let start = clock::now();
+    let interval = Duration::from_secs_f64(spec.interval_s);
+    let n_intervals = interval_count(Duration::from_secs_f64(spec.duration_s), interval);
     let ctx = Arc::new(ClientCtx {
         addr,
+        results: std::sync::Mutex::new(ThreadResult {
+            intervals: (0..n_intervals)
+                .map(|_| hist::new_coarse_histogram())
+                .collect(),
+            total: hist::new_histogram(),
+            send_lag: hist::new_histogram(),
+            errors: BTreeMap::new(),
+        }),
+        n_intervals,
         stop: stop.clone(),
         spec: spec.clone(),
         start,
         deadline: start + Duration::from_secs_f64(spec.duration_s),
         timeout: Duration::from_secs_f64(spec.timeout_s),
-        interval: Duration::from_secs_f64(spec.interval_s),
+        interval,
     });
     let handles = (0..spec.parallel)
         .map(|i| {
@@ -910,19 +946,28 @@ pub fn execute_until(spec: &RrSpec, stop: &Arc<AtomicBool>) -> anyhow::Result<Rr
         })
         .collect::<io::Result<Vec<_>>>()
         .context("starting client threads")?;
-    let results: Vec<ThreadResult> = handles
-        .into_iter()
-        .map(|h| {
-            h.join()
-                .map_err(|_| anyhow::anyhow!("client thread panicked"))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    for h in handles {
+        h.join()
+            .map_err(|_| anyhow::anyhow!("client thread panicked"))?;
+    }
     let end = clock::now();
+    let results = std::mem::replace(
+        &mut *ctx
+            .results
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ThreadResult {
+            intervals: Vec::new(),
+            total: hist::new_histogram(),
+            send_lag: hist::new_histogram(),
+            errors: BTreeMap::new(),
+        },
+    );
     let cpu_end = CpuSample::take();
     let duration_s = (end - start).as_secs_f64();
     Ok(build_report(
         spec,
-        &results,
+        std::slice::from_ref(&results),
         duration_s,
         started_unix_s,
         cpu::window(&cpu_start, &cpu_end, 0),
@@ -940,8 +985,9 @@ fn build_report(
     let mut send_lag = hist::new_histogram();
     let mut errors = BTreeMap::new();
     let n_intervals = results.first().map_or(0, |r| r.intervals.len());
-    let mut intervals: Vec<LatencyHistogram> =
-        (0..n_intervals).map(|_| hist::new_histogram()).collect();
+    let mut intervals: Vec<LatencyHistogram> = (0..n_intervals)
+        .map(|_| hist::new_coarse_histogram())
+        .collect();
     for r in results {
         hist::merge(&mut total, &r.total);
         hist::merge(&mut send_lag, &r.send_lag);
