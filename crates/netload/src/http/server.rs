@@ -70,7 +70,8 @@ pub struct HttpServerArgs {
     /// Size of the shared body chunk handed to hyper per frame.
     #[arg(long, value_name = "BYTES", default_value = "256K", value_parser = parse_byte_size)]
     pub http_chunk_size: u64,
-    /// Runtime worker threads (default: the number of CPUs).
+    /// OS threads, each with a single-threaded runtime accepting on the shared listener
+    /// (default: the number of CPUs).
     #[arg(long, value_name = "N")]
     pub http_threads: Option<usize>,
 }
