@@ -1119,6 +1119,15 @@ pub fn run(args: &RrArgs) -> anyhow::Result<RrReport> {
     } else {
         print!("{}", render_table(&report));
     }
+    if report.transactions == 0 {
+        let kinds: Vec<&str> = report.errors.keys().map(|k| k.as_str()).collect();
+        anyhow::bail!(
+            "no transaction completed with {}:{} (errors: {})",
+            spec.host,
+            spec.port,
+            kinds.join(", ")
+        );
+    }
     Ok(report)
 }
 

@@ -517,3 +517,21 @@ fn peak_rss_kb() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+#[test]
+fn http_cli_exits_nonzero_when_nothing_succeeded_but_still_reports() {
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_netload"))
+        .args(["http", "--json", "-n", "3", "--timeout", "1"])
+        .arg(url(dead, "/"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let r: HttpReport = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(errors(&r, ErrorKind::Refused), 3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no request succeeded"), "{stderr}");
+}

@@ -852,7 +852,9 @@ pub fn render_table(r: &HttpReport) -> String {
     out
 }
 
-/// `netload http`: runs the test and prints the table (or JSON with `--json`).
+/// `netload http`: runs the test and prints the table (or JSON with `--json`). The report
+/// is printed whatever happened; the result is an error when no request succeeded, so the
+/// exit status tells a script that the target was never reached.
 pub fn run(args: &HttpArgs) -> anyhow::Result<HttpReport> {
     let spec = args.spec()?;
     let report = execute_until(&spec, &crate::idle::interrupt_flag()?)?;
@@ -860,6 +862,16 @@ pub fn run(args: &HttpArgs) -> anyhow::Result<HttpReport> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", render_table(&report));
+    }
+    if report.totals.ok == 0 {
+        let first = report
+            .errors
+            .iter()
+            .next()
+            .map_or_else(String::new, |(k, e)| {
+                format!(": {} ({})", e.example, k.as_str())
+            });
+        anyhow::bail!("no request succeeded{first}");
     }
     Ok(report)
 }
