@@ -328,7 +328,8 @@ pub struct RrReport {
     /// Client process CPU (user + system) per transaction, microseconds (netperf's
     /// "service demand"); absent when nothing completed.
     pub cpu_us_per_transaction: Option<f64>,
-    /// Responder CPU, once the control protocol carries it back.
+    /// Responder CPU over the run (from a CPU session on the responder's port); absent
+    /// when the responder did not answer one.
     pub server_cpu: Option<CpuReport>,
 }
 
@@ -544,6 +545,9 @@ fn serve_tcp(mut stream: TcpStream, stop: &AtomicBool, idle: Duration) -> io::Re
     )? {
         return Ok(());
     }
+    if hello == cpu_hello() {
+        return serve_cpu_session(stream, stop);
+    }
     let (req, resp) = parse_hello(&hello).ok_or(io::ErrorKind::InvalidData)?;
     let mut inbuf = vec![0u8; req as usize];
     let outbuf = vec![b'r'; resp as usize];
@@ -553,6 +557,67 @@ fn serve_tcp(mut stream: TcpStream, stop: &AtomicBool, idle: Duration) -> io::Re
     }
     let _ = stream.shutdown(Shutdown::Both);
     Ok(())
+}
+
+/// First bytes of a CPU session: the responder samples its CPU now and again when the
+/// client sends one byte, and answers with the window as JSON (u32 length prefix).
+pub const CPU_MAGIC: [u8; 4] = *b"NLRC";
+
+/// Longest CPU session (a run of `--time` at most a day, plus slack).
+const CPU_SESSION_LIMIT: Duration = Duration::from_secs(90_000);
+
+/// Largest CPU report accepted by the client, bytes.
+const MAX_CPU_REPORT: u32 = 64 << 10;
+
+/// The hello that opens a CPU session.
+pub fn cpu_hello() -> [u8; HELLO_LEN] {
+    let mut h = [0u8; HELLO_LEN];
+    h[..4].copy_from_slice(&CPU_MAGIC);
+    h
+}
+
+fn serve_cpu_session(mut stream: TcpStream, stop: &AtomicBool) -> io::Result<()> {
+    let start = CpuSample::take();
+    stream.write_all(&[1])?;
+    let mut end = [0u8; 1];
+    if !read_full(&mut stream, &mut end, stop, CPU_SESSION_LIMIT)? {
+        return Ok(());
+    }
+    let report = cpu::window(&start, &CpuSample::take(), 0);
+    let json = serde_json::to_vec(&report).map_err(io::Error::other)?;
+    stream.write_all(&(json.len() as u32).to_be_bytes())?;
+    stream.write_all(&json)
+}
+
+/// Client side of a CPU session: opened before the test, closed after it.
+struct CpuSession(TcpStream);
+
+impl CpuSession {
+    /// Opens a session; `None` when the responder does not answer (it then simply has no
+    /// CPU figures in the report).
+    fn open(addr: SocketAddr, timeout: Duration) -> Option<Self> {
+        let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
+        s.set_read_timeout(Some(timeout)).ok()?;
+        s.set_write_timeout(Some(timeout)).ok()?;
+        s.write_all(&cpu_hello()).ok()?;
+        let mut ack = [0u8; 1];
+        s.read_exact(&mut ack).ok()?;
+        (ack[0] == 1).then_some(CpuSession(s))
+    }
+
+    /// Ends the session and returns the responder's CPU over it.
+    fn close(mut self) -> Option<CpuReport> {
+        self.0.write_all(&[1]).ok()?;
+        let mut len = [0u8; 4];
+        self.0.read_exact(&mut len).ok()?;
+        let len = u32::from_be_bytes(len);
+        if len > MAX_CPU_REPORT {
+            return None;
+        }
+        let mut json = vec![0u8; len as usize];
+        self.0.read_exact(&mut json).ok()?;
+        serde_json::from_slice(&json).ok()
+    }
 }
 
 /// The TCP hello for `sizes`.
@@ -914,6 +979,7 @@ pub fn execute_until(spec: &RrSpec, stop: &Arc<AtomicBool>) -> anyhow::Result<Rr
         .with_context(|| format!("resolving {}", spec.host))?
         .next()
         .with_context(|| format!("{} resolves to no address", spec.host))?;
+    let server_cpu = CpuSession::open(addr, Duration::from_secs_f64(spec.timeout_s.max(1.0)));
     let started_unix_s = clock::wall_time();
     let cpu_start = CpuSample::take();
     let start = clock::now();
@@ -965,13 +1031,15 @@ pub fn execute_until(spec: &RrSpec, stop: &Arc<AtomicBool>) -> anyhow::Result<Rr
     );
     let cpu_end = CpuSample::take();
     let duration_s = (end - start).as_secs_f64();
-    Ok(build_report(
+    let mut report = build_report(
         spec,
         std::slice::from_ref(&results),
         duration_s,
         started_unix_s,
         cpu::window(&cpu_start, &cpu_end, 0),
-    ))
+    );
+    report.server_cpu = server_cpu.and_then(CpuSession::close);
+    Ok(report)
 }
 
 fn build_report(
@@ -1107,6 +1175,18 @@ pub fn render_table(r: &RrReport) -> String {
         c.node.softirq,
         c.window_s
     );
+    if let Some(c) = &r.server_cpu {
+        let _ = writeln!(
+            out,
+            "cpu (server): process user {:.2} s, system {:.2} s; node user {:.2} s, system {:.2} s, softirq {:.2} s over {:.2} s",
+            c.process_user_s,
+            c.process_system_s,
+            c.node.user,
+            c.node.system,
+            c.node.softirq,
+            c.window_s
+        );
+    }
     out
 }
 

@@ -48,6 +48,9 @@ fn check(r: &RrReport) {
     assert_eq!(sum, r.transactions);
     assert!(r.transactions_per_second > 0.0);
     assert!(render_table(r).contains("round trip"));
+    // The responder answered a CPU session: both ends' CPU is in the report.
+    let server = r.server_cpu.as_ref().expect("responder CPU");
+    assert!(server.window_s > 0.0 && server.node.cores > 0);
     let back: RrReport = serde_json::from_str(&serde_json::to_string(r).unwrap()).unwrap();
     assert_eq!(back.schema_version, 1);
 }
@@ -172,24 +175,27 @@ fn rr_open_loop_shows_a_stall_in_the_tail() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
-        let Ok((mut s, _)) = listener.accept() else {
-            return;
-        };
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut hello = [0u8; netload::rr::HELLO_LEN];
-        if s.read_exact(&mut hello).is_err() {
-            return;
-        }
-        let mut b = [0u8; 1];
-        for n in 0..100_000 {
-            if s.read_exact(&mut b).is_err() {
+        // Bounded: the CPU session (refused by closing it) and the test connection.
+        for _ in 0..2 {
+            let Ok((mut s, _)) = listener.accept() else {
                 return;
+            };
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut hello = [0u8; netload::rr::HELLO_LEN];
+            if s.read_exact(&mut hello).is_err() || hello[..4] == netload::rr::CPU_MAGIC {
+                continue;
             }
-            if n == 20 {
-                std::thread::sleep(Duration::from_millis(300));
-            }
-            if s.write_all(&b).is_err() {
-                return;
+            let mut b = [0u8; 1];
+            for n in 0..100_000 {
+                if s.read_exact(&mut b).is_err() {
+                    return;
+                }
+                if n == 20 {
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                if s.write_all(&b).is_err() {
+                    return;
+                }
             }
         }
     });
@@ -208,4 +214,5 @@ fn rr_open_loop_shows_a_stall_in_the_tail() {
     assert!(r.latency.p90_us > 50_000.0, "{:?}", r.latency);
     assert!(r.latency.max_us > 250_000.0);
     assert_eq!(r.send_lag.unwrap().count, r.transactions);
+    assert!(r.server_cpu.is_none(), "this responder has no CPU sessions");
 }
