@@ -9,7 +9,10 @@
 //! - [`control`]: control-protocol frames, messages and the data-connection preamble;
 //! - [`stream`]: TCP and UDP stream engines (one OS thread per stream) and interval sampling;
 //! - [`clock`], [`cpu`]: all timing and CPU sampling;
-//! - [`sys`]: the only unsafe code (TCP_INFO, MSG_ZEROCOPY completions, UDP GSO/GRO);
+//! - [`sys`]: the only unsafe code (`TCP_INFO`, `MSG_ZEROCOPY` completions, UDP GSO/GRO);
+//! - [`hist`]: latency histograms, percentile summaries, Jain's index, open-loop schedule;
+//! - [`rr`]: request/response latency (`TCP_RR`, `TCP_CRR`, `UDP_RR`), client and responder;
+//! - [`http`]: HTTP server with generated bodies and the TTFB client; [`idle`]: filler mode;
 //! - [`server`], [`client`]: the two ends of a test; [`render`]: human-readable tables;
 //! - [`mod@bench`], [`netns`]: the local microbenchmark, on loopback or between two namespaces.
 
@@ -18,9 +21,13 @@ pub mod client;
 pub mod clock;
 pub mod control;
 pub mod cpu;
+pub mod hist;
+pub mod http;
+pub mod idle;
 pub mod netns;
 pub mod render;
 pub mod report;
+pub mod rr;
 pub mod server;
 pub mod spec;
 pub mod stream;

@@ -14,7 +14,7 @@ use netload::server::{Server, ServerConfig};
 use netload::spec::{
     BitRate, ByteSize, Direction, Limits, Protocol, TestSpec, Zerocopy, parse_affinity,
 };
-use netload::{bench, render};
+use netload::{bench, http, idle, render, rr};
 
 /// Network load generator and sink: TCP/UDP streams with CPU accounting.
 #[derive(Parser)]
@@ -34,6 +34,16 @@ enum Command {
     Udp(UdpArgs),
     /// Microbenchmark netload on this host: in-process server, loopback or a veth pair.
     Bench(BenchArgs),
+    /// Request/response latency: tcp-rr, tcp-crr (connect per transaction), udp-rr.
+    Rr(rr::RrArgs),
+    /// HTTP/1.1 GETs against one or more URLs: connect time, TTFB, per-replica counts.
+    Http(http::client::HttpArgs),
+    /// Sleep until SIGTERM/SIGINT: the filler pod of scale scenarios.
+    Idle(idle::IdleArgs),
+    /// Only the request/response responder (`netload server` also runs one on `--rr-port`).
+    RrServer(rr::RrServerArgs),
+    /// Only the HTTP server (`netload server --http PORT` also runs one).
+    HttpServer(http::server::HttpServerArgs),
     /// Print the JSON Schema of `--json` stream reports.
     Schema,
 }
@@ -58,6 +68,14 @@ struct ServerArgs {
     /// Tests running at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     max_sessions: u32,
+    /// Port of the request/response responder for `netload rr` (TCP and UDP); 0 = off.
+    /// Without this flag the responder tries port 9202 and is skipped, with a warning, when
+    /// that port is taken.
+    #[arg(long)]
+    rr_port: Option<u16>,
+    /// HTTP server options (`--http PORT` turns it on).
+    #[command(flatten)]
+    http: http::server::HttpServerArgs,
 }
 
 #[derive(Args, Clone)]
@@ -199,6 +217,13 @@ fn main() -> ExitCode {
             stream_test(&args.common, &spec)
         }
         Command::Bench(args) => bench_cmd(&args),
+        Command::Rr(args) => rr::run(&args).map(|_| ExitCode::SUCCESS),
+        Command::Http(args) => http::client::run(&args).map(|_| ExitCode::SUCCESS),
+        Command::Idle(args) => idle::run(&args)
+            .map(|_| ExitCode::SUCCESS)
+            .context("waiting for a signal"),
+        Command::RrServer(args) => rr::run_server(&args).map(|()| ExitCode::SUCCESS),
+        Command::HttpServer(args) => http::server::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Schema => {
             let schema = schemars::schema_for!(StreamReport);
             println!(
@@ -230,6 +255,33 @@ fn server(args: &ServerArgs) -> Result<ExitCode> {
     };
     let server = Server::bind(config)
         .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+    // The responder and the HTTP server live as long as the stream server.
+    let _rr = match args.rr_port {
+        Some(0) => None,
+        Some(port) => Some(
+            rr::serve(
+                SocketAddr::new(args.bind, port),
+                rr::RrServerConfig::default(),
+            )
+            .with_context(|| format!("cannot start the rr responder on port {port}"))?,
+        ),
+        None => {
+            let addr = SocketAddr::new(args.bind, rr::DEFAULT_RR_PORT);
+            rr::serve(addr, rr::RrServerConfig::default())
+                .inspect_err(|e| eprintln!("netload server: no rr responder on {addr}: {e}"))
+                .ok()
+        }
+    };
+    let _http = args
+        .http
+        .http
+        .map(|port| {
+            let config =
+                http::server::ServerConfig::from_args(&args.http).map_err(anyhow::Error::msg)?;
+            http::server::HttpServer::bind(SocketAddr::new(args.http.http_bind, port), config)
+                .with_context(|| format!("cannot start the HTTP server on port {port}"))
+        })
+        .transpose()?;
     let stop = server.shutdown_flag();
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))

@@ -74,7 +74,15 @@ impl Drop for Child {
 fn spawn_server(port: u16, extra: &[&str]) -> Child {
     let child = Child(
         Command::new(env!("CARGO_BIN_EXE_netload"))
-            .args(["server", "--bind", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "server",
+                "--bind",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "--rr-port",
+                "0",
+            ])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -242,4 +250,50 @@ fn interrupt_stops_both_ends_and_keeps_what_was_measured() {
     assert_eq!(doc["interrupted"], true);
     assert!(doc["flows"][0]["receiver_bytes"].as_u64().unwrap() > 0);
     assert!(doc["client"]["duration_s"].as_f64().unwrap() < 5.0);
+}
+
+#[test]
+fn one_server_process_serves_streams_rr_and_http() {
+    let port = free_port();
+    let rr_port = free_port();
+    let http_port = free_port();
+    let _server = Child(
+        Command::new(env!("CARGO_BIN_EXE_netload"))
+            .args(["server", "--bind", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "--rr-port",
+                &rr_port.to_string(),
+                "--http",
+                &http_port.to_string(),
+            ])
+            .args(["--body-size", "64K", "--replica", "r1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(port);
+    wait_listening(rr_port);
+    wait_listening(http_port);
+    for mode in ["tcp-rr", "tcp-crr", "udp-rr"] {
+        let o = netload(&[
+            "rr",
+            "127.0.0.1",
+            "-p",
+            &rr_port.to_string(),
+            "--mode",
+            mode,
+            "-t",
+            "0.3",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{mode}: {}", stderr(&o));
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(doc["transactions"].as_u64().unwrap() > 0, "{mode}");
+    }
+    let url = format!("http://127.0.0.1:{http_port}/");
+    let o = netload(&["http", &url, "-n", "20", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["replicas"][0]["replica"], "r1", "{doc}");
 }
