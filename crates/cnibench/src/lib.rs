@@ -1,1 +1,3 @@
 //! cnibench: runs suites of CNI benchmark scenarios with netload and reports them.
+
+pub mod lab;
