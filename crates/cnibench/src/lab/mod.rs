@@ -591,8 +591,10 @@ impl Lab {
         Ok(self.link_stats(Target::Pod(pod), plan::POD_IF)?.mtu)
     }
 
-    /// MSS the kernel chose for a TCP connection from pod `client` to pod `server`
-    /// (a listener on an ephemeral port in the server for the time of the probe).
+    /// Payload bytes per segment (TCP_MAXSEG, i.e. the MSS less TCP options such as the
+    /// 12-byte timestamps) the kernel uses for a TCP connection from pod `client` to pod
+    /// `server`: pod MTU − 52 with timestamps on (a listener on an ephemeral port in the
+    /// server for the time of the probe).
     pub fn effective_mss(&self, client: &str, server: &str) -> Result<u32, LabError> {
         let server_ip = self
             .pod(server)

@@ -367,7 +367,7 @@ pub fn up(spec: &LabSpec) -> Plan {
     ];
     for i in 0..nodes {
         fabric.push(format!(
-            "link add n{i} mtu {mtu} type veth peer name {NODE_UPLINK} netns {}",
+            "link add n{i} mtu {mtu} type veth peer name {NODE_UPLINK} netns {} mtu {mtu}",
             names.node(i)
         ));
         fabric.push(format!("link set n{i} master {BRIDGE} up"));
@@ -547,7 +547,7 @@ pub fn add_pods(spec: &LabSpec, pods: &[PodAddr]) -> Plan {
         let hif = host_if(p.ip);
         let l = by_node.entry(p.node).or_default();
         l.push(format!(
-            "link add {hif} mtu {mtu} type veth peer name {POD_IF} netns {}",
+            "link add {hif} mtu {mtu} type veth peer name {POD_IF} netns {} mtu {mtu}",
             names.pod(&p.name)
         ));
         l.push(format!("link set {hif} master {BRIDGE} up"));
