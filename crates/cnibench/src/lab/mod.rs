@@ -417,7 +417,7 @@ impl Lab {
                 endpoints: s.endpoints.clone(),
             });
         }
-        exec::run_plan(&plan::add_services(&self.spec, &created))?;
+        exec::run_plan(&plan::add_services(&self.spec, &self.services, &created))?;
         self.services.extend(created.iter().cloned());
         Ok(created)
     }
