@@ -80,7 +80,10 @@ fn assert_gone(run: &str) {
     assert!(lab::list_namespaces(&CleanScope::Run(run.to_owned())).is_empty());
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let list = String::from_utf8_lossy(&out.stdout);
-    assert!(!list.contains(&format!("cnb-{run}-")), "left behind: {list}");
+    assert!(
+        !list.contains(&format!("cnb-{run}-")),
+        "left behind: {list}"
+    );
 }
 
 fn topology_and_pod_to_pod(profile: Profile, tag: &str) {
@@ -210,7 +213,10 @@ fn service_dnat(proxy: ProxyMode, tag: &str) {
                 .count()
         })
         .unwrap();
-    assert_eq!(connected, N, "every connection to {addr} reached an endpoint");
+    assert_eq!(
+        connected, N,
+        "every connection to {addr} reached an endpoint"
+    );
     let per_ep: Vec<usize> = listeners.iter().map(drain).collect();
     println!("{proxy}: connections per endpoint {per_ep:?}");
     assert_eq!(per_ep.iter().sum::<usize>(), N);
@@ -316,18 +322,17 @@ fn policies(mode: PolicyMode, tag: &str) {
         .unwrap(),
         ProbeOutcome::Connected
     );
-    assert!(stream(&lab, "client", server.addr) > 0, "allowed pair streams");
+    assert!(
+        stream(&lab, "client", server.addr) > 0,
+        "allowed pair streams"
+    );
     let after = lab.policy_counters(server_ip).unwrap();
     assert!(after.accepted > mid.accepted, "{mid:?} -> {after:?}");
 
     lab.clear_policies().unwrap();
     assert_eq!(
-        lab.connect_probe(
-            Target::Pod("intruder"),
-            server.addr,
-            Duration::from_secs(1)
-        )
-        .unwrap(),
+        lab.connect_probe(Target::Pod("intruder"), server.addr, Duration::from_secs(1))
+            .unwrap(),
         ProbeOutcome::Connected,
         "no policy, no isolation"
     );
@@ -421,7 +426,10 @@ fn netns_lab_scale_1k_created_and_removed() {
         assert!(lab.filler_pods().is_empty() && lab.services().is_empty());
         let ns = lab.netns(Target::Node(0)).unwrap();
         let routes = lab::exec::output_in(&ns, "ip", &["route", "show"]).unwrap();
-        assert!(routes.lines().count() < 10, "filler routes removed: {routes}");
+        assert!(
+            routes.lines().count() < 10,
+            "filler routes removed: {routes}"
+        );
     }
 }
 

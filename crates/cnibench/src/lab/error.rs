@@ -20,7 +20,9 @@ pub enum LabError {
     )]
     NotRoot,
     /// A system tool could not be started at all.
-    #[error("cannot run `{command}` (is it installed? the lab needs iproute2, iptables and nftables): {source}")]
+    #[error(
+        "cannot run `{command}` (is it installed? the lab needs iproute2, iptables and nftables): {source}"
+    )]
     Spawn {
         /// The command line.
         command: String,

@@ -46,11 +46,11 @@
 //! in [`SETUP_TIMES`].
 //!
 //! Layout:
-//! - [`spec`]: [`LabSpec`], datapath choices and object names;
-//! - [`plan`]: the address plan and tool input (pure);
-//! - [`exec`]: runs plans and closures inside namespaces (the I/O edge);
-//! - [`check`]: counter parsers and probes for self-checks;
-//! - [`error`]: [`LabError`].
+//! - [`spec`] — [`LabSpec`], datapath choices and object names;
+//! - [`plan`] — the address plan and tool input (pure);
+//! - [`exec`] — runs plans and closures inside namespaces (the I/O edge);
+//! - [`check`] — counter parsers and probes for self-checks;
+//! - [`mod@error`] — the error type, [`LabError`].
 
 pub mod check;
 pub mod error;
@@ -275,12 +275,15 @@ impl Lab {
                 kind: "node",
                 name: i.to_string(),
             }),
-            Target::Pod(p) => self.pods.get(p).map(|p| p.netns.clone()).ok_or_else(|| {
-                LabError::Unknown {
-                    kind: "pod",
-                    name: p.to_owned(),
-                }
-            }),
+            Target::Pod(p) => {
+                self.pods
+                    .get(p)
+                    .map(|p| p.netns.clone())
+                    .ok_or_else(|| LabError::Unknown {
+                        kind: "pod",
+                        name: p.to_owned(),
+                    })
+            }
             Target::Fabric => Ok(names.fabric()),
         }
     }
@@ -360,7 +363,11 @@ impl Lab {
 
     /// Creates `count` filler pods on `node` (routes and neighbour entries, no namespace;
     /// see the module docs) and returns their addresses.
-    pub fn add_filler_pods(&mut self, node: usize, count: usize) -> Result<Vec<Ipv4Addr>, LabError> {
+    pub fn add_filler_pods(
+        &mut self,
+        node: usize,
+        count: usize,
+    ) -> Result<Vec<Ipv4Addr>, LabError> {
         self.check_node(node)?;
         let mut ips = Vec::with_capacity(count);
         for _ in 0..count {
@@ -404,12 +411,11 @@ impl Lab {
                     ),
                 });
             }
-            let ip = plan::service_ip((self.services.len() + k) as u32).ok_or(
-                LabError::Exhausted {
+            let ip =
+                plan::service_ip((self.services.len() + k) as u32).ok_or(LabError::Exhausted {
                     what: "a service",
                     range: "198.19.0.0/16",
-                },
-            )?;
+                })?;
             created.push(Service {
                 ip,
                 port: s.port,
@@ -646,7 +652,9 @@ impl Lab {
 
     fn teardown(&self) -> Result<(), LabError> {
         let pods: Vec<String> = self.pods.keys().cloned().collect();
-        exec::run_plan(&plan::delete_namespaces(&plan::namespaces(&self.spec, &pods)))?;
+        exec::run_plan(&plan::delete_namespaces(&plan::namespaces(
+            &self.spec, &pods,
+        )))?;
         let left = list_namespaces(&CleanScope::Run(self.spec.run_id.clone()));
         match left.first() {
             None => Ok(()),

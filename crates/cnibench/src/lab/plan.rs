@@ -379,7 +379,10 @@ pub fn up(spec: &LabSpec) -> Plan {
     for i in 0..nodes {
         let mut l = vec![
             "link set lo up".to_owned(),
-            format!("addr add {}/{UNDERLAY_PREFIX} dev {NODE_UPLINK}", node_ip(i)),
+            format!(
+                "addr add {}/{UNDERLAY_PREFIX} dev {NODE_UPLINK}",
+                node_ip(i)
+            ),
             format!("link set {NODE_UPLINK} up"),
             format!("link add {BRIDGE} mtu {pod_mtu} type bridge"),
             format!("addr add {}/{POD_CIDR_PREFIX} dev {BRIDGE}", gateway(i)),
@@ -935,7 +938,10 @@ pub fn delete_namespaces(namespaces: &[String]) -> Plan {
         plan.phase(vec![Step::Ip {
             netns: None,
             force: true,
-            lines: namespaces.iter().map(|n| format!("netns del {n}")).collect(),
+            lines: namespaces
+                .iter()
+                .map(|n| format!("netns del {n}"))
+                .collect(),
         }]);
     }
     plan
@@ -1055,8 +1061,8 @@ mod tests {
             &mut iso,
         )
         .to_string();
-        out += &delete_namespaces(&namespaces(&spec, &["client".into(), "server".into()]))
-            .to_string();
+        out +=
+            &delete_namespaces(&namespaces(&spec, &["client".into(), "server".into()])).to_string();
         insta::assert_snapshot!(out);
     }
 
