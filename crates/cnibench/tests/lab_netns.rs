@@ -217,13 +217,26 @@ fn service_dnat(proxy: ProxyMode, tag: &str) {
         connected, N,
         "every connection to {addr} reached an endpoint"
     );
-    let per_ep: Vec<usize> = listeners.iter().map(drain).collect();
-    println!("{proxy}: connections per endpoint {per_ep:?}");
-    assert_eq!(per_ep.iter().sum::<usize>(), N);
+    let first: Vec<usize> = listeners.iter().map(drain).collect();
     assert!(
-        per_ep.iter().all(|&n| n > 0),
-        "spread over endpoints: {per_ep:?}"
+        first.iter().all(|&n| n > 0),
+        "spread over endpoints: {first:?}"
     );
+    // Hairpin: an endpoint reaching its own service (masqueraded, as kube-proxy does).
+    let hairpin = lab
+        .run_in(Target::Pod("ep0"), move || {
+            (0..N)
+                .filter(|_| {
+                    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+                })
+                .count()
+        })
+        .unwrap();
+    assert_eq!(hairpin, N, "hairpin connections from an endpoint");
+    let second: Vec<usize> = listeners.iter().map(drain).collect();
+    assert!(second[0] > 0, "ep0 reached itself: {second:?}");
+    println!("{proxy}: connections per endpoint {first:?}, hairpin from ep0 {second:?}");
+    assert_eq!(first.iter().chain(&second).sum::<usize>(), 2 * N);
     let after = lab.service_counters(&svc, 0).unwrap();
     for (i, (b, a)) in before.iter().zip(&after).enumerate() {
         assert!(

@@ -239,3 +239,37 @@ pub fn run_in<T: Send + 'static>(
 ) -> Result<T, LabError> {
     spawn_in(netns, f)?.join()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_batch_lines_are_named() {
+        let input = "link set lo up\nlink add x type nope\n";
+        assert_eq!(
+            failed_line("Error: Unknown device type.\nCommand failed -:2", input),
+            " at line 2: link add x type nope"
+        );
+        assert_eq!(
+            failed_line("iptables-restore: line 1 failed", "*nat\n"),
+            " at line 1: *nat"
+        );
+        assert_eq!(
+            failed_line("/dev/stdin:2:3-7: Error: syntax error", input),
+            " at line 2: link add x type nope"
+        );
+        assert_eq!(failed_line("something else", input), "");
+    }
+
+    #[test]
+    fn failing_tools_report_command_and_stderr() {
+        let e = run_tool("sh", &["-c", "echo oops >&2; exit 3"], None, "sh -c oops")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`sh -c oops` failed"), "{e}");
+        assert!(e.contains("oops"), "{e}");
+        let e = run_tool("/nonexistent/tool", &[], None, "tool").unwrap_err();
+        assert!(matches!(e, LabError::Spawn { .. }), "{e}");
+    }
+}

@@ -15,9 +15,12 @@
 //!
 //! Pods get a /32 address and a default route via their node's bridge address, so every pod
 //! packet, also between two pods of one node, is routed by the node namespace and passes
-//! its netfilter hooks: service DNAT and policy filtering work without `br_netfilter`
-//! (which a lab cannot load), as with Calico's /32 routed pods. ICMP redirects are off in
-//! node namespaces so pods keep sending through the node.
+//! its netfilter hooks: service DNAT and policy filtering work whether or not the host has
+//! `br_netfilter` loaded (a lab cannot load modules), as with Calico's /32 routed pods.
+//! ICMP redirects are off in node namespaces so pods keep sending through the node. Where
+//! `br_netfilter` is loaded, frames crossing a node's bridge also pass its iptables hooks,
+//! and a service packet DNATed back to the pod that sent it is bridged out of its ingress
+//! port: pod ports are in hairpin mode for that, as kubelet's `hairpin-veth` sets them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
@@ -55,6 +58,10 @@ pub const NFT_SVC_TABLE: &str = "cnb_svc";
 pub const NFT_POL_TABLE: &str = "cnb_pol";
 /// iptables chain every service match sits in (kube-proxy's name).
 pub const KUBE_SERVICES: &str = "KUBE-SERVICES";
+/// iptables chain marking a connection for masquerading (kube-proxy's name).
+pub const KUBE_MARK_MASQ: &str = "KUBE-MARK-MASQ";
+/// Packet mark bit that asks for masquerading: kube-proxy's default `--masquerade-bit 14`.
+pub const MASQ_MARK: &str = "0x4000";
 /// iptables chain dispatching forwarded packets to per-pod policy chains.
 pub const POLICY_CHAIN: &str = "CNB-POLICY";
 
@@ -461,6 +468,15 @@ fn nft_svc_base() -> String {
 \tmap services {{
 \t\ttype ipv4_addr . inet_proto . inet_service : verdict
 \t}}
+\tchain mark_for_masquerade {{
+\t\tmeta mark set meta mark | {MASQ_MARK}
+\t}}
+\tchain masquerading {{
+\t\ttype nat hook postrouting priority 100; policy accept;
+\t\tmeta mark & {MASQ_MARK} == 0 return
+\t\tmeta mark set meta mark ^ {MASQ_MARK}
+\t\tmasquerade fully-random
+\t}}
 \tchain prerouting {{
 \t\ttype nat hook prerouting priority -100; policy accept;
 \t\tip daddr . meta l4proto . th dport vmap @services
@@ -552,6 +568,9 @@ pub fn add_pods(spec: &LabSpec, pods: &[PodAddr]) -> Plan {
             names.pod(&p.name)
         ));
         l.push(format!("link set {hif} master {BRIDGE} up"));
+        // As kubelet's hairpin-veth: where br_netfilter is loaded, a service packet from
+        // an endpoint DNATed back to itself is bridged out of the port it came in by.
+        l.push(format!("link set {hif} type bridge_slave hairpin on"));
     }
     plan.phase(
         by_node
@@ -689,7 +708,10 @@ pub fn clear_services(spec: &LabSpec) -> Plan {
 /// The whole nat table in kube-proxy's iptables layout: a match per service in
 /// KUBE-SERVICES jumping to the service's chain, which picks an endpoint chain with
 /// `statistic --mode random` probabilities 1/n, 1/(n-1), …, 1 (uniform overall), each
-/// endpoint chain DNATing. For `iptables-restore` without `--noflush` (replaces the table).
+/// endpoint chain marking hairpin traffic (an endpoint reaching itself through the
+/// service) for masquerading and DNATing. Pod sources are routable, so other traffic is
+/// not masqueraded, as with kube-proxy's `--cluster-cidr`. For `iptables-restore`
+/// without `--noflush` (replaces the table).
 pub fn iptables_services(services: &[Service]) -> String {
     let mut chains = String::new();
     let mut rules = String::new();
@@ -715,6 +737,7 @@ pub fn iptables_services(services: &[Service]) -> String {
             } else {
                 let _ = writeln!(rules, "-A {svc} -j {sep}");
             }
+            let _ = writeln!(rules, "-A {sep} -s {}/32 -j {KUBE_MARK_MASQ}", ep.ip());
             let _ = writeln!(
                 rules,
                 "-A {sep} -p {proto} -m {proto} -j DNAT --to-destination {ep}"
@@ -722,7 +745,23 @@ pub fn iptables_services(services: &[Service]) -> String {
         }
     }
     format!(
-        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:{KUBE_SERVICES} - [0:0]\n{chains}-A PREROUTING -j {KUBE_SERVICES}\n-A OUTPUT -j {KUBE_SERVICES}\n{rules}COMMIT\n"
+        "*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:{KUBE_SERVICES} - [0:0]
+:{KUBE_MARK_MASQ} - [0:0]
+:KUBE-POSTROUTING - [0:0]
+{chains}-A PREROUTING -j {KUBE_SERVICES}
+-A OUTPUT -j {KUBE_SERVICES}
+-A POSTROUTING -j KUBE-POSTROUTING
+-A {KUBE_MARK_MASQ} -j MARK --set-xmark {MASQ_MARK}/{MASQ_MARK}
+-A KUBE-POSTROUTING -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN
+-A KUBE-POSTROUTING -j MARK --set-xmark {MASQ_MARK}/0x0
+-A KUBE-POSTROUTING -j MASQUERADE --random-fully
+{rules}COMMIT
+"
     )
 }
 
@@ -731,7 +770,7 @@ const NFT_ELEMENTS_PER_LINE: usize = 1000;
 
 /// kube-proxy's nftables layout: a verdict map from address . protocol . port to the
 /// service's chain, which picks an endpoint chain with `numgen random mod n`; each
-/// endpoint chain counts and DNATs.
+/// endpoint chain marks hairpin traffic for masquerading, then counts and DNATs.
 pub fn nft_services(services: &[Service]) -> String {
     let mut out = String::new();
     for s in services {
@@ -740,6 +779,11 @@ pub fn nft_services(services: &[Service]) -> String {
         for (i, ep) in s.endpoints.iter().enumerate() {
             let sep = s.nft_sep_chain(i);
             let _ = writeln!(out, "add chain ip {NFT_SVC_TABLE} {sep}");
+            let _ = writeln!(
+                out,
+                "add rule ip {NFT_SVC_TABLE} {sep} ip saddr {} jump mark_for_masquerade",
+                ep.ip()
+            );
             let _ = writeln!(
                 out,
                 "add rule ip {NFT_SVC_TABLE} {sep} counter meta l4proto {} dnat to {ep}",
