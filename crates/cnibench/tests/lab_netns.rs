@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use cnibench::lab::{
     self, CleanScope, Lab, LabError, LabSpec, PodSpec, Policy, PolicyMode, ProbeOutcome, Profile,
-    Protocol, ProxyMode, ServiceSpec, Target,
+    Protocol, ProxyMode, ServicePort, ServiceSpec, Target,
 };
 use netload::client::{ClientOptions, run_stream_test};
 use netload::server::{Server, ServerConfig, ServerHandle};
@@ -46,10 +46,14 @@ fn elapsed(start: std::time::Instant) -> f64 {
 }
 
 fn start_server(lab: &Lab, pod: &str) -> ServerHandle {
+    start_server_on(lab, pod, 0)
+}
+
+fn start_server_on(lab: &Lab, pod: &str, port: u16) -> ServerHandle {
     let ip = lab.pod(pod).unwrap().ip;
     lab.run_in(Target::Pod(pod), move || {
         Server::bind(ServerConfig {
-            bind: SocketAddr::new(IpAddr::V4(ip), 0),
+            bind: SocketAddr::new(IpAddr::V4(ip), port),
             ..ServerConfig::default()
         })
         .and_then(Server::spawn)
@@ -60,7 +64,14 @@ fn start_server(lab: &Lab, pod: &str) -> ServerHandle {
 
 /// A short netload TCP stream from `client` to `addr`; returns receiver bytes.
 fn stream(lab: &Lab, client: &str, addr: SocketAddr) -> u64 {
-    let mut spec = TestSpec::new(netload::spec::Protocol::Tcp);
+    stream_of(lab, client, addr, netload::spec::Protocol::Tcp)
+}
+
+fn stream_of(lab: &Lab, client: &str, addr: SocketAddr, proto: netload::spec::Protocol) -> u64 {
+    let mut spec = TestSpec::new(proto);
+    if proto == netload::spec::Protocol::Udp {
+        spec.udp_rate_bps = 100_000_000;
+    }
     spec.duration_s = 0.4;
     spec.omit_s = 0.0;
     spec.interval_s = 0.2;
@@ -182,27 +193,20 @@ fn service_dnat(proxy: ProxyMode, tag: &str) {
     let eps = ["ep0", "ep1", "ep2"];
     let listeners: Vec<TcpListener> = eps.iter().map(|p| listen(&lab, p, 8080)).collect();
     // Some services before ours, so the match is not the first rule.
-    let filler = SocketAddrV4::new(lab.add_filler_pods(1, 1).unwrap()[0], 80);
+    let filler = lab.add_filler_pods(1, 1).unwrap()[0];
     let others: Vec<ServiceSpec> = (0..20)
-        .map(|_| ServiceSpec {
-            port: 80,
-            protocol: Protocol::Tcp,
-            endpoints: vec![filler],
-        })
+        .map(|_| ServiceSpec::tcp(80, 80, vec![filler]))
         .collect();
     lab.add_services(&others).unwrap();
     let svc = lab
-        .add_services(&[ServiceSpec {
-            port: 80,
-            protocol: Protocol::Tcp,
-            endpoints: eps
-                .iter()
-                .map(|p| SocketAddrV4::new(lab.pod(p).unwrap().ip, 8080))
-                .collect(),
-        }])
+        .add_services(&[ServiceSpec::tcp(
+            80,
+            8080,
+            eps.iter().map(|p| lab.pod(p).unwrap().ip).collect(),
+        )])
         .unwrap()
         .remove(0);
-    let before = lab.service_counters(&svc, 0).unwrap();
+    let before = lab.service_counters(&svc, &svc.ports[0], 0).unwrap();
     let addr = SocketAddr::new(svc.ip.into(), 80);
     let connected = lab
         .run_in(Target::Pod("client"), move || {
@@ -237,7 +241,7 @@ fn service_dnat(proxy: ProxyMode, tag: &str) {
     assert!(second[0] > 0, "ep0 reached itself: {second:?}");
     println!("{proxy}: connections per endpoint {first:?}, hairpin from ep0 {second:?}");
     assert_eq!(first.iter().chain(&second).sum::<usize>(), 2 * N);
-    let after = lab.service_counters(&svc, 0).unwrap();
+    let after = lab.service_counters(&svc, &svc.ports[0], 0).unwrap();
     for (i, (b, a)) in before.iter().zip(&after).enumerate() {
         assert!(
             a > b,
@@ -246,7 +250,10 @@ fn service_dnat(proxy: ProxyMode, tag: &str) {
     }
     // The client's node did the DNAT; the other node saw no service traffic.
     assert_eq!(
-        lab.service_counters(&svc, 1).unwrap().iter().sum::<u64>(),
+        lab.service_counters(&svc, &svc.ports[0], 1)
+            .unwrap()
+            .iter()
+            .sum::<u64>(),
         0
     );
 
@@ -265,6 +272,37 @@ fn netns_lab_service_dnat_iptables() {
 #[test]
 fn netns_lab_service_dnat_nftables() {
     service_dnat(ProxyMode::Nftables, "sn");
+}
+
+#[test]
+fn netns_lab_netload_tcp_and_udp_through_a_service() {
+    if !require_root() {
+        return;
+    }
+    for (tag, proxy, profile) in [
+        ("ui", ProxyMode::Iptables, Profile::Vxlan),
+        ("un", ProxyMode::Nftables, Profile::Routed),
+    ] {
+        let mut lab = Lab::up(&spec(tag, profile, proxy, PolicyMode::Iptables)).unwrap();
+        lab.add_pods(&[PodSpec::new("client", 0), PodSpec::new("server", 1)])
+            .unwrap();
+        let server = start_server_on(&lab, "server", 15201);
+        let svc = lab
+            .add_services(&[ServiceSpec {
+                ports: vec![ServicePort::tcp(80, 15201), ServicePort::udp(80, 15201)],
+                endpoints: vec![lab.pod("server").unwrap().ip],
+            }])
+            .unwrap()
+            .remove(0);
+        let addr = SocketAddr::new(svc.ip.into(), 80);
+        assert!(stream_of(&lab, "client", addr, netload::spec::Protocol::Tcp) > 0);
+        assert!(stream_of(&lab, "client", addr, netload::spec::Protocol::Udp) > 0);
+        for p in &svc.ports {
+            let c = lab.service_counters(&svc, p, 0).unwrap();
+            assert!(c[0] > 0, "{proxy} {p:?}: {c:?}");
+        }
+        server.stop();
+    }
 }
 
 fn policies(mode: PolicyMode, tag: &str) {
@@ -373,11 +411,7 @@ fn scale(lab: &mut Lab, fillers: usize, services: usize) -> [f64; 4] {
     }
     let t_fill = elapsed(t);
     let specs: Vec<ServiceSpec> = (0..services)
-        .map(|i| ServiceSpec {
-            port: 80,
-            protocol: Protocol::Tcp,
-            endpoints: vec![SocketAddrV4::new(ips[i % ips.len()], 8080)],
-        })
+        .map(|i| ServiceSpec::tcp(80, 8080, vec![ips[i % ips.len()]]))
         .collect();
     let t = netload::clock::now();
     lab.add_services(&specs).unwrap();
@@ -499,12 +533,8 @@ fn netns_lab_kill9_child() {
     lab.add_pods(&[PodSpec::new("a", 0), PodSpec::new("b", 1)])
         .unwrap();
     let f = lab.add_filler_pods(1, 5).unwrap();
-    lab.add_services(&[ServiceSpec {
-        port: 80,
-        protocol: Protocol::Tcp,
-        endpoints: vec![SocketAddrV4::new(f[0], 80)],
-    }])
-    .unwrap();
+    lab.add_services(&[ServiceSpec::tcp(80, 80, vec![f[0]])])
+        .unwrap();
     lab.add_policies(&[Policy {
         target: f[1],
         from: f[2],

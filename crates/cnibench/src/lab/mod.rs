@@ -76,7 +76,7 @@ use std::time::Duration;
 pub use check::{LinkStats, PolicyCounters, ProbeOutcome, RuleCounter};
 pub use error::LabError;
 pub use exec::{NetnsThread, run_in, spawn_in};
-pub use plan::{Policy, Service};
+pub use plan::{Policy, Service, ServicePort};
 pub use spec::{LabSpec, PolicyMode, Profile, Protocol, ProxyMode};
 
 use plan::{PodAddr, node_of};
@@ -116,12 +116,20 @@ impl PodSpec {
 /// A service to create; the lab assigns its ClusterIP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSpec {
-    /// Service port.
-    pub port: u16,
-    /// Protocol.
-    pub protocol: Protocol,
-    /// Endpoints (pod address and target port), 1 to 1000.
-    pub endpoints: Vec<SocketAddrV4>,
+    /// Ports (1 to 16).
+    pub ports: Vec<ServicePort>,
+    /// Endpoint (pod) addresses, 1 to 1000.
+    pub endpoints: Vec<Ipv4Addr>,
+}
+
+impl ServiceSpec {
+    /// A service with one TCP port `port` forwarded to `target_port` on `endpoints`.
+    pub fn tcp(port: u16, target_port: u16, endpoints: Vec<Ipv4Addr>) -> Self {
+        ServiceSpec {
+            ports: vec![ServicePort::tcp(port, target_port)],
+            endpoints,
+        }
+    }
 }
 
 /// Where to run something or read counters.
@@ -440,6 +448,21 @@ impl Lab {
                     ),
                 });
             }
+            let distinct: BTreeSet<(Protocol, u16)> =
+                s.ports.iter().map(|p| (p.protocol, p.port)).collect();
+            if s.ports.is_empty()
+                || s.ports.len() > plan::MAX_PORTS
+                || distinct.len() < s.ports.len()
+            {
+                return Err(LabError::Invalid {
+                    field: "service ports",
+                    message: format!(
+                        "service #{k} has {} ports; allowed 1..={}, each protocol and port once",
+                        s.ports.len(),
+                        plan::MAX_PORTS
+                    ),
+                });
+            }
             let ip =
                 plan::service_ip((self.services.len() + k) as u32).ok_or(LabError::Exhausted {
                     what: "a service",
@@ -447,8 +470,7 @@ impl Lab {
                 })?;
             created.push(Service {
                 ip,
-                port: s.port,
-                protocol: s.protocol,
+                ports: s.ports.clone(),
                 endpoints: s.endpoints.clone(),
             });
         }
@@ -514,42 +536,56 @@ impl Lab {
         exec::run_in(&self.netns(target)?, f)
     }
 
-    /// Packets each endpoint's DNAT rule of `service` has translated on `node` (the
-    /// client's node: DNAT happens where the connection enters the service datapath).
-    pub fn service_counters(&self, service: &Service, node: usize) -> Result<Vec<u64>, LabError> {
+    /// Packets each endpoint's DNAT rule of `port` of `service` has translated on `node`
+    /// (the client's node: DNAT happens where a connection enters the service datapath;
+    /// only a connection's first packet is counted, conntrack handles the rest). With the
+    /// iptables proxy, adding services resets these counters (the nat table is rewritten).
+    pub fn service_counters(
+        &self,
+        service: &Service,
+        port: &ServicePort,
+        node: usize,
+    ) -> Result<Vec<u64>, LabError> {
         self.check_node(node)?;
         let netns = self.spec.names().node(node);
-        let (counters, chain_of): (Vec<RuleCounter>, Box<dyn Fn(usize) -> String>) =
-            match self.spec.proxy {
-                ProxyMode::Iptables => {
-                    let out = exec::output_in(&netns, "iptables-save", &["-c", "-t", "nat"])?;
-                    let s = service.clone();
-                    (
-                        check::parse_iptables_counters(&out),
-                        Box::new(move |i| s.sep_chain(i)),
-                    )
-                }
-                ProxyMode::Nftables => {
-                    let out = exec::output_in(
-                        &netns,
-                        "nft",
-                        &["-j", "list", "table", "ip", plan::NFT_SVC_TABLE],
-                    )?;
-                    let s = service.clone();
-                    (
-                        check::parse_nft_counters(&out)
-                            .map_err(|m| check::parse_err("nft -j list table", m))?,
-                        Box::new(move |i| s.nft_sep_chain(i)),
-                    )
-                }
-                ProxyMode::Ipvs => return Err(LabError::IpvsUnsupported),
-            };
-        Ok((0..service.endpoints.len())
-            .map(|i| {
-                let chain = chain_of(i);
+        let (counters, chains): (Vec<RuleCounter>, Vec<String>) = match self.spec.proxy {
+            ProxyMode::Iptables => {
+                let out = exec::output_in(&netns, "iptables-save", &["-c", "-t", "nat"])?;
+                (
+                    check::parse_iptables_counters(&out)
+                        .into_iter()
+                        .filter(|c| c.rule.contains("-j DNAT"))
+                        .collect(),
+                    (0..service.endpoints.len())
+                        .map(|i| service.sep_chain(port, i))
+                        .collect(),
+                )
+            }
+            ProxyMode::Nftables => {
+                let out = exec::output_in(
+                    &netns,
+                    "nft",
+                    &["-j", "list", "table", "ip", plan::NFT_SVC_TABLE],
+                )?;
+                (
+                    check::parse_nft_counters(&out)
+                        .map_err(|m| check::parse_err("nft -j list table", m))?
+                        .into_iter()
+                        .filter(|c| c.rule == "dnat")
+                        .collect(),
+                    (0..service.endpoints.len())
+                        .map(|i| service.nft_sep_chain(port, i))
+                        .collect(),
+                )
+            }
+            ProxyMode::Ipvs => return Err(LabError::IpvsUnsupported),
+        };
+        Ok(chains
+            .iter()
+            .map(|chain| {
                 counters
                     .iter()
-                    .filter(|c| c.chain == chain && (c.rule.contains("DNAT") || c.rule == "dnat"))
+                    .filter(|c| &c.chain == chain)
                     .map(|c| c.packets)
                     .sum()
             })

@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 
 use super::spec::{LabSpec, Names, PolicyMode, Profile, Protocol, ProxyMode};
 
@@ -40,6 +40,8 @@ pub const SERVICE_BASE: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
 pub const SERVICE_SLOTS: u32 = 65534;
 /// Most endpoints per service (keeps iptables chain names within 28 characters).
 pub const MAX_ENDPOINTS: usize = 1000;
+/// Most ports per service.
+pub const MAX_PORTS: usize = 16;
 /// VXLAN network identifier of the overlay.
 pub const VXLAN_ID: u32 = 1;
 /// VXLAN UDP port (IANA).
@@ -132,43 +134,74 @@ pub struct PodAddr {
     pub ip: Ipv4Addr,
 }
 
-/// A ClusterIP service with its endpoints.
+/// One port of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ServicePort {
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Port on the ClusterIP.
+    pub port: u16,
+    /// Port on the endpoints.
+    pub target_port: u16,
+}
+
+impl ServicePort {
+    /// A TCP port.
+    pub fn tcp(port: u16, target_port: u16) -> Self {
+        ServicePort {
+            protocol: Protocol::Tcp,
+            port,
+            target_port,
+        }
+    }
+    /// A UDP port.
+    pub fn udp(port: u16, target_port: u16) -> Self {
+        ServicePort {
+            protocol: Protocol::Udp,
+            port,
+            target_port,
+        }
+    }
+}
+
+/// A ClusterIP service with its ports and endpoints. Each port is load-balanced on its
+/// own, as kube-proxy does (one service chain per port), so a netload server can be
+/// reached on TCP (control) and UDP (data) through one ClusterIP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
     /// ClusterIP.
     pub ip: Ipv4Addr,
-    /// Service port.
-    pub port: u16,
-    /// Protocol of the port.
-    pub protocol: Protocol,
-    /// Endpoint addresses and target ports (1 to [`MAX_ENDPOINTS`]).
-    pub endpoints: Vec<SocketAddrV4>,
+    /// Ports (1 to [`MAX_PORTS`]).
+    pub ports: Vec<ServicePort>,
+    /// Endpoint (pod) addresses (1 to [`MAX_ENDPOINTS`]).
+    pub endpoints: Vec<Ipv4Addr>,
 }
 
 impl Service {
-    fn key(&self) -> String {
+    fn key(&self, p: &ServicePort) -> String {
         format!(
             "{}{}{:04X}",
             hex(self.ip),
-            &self.protocol.as_str()[..1].to_uppercase(),
-            self.port
+            &p.protocol.as_str()[..1].to_uppercase(),
+            p.port
         )
     }
-    /// iptables chain of this service (`KUBE-SVC-…`).
-    pub fn svc_chain(&self) -> String {
-        format!("KUBE-SVC-{}", self.key())
+    /// iptables chain of port `p` (`KUBE-SVC-…`).
+    pub fn svc_chain(&self, p: &ServicePort) -> String {
+        format!("KUBE-SVC-{}", self.key(p))
     }
-    /// iptables chain of endpoint `i` (`KUBE-SEP-…`), whose DNAT rule counts its packets.
-    pub fn sep_chain(&self, i: usize) -> String {
-        format!("KUBE-SEP-{}-{i}", self.key())
+    /// iptables chain of port `p` and endpoint `i` (`KUBE-SEP-…`), whose DNAT rule counts
+    /// its connections.
+    pub fn sep_chain(&self, p: &ServicePort, i: usize) -> String {
+        format!("KUBE-SEP-{}-{i}", self.key(p))
     }
-    /// nftables chain of this service.
-    pub fn nft_svc_chain(&self) -> String {
-        format!("svc_{}", self.key())
+    /// nftables chain of port `p`.
+    pub fn nft_svc_chain(&self, p: &ServicePort) -> String {
+        format!("svc_{}", self.key(p))
     }
-    /// nftables chain of endpoint `i`, whose counter counts its packets.
-    pub fn nft_sep_chain(&self, i: usize) -> String {
-        format!("sep_{}_{i}", self.key())
+    /// nftables chain of port `p` and endpoint `i`, whose counter counts its connections.
+    pub fn nft_sep_chain(&self, p: &ServicePort, i: usize) -> String {
+        format!("sep_{}_{i}", self.key(p))
     }
 }
 
@@ -716,32 +749,35 @@ pub fn iptables_services(services: &[Service]) -> String {
     let mut chains = String::new();
     let mut rules = String::new();
     for s in services {
-        let svc = s.svc_chain();
-        let proto = s.protocol.as_str();
-        let _ = writeln!(chains, ":{svc} - [0:0]");
-        let _ = writeln!(
-            rules,
-            "-A {KUBE_SERVICES} -d {}/32 -p {proto} -m {proto} --dport {} -j {svc}",
-            s.ip, s.port
-        );
-        let n = s.endpoints.len();
-        for (i, ep) in s.endpoints.iter().enumerate() {
-            let sep = s.sep_chain(i);
-            let _ = writeln!(chains, ":{sep} - [0:0]");
-            if i + 1 < n {
-                let _ = writeln!(
-                    rules,
-                    "-A {svc} -m statistic --mode random --probability {:.10} -j {sep}",
-                    1.0 / (n - i) as f64
-                );
-            } else {
-                let _ = writeln!(rules, "-A {svc} -j {sep}");
-            }
-            let _ = writeln!(rules, "-A {sep} -s {}/32 -j {KUBE_MARK_MASQ}", ep.ip());
+        for p in &s.ports {
+            let svc = s.svc_chain(p);
+            let proto = p.protocol.as_str();
+            let _ = writeln!(chains, ":{svc} - [0:0]");
             let _ = writeln!(
                 rules,
-                "-A {sep} -p {proto} -m {proto} -j DNAT --to-destination {ep}"
+                "-A {KUBE_SERVICES} -d {}/32 -p {proto} -m {proto} --dport {} -j {svc}",
+                s.ip, p.port
             );
+            let n = s.endpoints.len();
+            for (i, ep) in s.endpoints.iter().enumerate() {
+                let sep = s.sep_chain(p, i);
+                let _ = writeln!(chains, ":{sep} - [0:0]");
+                if i + 1 < n {
+                    let _ = writeln!(
+                        rules,
+                        "-A {svc} -m statistic --mode random --probability {:.10} -j {sep}",
+                        1.0 / (n - i) as f64
+                    );
+                } else {
+                    let _ = writeln!(rules, "-A {svc} -j {sep}");
+                }
+                let _ = writeln!(rules, "-A {sep} -s {ep}/32 -j {KUBE_MARK_MASQ}");
+                let _ = writeln!(
+                    rules,
+                    "-A {sep} -p {proto} -m {proto} -j DNAT --to-destination {ep}:{}",
+                    p.target_port
+                );
+            }
         }
     }
     format!(
@@ -773,58 +809,50 @@ const NFT_ELEMENTS_PER_LINE: usize = 1000;
 /// endpoint chain marks hairpin traffic for masquerading, then counts and DNATs.
 pub fn nft_services(services: &[Service]) -> String {
     let mut out = String::new();
+    let mut elems = Vec::new();
     for s in services {
-        let svc = s.nft_svc_chain();
-        let _ = writeln!(out, "add chain ip {NFT_SVC_TABLE} {svc}");
-        for (i, ep) in s.endpoints.iter().enumerate() {
-            let sep = s.nft_sep_chain(i);
-            let _ = writeln!(out, "add chain ip {NFT_SVC_TABLE} {sep}");
-            let _ = writeln!(
-                out,
-                "add rule ip {NFT_SVC_TABLE} {sep} ip saddr {} jump mark_for_masquerade",
-                ep.ip()
-            );
-            let _ = writeln!(
-                out,
-                "add rule ip {NFT_SVC_TABLE} {sep} counter meta l4proto {} dnat to {ep}",
-                s.protocol.as_str()
-            );
-        }
-        if s.endpoints.len() == 1 {
-            let _ = writeln!(
-                out,
-                "add rule ip {NFT_SVC_TABLE} {svc} goto {}",
-                s.nft_sep_chain(0)
-            );
-        } else {
-            let arms: Vec<String> = (0..s.endpoints.len())
-                .map(|i| format!("{i} : goto {}", s.nft_sep_chain(i)))
-                .collect();
-            let _ = writeln!(
-                out,
-                "add rule ip {NFT_SVC_TABLE} {svc} numgen random mod {} vmap {{ {} }}",
-                s.endpoints.len(),
-                arms.join(", ")
-            );
+        for p in &s.ports {
+            let svc = s.nft_svc_chain(p);
+            let proto = p.protocol.as_str();
+            let _ = writeln!(out, "add chain ip {NFT_SVC_TABLE} {svc}");
+            for (i, ep) in s.endpoints.iter().enumerate() {
+                let sep = s.nft_sep_chain(p, i);
+                let _ = writeln!(out, "add chain ip {NFT_SVC_TABLE} {sep}");
+                let _ = writeln!(
+                    out,
+                    "add rule ip {NFT_SVC_TABLE} {sep} ip saddr {ep} jump mark_for_masquerade"
+                );
+                let _ = writeln!(
+                    out,
+                    "add rule ip {NFT_SVC_TABLE} {sep} counter meta l4proto {proto} dnat to {ep}:{}",
+                    p.target_port
+                );
+            }
+            if s.endpoints.len() == 1 {
+                let _ = writeln!(
+                    out,
+                    "add rule ip {NFT_SVC_TABLE} {svc} goto {}",
+                    s.nft_sep_chain(p, 0)
+                );
+            } else {
+                let arms: Vec<String> = (0..s.endpoints.len())
+                    .map(|i| format!("{i} : goto {}", s.nft_sep_chain(p, i)))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "add rule ip {NFT_SVC_TABLE} {svc} numgen random mod {} vmap {{ {} }}",
+                    s.endpoints.len(),
+                    arms.join(", ")
+                );
+            }
+            elems.push(format!("{} . {proto} . {} : goto {svc}", s.ip, p.port));
         }
     }
-    for chunk in services.chunks(NFT_ELEMENTS_PER_LINE) {
-        let elems: Vec<String> = chunk
-            .iter()
-            .map(|s| {
-                format!(
-                    "{} . {} . {} : goto {}",
-                    s.ip,
-                    s.protocol.as_str(),
-                    s.port,
-                    s.nft_svc_chain()
-                )
-            })
-            .collect();
+    for chunk in elems.chunks(NFT_ELEMENTS_PER_LINE) {
         let _ = writeln!(
             out,
             "add element ip {NFT_SVC_TABLE} services {{ {} }}",
-            elems.join(", ")
+            chunk.join(", ")
         );
     }
     out
@@ -1007,11 +1035,8 @@ mod tests {
     fn svc(k: u32, eps: usize) -> Service {
         Service {
             ip: service_ip(k).unwrap(),
-            port: 80,
-            protocol: Protocol::Tcp,
-            endpoints: (0..eps)
-                .map(|i| SocketAddrV4::new(pod_ip(i % 2, i as u32).unwrap(), 8080))
-                .collect(),
+            ports: vec![ServicePort::tcp(80, 8080)],
+            endpoints: (0..eps).map(|i| pod_ip(i % 2, i as u32).unwrap()).collect(),
         }
     }
 
@@ -1040,10 +1065,10 @@ mod tests {
 
     #[test]
     fn chain_names_fit_iptables() {
-        let mut s = svc(65533, 1);
-        s.port = 65535;
-        assert!(s.sep_chain(MAX_ENDPOINTS - 1).len() <= 28);
-        assert!(s.svc_chain().len() <= 28);
+        let s = svc(65533, 1);
+        let p = ServicePort::udp(65535, 1);
+        assert!(s.sep_chain(&p, MAX_ENDPOINTS - 1).len() <= 28);
+        assert!(s.svc_chain(&p).len() <= 28);
         assert!(policy_chain(Ipv4Addr::new(198, 18, 255, 254)).len() <= 28);
     }
 
@@ -1119,7 +1144,9 @@ mod tests {
         let mut iso = BTreeSet::new();
         let mut out = up(&spec).to_string();
         out += &add_pods(&spec, &pods()).to_string();
-        out += &add_services(&spec, &[], &[svc(0, 3), svc(1, 1)]).to_string();
+        let mut two_ports = svc(1, 1);
+        two_ports.ports.push(ServicePort::udp(80, 8080));
+        out += &add_services(&spec, &[], &[svc(0, 3), two_ports]).to_string();
         out += &add_policies(
             &spec,
             &[
