@@ -206,7 +206,7 @@ fn service_dnat(proxy: ProxyMode, tag: &str) {
         )])
         .unwrap()
         .remove(0);
-    let before = lab.service_counters(&svc, &svc.ports[0], 0).unwrap();
+    let before = lab.service_counters(&svc, svc.ports[0], 0).unwrap();
     let addr = SocketAddr::new(svc.ip.into(), 80);
     let connected = lab
         .run_in(Target::Pod("client"), move || {
@@ -241,7 +241,7 @@ fn service_dnat(proxy: ProxyMode, tag: &str) {
     assert!(second[0] > 0, "ep0 reached itself: {second:?}");
     println!("{proxy}: connections per endpoint {first:?}, hairpin from ep0 {second:?}");
     assert_eq!(first.iter().chain(&second).sum::<usize>(), 2 * N);
-    let after = lab.service_counters(&svc, &svc.ports[0], 0).unwrap();
+    let after = lab.service_counters(&svc, svc.ports[0], 0).unwrap();
     for (i, (b, a)) in before.iter().zip(&after).enumerate() {
         assert!(
             a > b,
@@ -250,7 +250,7 @@ fn service_dnat(proxy: ProxyMode, tag: &str) {
     }
     // The client's node did the DNAT; the other node saw no service traffic.
     assert_eq!(
-        lab.service_counters(&svc, &svc.ports[0], 1)
+        lab.service_counters(&svc, svc.ports[0], 1)
             .unwrap()
             .iter()
             .sum::<u64>(),
@@ -298,7 +298,7 @@ fn netns_lab_netload_tcp_and_udp_through_a_service() {
         assert!(stream_of(&lab, "client", addr, netload::spec::Protocol::Tcp) > 0);
         assert!(stream_of(&lab, "client", addr, netload::spec::Protocol::Udp) > 0);
         for p in &svc.ports {
-            let c = lab.service_counters(&svc, p, 0).unwrap();
+            let c = lab.service_counters(&svc, *p, 0).unwrap();
             assert!(c[0] > 0, "{proxy} {p:?}: {c:?}");
         }
         server.stop();

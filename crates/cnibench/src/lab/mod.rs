@@ -543,7 +543,7 @@ impl Lab {
     pub fn service_counters(
         &self,
         service: &Service,
-        port: &ServicePort,
+        port: ServicePort,
         node: usize,
     ) -> Result<Vec<u64>, LabError> {
         self.check_node(node)?;

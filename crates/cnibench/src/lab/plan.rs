@@ -178,7 +178,7 @@ pub struct Service {
 }
 
 impl Service {
-    fn key(&self, p: &ServicePort) -> String {
+    fn key(&self, p: ServicePort) -> String {
         format!(
             "{}{}{:04X}",
             hex(self.ip),
@@ -187,20 +187,20 @@ impl Service {
         )
     }
     /// iptables chain of port `p` (`KUBE-SVC-…`).
-    pub fn svc_chain(&self, p: &ServicePort) -> String {
+    pub fn svc_chain(&self, p: ServicePort) -> String {
         format!("KUBE-SVC-{}", self.key(p))
     }
     /// iptables chain of port `p` and endpoint `i` (`KUBE-SEP-…`), whose DNAT rule counts
     /// its connections.
-    pub fn sep_chain(&self, p: &ServicePort, i: usize) -> String {
+    pub fn sep_chain(&self, p: ServicePort, i: usize) -> String {
         format!("KUBE-SEP-{}-{i}", self.key(p))
     }
     /// nftables chain of port `p`.
-    pub fn nft_svc_chain(&self, p: &ServicePort) -> String {
+    pub fn nft_svc_chain(&self, p: ServicePort) -> String {
         format!("svc_{}", self.key(p))
     }
     /// nftables chain of port `p` and endpoint `i`, whose counter counts its connections.
-    pub fn nft_sep_chain(&self, p: &ServicePort, i: usize) -> String {
+    pub fn nft_sep_chain(&self, p: ServicePort, i: usize) -> String {
         format!("sep_{}_{i}", self.key(p))
     }
 }
@@ -749,7 +749,7 @@ pub fn iptables_services(services: &[Service]) -> String {
     let mut chains = String::new();
     let mut rules = String::new();
     for s in services {
-        for p in &s.ports {
+        for &p in &s.ports {
             let svc = s.svc_chain(p);
             let proto = p.protocol.as_str();
             let _ = writeln!(chains, ":{svc} - [0:0]");
@@ -811,7 +811,7 @@ pub fn nft_services(services: &[Service]) -> String {
     let mut out = String::new();
     let mut elems = Vec::new();
     for s in services {
-        for p in &s.ports {
+        for &p in &s.ports {
             let svc = s.nft_svc_chain(p);
             let proto = p.protocol.as_str();
             let _ = writeln!(out, "add chain ip {NFT_SVC_TABLE} {svc}");
@@ -1067,8 +1067,8 @@ mod tests {
     fn chain_names_fit_iptables() {
         let s = svc(65533, 1);
         let p = ServicePort::udp(65535, 1);
-        assert!(s.sep_chain(&p, MAX_ENDPOINTS - 1).len() <= 28);
-        assert!(s.svc_chain(&p).len() <= 28);
+        assert!(s.sep_chain(p, MAX_ENDPOINTS - 1).len() <= 28);
+        assert!(s.svc_chain(p).len() <= 28);
         assert!(policy_chain(Ipv4Addr::new(198, 18, 255, 254)).len() <= 28);
     }
 
