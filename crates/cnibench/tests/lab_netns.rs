@@ -495,6 +495,28 @@ fn netns_scale_bench() {
         let mut lab = Lab::up(&spec(tag, Profile::Routed, proxy, policy)).unwrap();
         scale(&mut lab, 10_000, 10_000);
     }
+    // Real pods (namespaces), e.g. the 100 replicas of http-replicas.
+    let t = netload::clock::now();
+    let mut lab = Lab::up(&spec(
+        "bp",
+        Profile::Vxlan,
+        ProxyMode::Nftables,
+        PolicyMode::Nftables,
+    ))
+    .unwrap();
+    let t_up = elapsed(t);
+    let pods: Vec<PodSpec> = (0..100)
+        .map(|i| PodSpec::new(format!("r{i}"), i % 2))
+        .collect();
+    let t = netload::clock::now();
+    lab.add_pods(&pods).unwrap();
+    let t_pods = elapsed(t);
+    let t = netload::clock::now();
+    lab.down().unwrap();
+    println!(
+        "lab up {t_up:.2} s, 100 pods with namespaces {t_pods:.2} s, teardown {:.2} s",
+        elapsed(t)
+    );
 }
 
 #[test]
