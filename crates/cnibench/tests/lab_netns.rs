@@ -10,8 +10,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use cnibench::lab::{
-    self, CleanScope, Lab, LabError, LabSpec, PodSpec, Policy, PolicyMode, ProbeOutcome, Profile,
-    Protocol, ProxyMode, ServicePort, ServiceSpec, Target,
+    self, CleanScope, CounterDelta, Lab, LabError, LabSpec, PathCounter, PodSpec, Policy,
+    PolicyMode, ProbeOutcome, Profile, Protocol, ProxyMode, ServicePort, ServiceSpec, Target,
 };
 use netload::client::{ClientOptions, run_stream_test};
 use netload::server::{Server, ServerConfig, ServerHandle};
@@ -295,7 +295,21 @@ fn netns_lab_netload_tcp_and_udp_through_a_service() {
             .unwrap()
             .remove(0);
         let addr = SocketAddr::new(svc.ip.into(), 80);
-        assert!(stream_of(&lab, "client", addr, netload::spec::Protocol::Tcp) > 0);
+        let mut counters = vec![PathCounter::Dnat {
+            service: svc.clone(),
+            port: svc.ports[0],
+            node: 0,
+        }];
+        if profile == Profile::Vxlan {
+            counters.push(PathCounter::VxlanTx(0));
+        }
+        let (bytes, deltas) = lab
+            .check_path(&counters, || {
+                stream_of(&lab, "client", addr, netload::spec::Protocol::Tcp)
+            })
+            .unwrap();
+        assert!(bytes > 0);
+        assert!(deltas.iter().all(CounterDelta::rose), "{deltas:?}");
         assert!(stream_of(&lab, "client", addr, netload::spec::Protocol::Udp) > 0);
         for p in &svc.ports {
             let c = lab.service_counters(&svc, *p, 0).unwrap();

@@ -148,6 +148,45 @@ pub enum Target<'a> {
     Fabric,
 }
 
+/// A counter that should rise when traffic takes the expected path (see
+/// [`Lab::check_path`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathCounter {
+    /// Connections DNATed to any endpoint of a service port on a node (the client's).
+    Dnat {
+        /// The service.
+        service: Service,
+        /// Its port.
+        port: ServicePort,
+        /// The node where the client's connections enter the service datapath.
+        node: usize,
+    },
+    /// Packets sent by a node's VXLAN device (vxlan profile).
+    VxlanTx(usize),
+    /// New connections the policies of a pod accepted.
+    PolicyAccepted(Ipv4Addr),
+    /// New connections the policies of a pod dropped.
+    PolicyDropped(Ipv4Addr),
+}
+
+/// How much a [`PathCounter`] moved across a probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterDelta {
+    /// The counter.
+    pub counter: PathCounter,
+    /// Value before the probe.
+    pub before: u64,
+    /// Value after the probe.
+    pub after: u64,
+}
+
+impl CounterDelta {
+    /// Whether the counter rose: the probe took this path.
+    pub fn rose(&self) -> bool {
+        self.after > self.before
+    }
+}
+
 /// Which leftovers [`clean`] removes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CleanScope {
@@ -595,6 +634,46 @@ impl Lab {
                     .sum()
             })
             .collect())
+    }
+
+    /// Current value of one path counter.
+    pub fn read_counter(&self, counter: &PathCounter) -> Result<u64, LabError> {
+        Ok(match counter {
+            PathCounter::Dnat {
+                service,
+                port,
+                node,
+            } => self.service_counters(service, *port, *node)?.iter().sum(),
+            PathCounter::VxlanTx(node) => self.vxlan_stats(*node)?.tx_packets,
+            PathCounter::PolicyAccepted(ip) => self.policy_counters(*ip)?.accepted,
+            PathCounter::PolicyDropped(ip) => self.policy_counters(*ip)?.dropped,
+        })
+    }
+
+    /// Reads `counters`, runs `probe`, reads them again: the self-check that proves a
+    /// scenario point's traffic takes the path it claims (see [`CounterDelta::rose`]).
+    pub fn check_path<R>(
+        &self,
+        counters: &[PathCounter],
+        probe: impl FnOnce() -> R,
+    ) -> Result<(R, Vec<CounterDelta>), LabError> {
+        let before: Vec<u64> = counters
+            .iter()
+            .map(|c| self.read_counter(c))
+            .collect::<Result<_, _>>()?;
+        let out = probe();
+        let deltas = counters
+            .iter()
+            .zip(before)
+            .map(|(c, before)| {
+                Ok(CounterDelta {
+                    counter: c.clone(),
+                    before,
+                    after: self.read_counter(c)?,
+                })
+            })
+            .collect::<Result<_, LabError>>()?;
+        Ok((out, deltas))
     }
 
     /// Packets accepted and dropped by the policies of the pod at `target`. With
