@@ -160,6 +160,40 @@ fn netns_lab_vxlan_topology_and_pod_to_pod() {
     topology_and_pod_to_pod(Profile::Vxlan, "vx");
 }
 
+#[test]
+fn netns_lab_three_nodes_reach_each_other() {
+    if !require_root() {
+        return;
+    }
+    for (tag, profile) in [("tr", Profile::Routed), ("tv", Profile::Vxlan)] {
+        let mut s = spec(tag, profile, ProxyMode::Nftables, PolicyMode::Nftables);
+        s.nodes = 3;
+        s.mtu = 9000;
+        let mut lab = Lab::up(&s).unwrap();
+        let pods: Vec<String> = (0..3).map(|i| format!("p{i}")).collect();
+        lab.add_pods(
+            &pods
+                .iter()
+                .enumerate()
+                .map(|(i, p)| PodSpec::new(p.clone(), i))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let listeners: Vec<TcpListener> = pods.iter().map(|p| listen(&lab, p, 7000)).collect();
+        for from in &pods {
+            for (to, l) in pods.iter().zip(&listeners) {
+                let addr = l.local_addr().unwrap();
+                let got = lab
+                    .connect_probe(Target::Pod(from), addr, Duration::from_secs(1))
+                    .unwrap();
+                assert_eq!(got, ProbeOutcome::Connected, "{profile}: {from} -> {to}");
+            }
+        }
+        assert_eq!(lab.pod_mtu("p2").unwrap(), s.pod_mtu());
+        assert_eq!(lab.effective_mss("p2", "p0").unwrap(), s.pod_mtu() - 52);
+    }
+}
+
 fn listen(lab: &Lab, pod: &str, port: u16) -> TcpListener {
     let ip = lab.pod(pod).unwrap().ip;
     let l = lab
