@@ -16,6 +16,8 @@
 //! - [`runner`]: the repetition loop; cancellation (Ctrl-C) through [`backend::Cancel`];
 //! - [`progress`]: indicatif progress bars (a [`runner::Observer`]);
 //! - [`report`]: renderers returning strings (pure), `compare`, iperf3 import;
+//! - [`lab`]: a small cluster of network namespaces on this host (datapath, services,
+//!   policies, self-checks, clean-up);
 //! - [`host`]: host facts for `meta.json`;
 //! - [`clock`]: the one owner of time.
 //!
@@ -24,6 +26,7 @@
 pub mod backend;
 pub mod clock;
 pub mod host;
+pub mod lab;
 pub mod metrics;
 pub mod plan;
 pub mod progress;
