@@ -296,6 +296,9 @@ pub struct EffectiveSettings {
     pub udp_batch: Option<u32>,
     /// Cores the stream threads were pinned to, in stream order.
     pub affinity: Vec<usize>,
+    /// SO_RCVLOWAT at the end of the first receiving TCP stream, bytes: netload raises it
+    /// with the rate (about 1 ms of traffic per wake-up, at most one read buffer).
+    pub receive_low_watermark: Option<u32>,
 }
 
 /// Which test this report belongs to.

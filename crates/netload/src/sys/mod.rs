@@ -346,6 +346,12 @@ impl UdpBatch {
     }
 }
 
+/// Sets `SO_RCVLOWAT`: a blocking read returns only once this many bytes are queued (or
+/// the stream ends), so a fast receiver is woken fewer times per byte.
+pub fn set_receive_low_watermark(fd: BorrowedFd<'_>, bytes: i32) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, bytes)
+}
+
 /// Pins the calling thread to `core`.
 pub fn pin_current_thread(core: usize) -> io::Result<()> {
     let mut set = nix::sched::CpuSet::new();
