@@ -34,6 +34,34 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// One line of CPU figures: the process's getrusage and the node's /proc/stat split.
+pub fn cpu_line(label: &str, c: &crate::report::CpuReport) -> String {
+    format!(
+        "cpu ({label}): process user {:.2} s, system {:.2} s; node user {:.2} s, system {:.2} s, softirq {:.2} s, irq {:.2} s over {:.2} s",
+        c.process_user_s,
+        c.process_system_s,
+        c.node.user,
+        c.node.system,
+        c.node.softirq,
+        c.node.irq,
+        c.window_s
+    )
+}
+
+/// Prints a report as pretty JSON or as the given table.
+pub fn print_report<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    table: impl FnOnce(&T) -> String,
+) -> serde_json::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", table(report));
+    }
+    Ok(())
+}
+
 /// Header printed before live interval lines.
 pub fn interval_header(spec: &TestSpec) -> String {
     let extra = match spec.protocol {

@@ -1171,28 +1171,9 @@ pub fn render_table(r: &RrReport) -> String {
             .collect();
         let _ = writeln!(out, "errors: {}", list.join(", "));
     }
-    let c = &r.cpu;
-    let _ = writeln!(
-        out,
-        "cpu (client): process user {:.2} s, system {:.2} s; node user {:.2} s, system {:.2} s, softirq {:.2} s over {:.2} s",
-        c.process_user_s,
-        c.process_system_s,
-        c.node.user,
-        c.node.system,
-        c.node.softirq,
-        c.window_s
-    );
+    let _ = writeln!(out, "{}", crate::render::cpu_line("client", &r.cpu));
     if let Some(c) = &r.server_cpu {
-        let _ = writeln!(
-            out,
-            "cpu (server): process user {:.2} s, system {:.2} s; node user {:.2} s, system {:.2} s, softirq {:.2} s over {:.2} s",
-            c.process_user_s,
-            c.process_system_s,
-            c.node.user,
-            c.node.system,
-            c.node.softirq,
-            c.window_s
-        );
+        let _ = writeln!(out, "{}", crate::render::cpu_line("server", c));
     }
     out
 }
@@ -1201,11 +1182,7 @@ pub fn render_table(r: &RrReport) -> String {
 pub fn run(args: &RrArgs) -> anyhow::Result<RrReport> {
     let spec = args.spec()?;
     let report = execute_until(&spec, &crate::idle::interrupt_flag()?)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render_table(&report));
-    }
+    crate::render::print_report(args.json, &report, render_table)?;
     if report.transactions == 0 {
         let kinds: Vec<&str> = report.errors.keys().map(|k| k.as_str()).collect();
         anyhow::bail!(

@@ -837,18 +837,7 @@ pub fn render_table(r: &HttpReport) -> String {
             );
         }
     }
-    let c = &r.cpu;
-    let _ = writeln!(
-        out,
-        "\ncpu: process user {:.2} s, system {:.2} s; node user {:.2} s, system {:.2} s, softirq {:.2} s, irq {:.2} s over {:.2} s",
-        c.process_user_s,
-        c.process_system_s,
-        c.node.user,
-        c.node.system,
-        c.node.softirq,
-        c.node.irq,
-        c.window_s
-    );
+    let _ = writeln!(out, "\n{}", crate::render::cpu_line("client", &r.cpu));
     out
 }
 
@@ -858,11 +847,7 @@ pub fn render_table(r: &HttpReport) -> String {
 pub fn run(args: &HttpArgs) -> anyhow::Result<HttpReport> {
     let spec = args.spec()?;
     let report = execute_until(&spec, &crate::idle::interrupt_flag()?)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render_table(&report));
-    }
+    crate::render::print_report(args.json, &report, render_table)?;
     if report.totals.ok == 0 {
         let first = report
             .errors
