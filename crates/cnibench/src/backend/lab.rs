@@ -581,11 +581,7 @@ impl Backend for LabBackend {
             let replicas = point.objects.replicas.max(1);
             for r in 0..replicas {
                 let pod = format!("server{r}");
-                let ip = prepared
-                    .lab
-                    .pod(&pod)
-                    .map(|p| p.ip)
-                    .unwrap_or(prepared.server.ip);
+                let ip = prepared.lab.pod(&pod).map_or(prepared.server.ip, |p| p.ip);
                 let ns = prepared
                     .lab
                     .netns(Target::Pod(&pod))
