@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use cnibench::backend::fake::{FailAt, FakeBackend};
+use cnibench::backend::lab::{LabBackend, LabOptions};
 use cnibench::backend::loopback::{LoopbackBackend, locate_netload};
 use cnibench::backend::{Backend, Cancel, Readiness};
 use cnibench::results::{LoadedRun, Meta, RunDir};
@@ -40,6 +41,8 @@ enum Command {
     /// Turn `iperf3 -J` results (one file per repetition) into a run directory.
     #[command(name = "import-iperf3")]
     ImportIperf3(ImportArgs),
+    /// Remove what lab runs left behind (namespaces, and with them links, rules and sets).
+    Clean(CleanArgs),
     /// Print a built-in suite as TOML (a starting point for your own suite file).
     Suite {
         /// Built-in suite name.
@@ -54,6 +57,18 @@ enum BackendKind {
     Fake,
     /// Real netload processes on 127.0.0.1.
     Loopback,
+    /// Real netload processes in a lab of network namespaces, one per point (root).
+    Lab,
+}
+
+#[derive(Args, Debug)]
+struct CleanArgs {
+    /// The cnibench run id whose lab leftovers to remove (its `meta.json` `run_id`).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    run_id: Option<String>,
+    /// Remove the leftovers of every lab run (every `cnb-` namespace).
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -74,9 +89,24 @@ struct SuiteArgs {
 
 #[derive(Args, Debug, Clone)]
 struct BackendArgs {
-    /// Where to run the points.
-    #[arg(long, value_enum, default_value = "loopback")]
-    backend: BackendKind,
+    /// Where to run the points (default: lab as root, loopback otherwise).
+    #[arg(long, value_enum)]
+    backend: Option<BackendKind>,
+    /// Lab: inter-node datapath (routed, vxlan).
+    #[arg(long, default_value = "routed")]
+    profile: cnibench::lab::Profile,
+    /// Lab: service implementation (iptables, nftables, ipvs).
+    #[arg(long, default_value = "iptables")]
+    proxy: cnibench::lab::ProxyMode,
+    /// Lab: network policy implementation (iptables, nftables).
+    #[arg(long, default_value = "iptables")]
+    policy_mode: cnibench::lab::PolicyMode,
+    /// Lab: underlay MTU in bytes (pods get it less 50 with vxlan).
+    #[arg(long, default_value_t = 1500)]
+    mtu: u32,
+    /// Lab: number of nodes.
+    #[arg(long, default_value_t = 2)]
+    nodes: usize,
     /// netload binary (default: next to cnibench).
     #[arg(long, env = "NETLOAD")]
     netload: Option<PathBuf>,
@@ -196,6 +226,7 @@ fn main() -> ExitCode {
         Command::Report(a) => cmd_report(&a).map(|()| ExitCode::SUCCESS),
         Command::Compare(a) => cmd_compare(&a).map(|()| ExitCode::SUCCESS),
         Command::ImportIperf3(a) => cmd_import(a).map(|()| ExitCode::SUCCESS),
+        Command::Clean(a) => cmd_clean(&a).map(|()| ExitCode::SUCCESS),
         Command::Suite { name } => {
             print!("{}", presets::text(&name).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
@@ -259,7 +290,28 @@ fn rule(a: &RuleArgs) -> Result<StopRule> {
     })
 }
 
-fn backend(kind: BackendKind, a: &BackendArgs) -> Result<Box<dyn Backend>> {
+/// The backend `--backend` names; without it, lab as root and loopback otherwise.
+fn backend_kind(a: &BackendArgs) -> BackendKind {
+    a.backend.unwrap_or_else(|| {
+        if cnibench::lab::check_root().is_ok() {
+            BackendKind::Lab
+        } else {
+            BackendKind::Loopback
+        }
+    })
+}
+
+fn lab_options(a: &BackendArgs) -> LabOptions {
+    LabOptions {
+        profile: a.profile,
+        proxy: a.proxy,
+        policy_mode: a.policy_mode,
+        mtu: a.mtu,
+        nodes: a.nodes,
+    }
+}
+
+fn backend(kind: BackendKind, a: &BackendArgs, run_id: &str) -> Result<Box<dyn Backend>> {
     Ok(match kind {
         BackendKind::Fake => {
             let mut f = FakeBackend::new(a.seed);
@@ -271,7 +323,25 @@ fn backend(kind: BackendKind, a: &BackendArgs) -> Result<Box<dyn Backend>> {
             let path = locate_netload(a.netload.as_deref())?;
             Box::new(LoopbackBackend::new(path)?)
         }
+        BackendKind::Lab => {
+            let path = locate_netload(a.netload.as_deref())?;
+            Box::new(LabBackend::new(path, lab_options(a), run_id)?)
+        }
     })
+}
+
+fn cmd_clean(a: &CleanArgs) -> Result<()> {
+    let removed = cnibench::backend::lab::clean(if a.all { None } else { a.run_id.as_deref() })?;
+    if removed.is_empty() {
+        println!("nothing to clean");
+    } else {
+        println!(
+            "removed {} namespaces: {}",
+            removed.len(),
+            removed.join(" ")
+        );
+    }
+    Ok(())
 }
 
 fn cmd_plan(a: &PlanArgs) -> Result<()> {
@@ -279,7 +349,8 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
     let points = suite::expand(&suite)?;
     let rule = rule(&a.rule)?;
     // Planning needs no tools: a loopback plan without netload still shows what applies.
-    let backend: Option<Box<dyn Backend>> = match backend(a.backend.backend, &a.backend) {
+    let kind = backend_kind(&a.backend);
+    let backend: Option<Box<dyn Backend>> = match backend(kind, &a.backend, "plan") {
         Ok(b) => Some(b),
         Err(e) => {
             eprintln!("note: {e:#} (needed to run, not to plan)");
@@ -300,9 +371,12 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
     let notes: Vec<Option<String>> = points
         .iter()
         .map(|p| {
-            let readiness = match (&backend, a.backend.backend) {
+            let readiness = match (&backend, kind) {
                 (Some(b), _) => b.applicability(p),
                 (None, BackendKind::Loopback) => cnibench::backend::loopback::applicability(p),
+                (None, BackendKind::Lab) => {
+                    cnibench::backend::lab::applicability(p, &lab_options(&a.backend))
+                }
                 (None, BackendKind::Fake) => Readiness::Ready,
             };
             match readiness {
@@ -315,7 +389,7 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
         "suite {} ({}), backend {}\n",
         suite.name,
         suite.description,
-        format!("{:?}", a.backend.backend).to_lowercase()
+        format!("{kind:?}").to_lowercase()
     );
     print!("{}", plan::render(&points, &estimates, &notes));
     Ok(())
@@ -360,12 +434,30 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
         let kind = match loaded.meta.backend.as_str() {
             "fake" => BackendKind::Fake,
             "loopback" => BackendKind::Loopback,
+            "lab" => BackendKind::Lab,
             other => bail!(
                 "{}: cannot resume a run of backend `{other}` with this cnibench",
                 resume.display()
             ),
         };
-        let backend = backend(kind, &a.backend)?;
+        let mut args = a.backend.clone();
+        let t = &loaded.meta.tools;
+        if let Some(v) = t.get("lab_profile") {
+            args.profile = v.parse()?;
+        }
+        if let Some(v) = t.get("lab_proxy") {
+            args.proxy = v.parse()?;
+        }
+        if let Some(v) = t.get("lab_policy_mode") {
+            args.policy_mode = v.parse()?;
+        }
+        if let Some(v) = t.get("lab_mtu") {
+            args.mtu = v.parse()?;
+        }
+        if let Some(v) = t.get("lab_nodes") {
+            args.nodes = v.parse()?;
+        }
+        let backend = backend(kind, &args, &loaded.meta.run_id)?;
         let LoadedRun { meta, parsed, .. } = loaded;
         eprintln!(
             "resuming {} ({} records so far)",
@@ -378,8 +470,20 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
         let points = suite::expand(&suite)?;
         let rule = rule(&a.rule)?;
         // Find the tools before creating anything on disk.
-        let backend = backend(a.backend.backend, &a.backend)?;
         let run_id = run_id(&suite.name, a.label.as_deref());
+        let kind = backend_kind(&a.backend);
+        if a.backend.backend.is_none() {
+            eprintln!(
+                "backend: {} ({}; choose with --backend)",
+                format!("{kind:?}").to_lowercase(),
+                if kind == BackendKind::Lab {
+                    "running as root"
+                } else {
+                    "not root, so no lab"
+                }
+            );
+        }
+        let backend = backend(kind, &a.backend, &run_id)?;
         let out = a
             .out
             .clone()

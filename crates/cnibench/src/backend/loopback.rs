@@ -70,9 +70,9 @@ pub struct LoopbackBackend {
 }
 
 /// A started process whose output is collected by threads (no pipe can fill up).
-struct Proc {
-    name: String,
-    child: Child,
+pub(crate) struct Proc {
+    pub(crate) name: String,
+    pub(crate) child: Child,
     stdout: Option<JoinHandle<Vec<u8>>>,
     stderr: Option<JoinHandle<Vec<u8>>>,
 }
@@ -87,8 +87,28 @@ fn collect(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
 
 impl Proc {
     fn spawn(netload: &Path, args: &[String], capture_stdout: bool) -> Result<Proc, BackendError> {
+        Proc::spawn_in(&[], netload, args, capture_stdout)
+    }
+
+    /// Starts `netload ARGS` behind a command `prefix` (e.g. `ip netns exec NS`, which
+    /// enters the namespace and execs netload, so the child's pid is netload's); an empty
+    /// prefix runs netload directly.
+    pub(crate) fn spawn_in(
+        prefix: &[String],
+        netload: &Path,
+        args: &[String],
+        capture_stdout: bool,
+    ) -> Result<Proc, BackendError> {
         let name = format!("netload {}", args.first().map_or("", String::as_str));
-        let mut child = Command::new(netload)
+        let mut command = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(netload);
+                c
+            }
+            None => Command::new(netload),
+        };
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(if capture_stdout {
@@ -115,7 +135,11 @@ impl Proc {
 
     /// Waits for exit within `limit`, polling `cancel`; kills the process on timeout or
     /// cancellation.
-    fn wait(&mut self, limit: Duration, cancel: &Cancel) -> Result<ExitStatus, BackendError> {
+    pub(crate) fn wait(
+        &mut self,
+        limit: Duration,
+        cancel: &Cancel,
+    ) -> Result<ExitStatus, BackendError> {
         let deadline = clock::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().map_err(|source| BackendError::Io {
@@ -139,12 +163,12 @@ impl Proc {
         }
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    fn output(&mut self) -> (String, String) {
+    pub(crate) fn output(&mut self) -> (String, String) {
         let take = |h: Option<JoinHandle<Vec<u8>>>| {
             h.and_then(|h| h.join().ok())
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -162,7 +186,7 @@ impl Drop for Proc {
     }
 }
 
-fn tail(s: &str) -> String {
+pub(crate) fn tail(s: &str) -> String {
     let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let start = lines.len().saturating_sub(5);
     let t = lines[start..].join(" | ");
@@ -174,7 +198,7 @@ fn tail(s: &str) -> String {
 }
 
 /// The first non-empty line of `s` (clap's error line, without the usage text).
-fn first_line(s: &str) -> String {
+pub(crate) fn first_line(s: &str) -> String {
     s.lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
@@ -182,7 +206,7 @@ fn first_line(s: &str) -> String {
         .to_string()
 }
 
-fn unrecognized(stderr: &str) -> bool {
+pub(crate) fn unrecognized(stderr: &str) -> bool {
     let s = stderr.to_lowercase();
     s.contains("unrecognized subcommand")
         || s.contains("unknown subcommand")
@@ -220,7 +244,7 @@ fn listening(port: u16) -> Option<bool> {
 }
 
 /// Parses one `/proc/net/tcp` table (pure, tested).
-fn listening_in(table: &str, port: u16) -> bool {
+pub(crate) fn listening_in(table: &str, port: u16) -> bool {
     let want = format!("{port:04X}");
     table.lines().skip(1).any(|line| {
         let mut fields = line.split_whitespace();

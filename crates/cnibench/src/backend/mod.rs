@@ -4,9 +4,12 @@
 //! - [`loopback`]: real `netload` processes on 127.0.0.1; points that need topology or
 //!   cluster objects are reported as not applicable.
 //!
-//! The lab (network namespaces) and kube backends implement the same trait.
+//! - [`lab`]: real `netload` processes in a lab of network namespaces per point (root).
+//!
+//! The kube backend will implement the same trait.
 
 pub mod fake;
+pub mod lab;
 pub mod loopback;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,735 @@
+//! The lab backend: every point in its own small "cluster" of network namespaces on this
+//! host ([`crate::lab`]), with real netload processes inside the pod (or node) namespaces.
+//!
+//! Per point, [`LabBackend::prepare`] builds a [`Lab`] (nodes, client and server pods
+//! placed per the point, services, filler pods and policies), runs the self-checks and
+//! keeps the lab in a guard until [`Backend::teardown`] (or an error, or the backend's
+//! drop) removes it. Self-checks, all before measuring:
+//!
+//! - **path**: a TCP connect from the client to the address it will measure while the
+//!   counters of the path are read before and after: the DNAT rule of the measured service
+//!   (service points), the client node's VXLAN device (vxlan profile, inter-node), the
+//!   server's policy chain (policy points). Each must rise;
+//! - **mtu/mss**: the server pod's MTU is the profile's pod MTU and the MSS a client
+//!   connection gets is that MTU less 52 (IPv4, TCP and timestamps);
+//! - **deny**: with policies on, a connect from a pod the policies do not allow (the
+//!   `deny` pod, on the client's node) to the server times out.
+//!
+//! A failing check makes the point not applicable with the reason; it is never measured.
+//! The checks' results are added to each repetition's raw JSON under `cnibench_lab`
+//! (next to netload's own fields, which are left as they are).
+//!
+//! Repetitions start the server in the server's namespace with `ip netns exec`, wait until
+//! the kernel lists its port as listening in that namespace (`/proc/<pid>/net/tcp`), then
+//! run the client with `--json` in the client's namespace. HTTP replicas are started once
+//! per point (they serve until the point ends).
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::loopback::{Proc, first_line, listening_in, tail, unrecognized};
+use super::{Backend, BackendError, Cancel, Readiness, RepOutcome, rr_args, stream_args};
+use crate::clock;
+use crate::lab::check::ProbeOutcome;
+use crate::lab::plan::{Policy, ServicePort};
+use crate::lab::{
+    self, CounterDelta, Lab, LabError, LabSpec, PathCounter, PodSpec, PolicyMode, Profile,
+    ProxyMode, ServiceSpec, Target,
+};
+use crate::metrics;
+use crate::scenario::{PathKind, Placement, Point, Workload};
+
+/// Port of the measured server (netload control and data, TCP and UDP).
+pub const SERVER_PORT: u16 = 5201;
+/// Port of the request/response responder.
+pub const RR_PORT: u16 = 9202;
+/// Port of the HTTP replicas (and of their service).
+pub const HTTP_PORT: u16 = 8080;
+/// IPv4 (20) + TCP (20) + timestamps (12): MTU minus this is the payload per segment.
+pub const TCP_OVERHEAD: u32 = 52;
+
+/// The run-wide choices of the lab (`cnibench run --backend lab --profile ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabOptions {
+    /// Inter-node datapath.
+    pub profile: Profile,
+    /// Service implementation.
+    pub proxy: ProxyMode,
+    /// Policy implementation.
+    pub policy_mode: PolicyMode,
+    /// Underlay MTU (a point's own `mtu` wins).
+    pub mtu: u32,
+    /// Number of nodes (at least 2 for inter-node points).
+    pub nodes: usize,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            profile: Profile::Routed,
+            proxy: ProxyMode::Iptables,
+            policy_mode: PolicyMode::Iptables,
+            mtu: 1500,
+            nodes: 2,
+        }
+    }
+}
+
+/// The lab run id of a cnibench run id: `c` and 12 hex digits of its FNV-1a hash (lab ids
+/// are at most 16 lower-case letters and digits). `cnibench clean RUN_ID` uses the same.
+pub fn lab_run_id(run_id: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in run_id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("c{:012x}", h >> 16)
+}
+
+/// Removes what a run left (`None`: every lab's leftovers); returns the namespaces removed.
+pub fn clean(run_id: Option<&str>) -> Result<Vec<String>, LabError> {
+    lab::clean(&match run_id {
+        Some(id) => lab::CleanScope::Run(lab_run_id(id)),
+        None => lab::CleanScope::All,
+    })
+}
+
+/// Checks the lab can run at all: root, and IPVS only where the kernel has it.
+pub fn preflight(opts: &LabOptions) -> Result<(), LabError> {
+    if opts.proxy == ProxyMode::Ipvs {
+        lab::check_ipvs()?;
+        return Err(LabError::IpvsUnsupported);
+    }
+    lab::check_root()
+}
+
+/// Where one end of the measured pair runs.
+#[derive(Debug, Clone)]
+struct End {
+    target: EndTarget,
+    ip: Ipv4Addr,
+}
+
+#[derive(Debug, Clone)]
+enum EndTarget {
+    Node(usize),
+    Pod(String),
+}
+
+impl End {
+    fn target(&self) -> Target<'_> {
+        match &self.target {
+            EndTarget::Node(i) => Target::Node(*i),
+            EndTarget::Pod(p) => Target::Pod(p),
+        }
+    }
+}
+
+/// A prepared point: the lab guard and what runs in it.
+struct Prepared {
+    /// Long-running servers (HTTP replicas); killed before the lab goes.
+    servers: Vec<Proc>,
+    server: End,
+    /// Server namespace and client namespace.
+    server_ns: String,
+    client_ns: String,
+    /// Address and port the client measures (a pod, node or service address).
+    dest: Ipv4Addr,
+    checks: serde_json::Value,
+    lab: Lab,
+}
+
+/// The lab backend.
+pub struct LabBackend {
+    netload: PathBuf,
+    version: String,
+    opts: LabOptions,
+    lab_id: String,
+    state: Option<Prepared>,
+}
+
+impl std::fmt::Debug for LabBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LabBackend")
+            .field("netload", &self.netload)
+            .field("opts", &self.opts)
+            .field("lab_id", &self.lab_id)
+            .field("prepared", &self.state.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lab_err(action: &str, e: &LabError) -> BackendError {
+    BackendError::Io {
+        action: format!("lab: {action}"),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+impl LabBackend {
+    /// A lab backend for cnibench run `run_id` driving `netload`. Fails without root, or
+    /// with `--proxy ipvs` (see [`preflight`]).
+    pub fn new(netload: PathBuf, opts: LabOptions, run_id: &str) -> Result<Self, BackendError> {
+        preflight(&opts).map_err(|e| BackendError::NotSupported {
+            what: "the lab backend".into(),
+            reason: match e {
+                LabError::NotRoot => format!(
+                    "{e}; run as root (CAP_NET_ADMIN), or use `--backend loopback` (no root, fewer scenarios)"
+                ),
+                other => other.to_string(),
+            },
+        })?;
+        let mut p = Proc::spawn_in(&[], &netload, &["--version".into()], true)?;
+        let status = p.wait(Duration::from_secs(10), &Cancel::default())?;
+        let (out, err) = p.output();
+        let version = if status.success() && !out.trim().is_empty() {
+            out.trim().to_string()
+        } else {
+            format!("unknown ({})", tail(&err))
+        };
+        Ok(LabBackend {
+            netload,
+            version,
+            opts,
+            lab_id: lab_run_id(run_id),
+            state: None,
+        })
+    }
+
+    /// The lab run id (namespaces are `cnb-<id>-…`).
+    pub fn lab_id(&self) -> &str {
+        &self.lab_id
+    }
+
+    fn spec(&self, point: &Point) -> LabSpec {
+        let mut spec = LabSpec::new(self.lab_id.clone());
+        spec.nodes = self.opts.nodes;
+        spec.mtu = point.topology.mtu.unwrap_or(self.opts.mtu);
+        spec.profile = self.opts.profile;
+        spec.proxy = self.opts.proxy;
+        spec.policy_mode = self.opts.policy_mode;
+        spec
+    }
+
+    fn prefix(netns: &str) -> Vec<String> {
+        ["ip", "netns", "exec", netns]
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    fn spawn(&self, netns: &str, args: &[String], capture: bool) -> Result<Proc, BackendError> {
+        Proc::spawn_in(&Self::prefix(netns), &self.netload, args, capture)
+    }
+
+    /// Builds the point's lab and runs the self-checks; `Ok(Err(reason))` when a check
+    /// failed (the lab is dropped).
+    #[allow(clippy::too_many_lines)]
+    fn build(&self, point: &Point) -> Result<Result<Prepared, String>, LabError> {
+        let spec = self.spec(point);
+        let mut lab = Lab::up(&spec)?;
+        let inter = point.topology.placement == Placement::Inter;
+        let client_node = usize::from(inter);
+        let o = point.objects;
+        let mut checks = serde_json::Map::new();
+        checks.insert("lab_run_id".into(), spec.run_id.clone().into());
+        checks.insert("profile".into(), spec.profile.to_string().into());
+        checks.insert("proxy".into(), spec.proxy.to_string().into());
+        checks.insert("policy_mode".into(), spec.policy_mode.to_string().into());
+        checks.insert("mtu".into(), spec.mtu.into());
+
+        let (server, client) = if point.topology.host_network {
+            (
+                End {
+                    target: EndTarget::Node(0),
+                    ip: lab.node_ip(0),
+                },
+                End {
+                    target: EndTarget::Node(client_node),
+                    ip: lab.node_ip(client_node),
+                },
+            )
+        } else {
+            let replicas = o.replicas.max(1) as usize;
+            let mut pods = vec![PodSpec::new("client", client_node)];
+            for r in 0..replicas {
+                pods.push(PodSpec::new(format!("server{r}"), 0));
+            }
+            if o.policies > 0 {
+                pods.push(PodSpec::new("deny", client_node));
+            }
+            let created = lab.add_pods(&pods)?;
+            (
+                End {
+                    target: EndTarget::Pod("server0".into()),
+                    ip: created[1].ip,
+                },
+                End {
+                    target: EndTarget::Pod("client".into()),
+                    ip: created[0].ip,
+                },
+            )
+        };
+        let server_ips: Vec<Ipv4Addr> = if point.topology.host_network {
+            vec![server.ip]
+        } else {
+            (0..o.replicas.max(1) as usize)
+                .filter_map(|r| lab.pod(&format!("server{r}")).map(|p| p.ip))
+                .collect()
+        };
+        let port = match point.workload {
+            Workload::Stream(_) => SERVER_PORT,
+            Workload::Rr(_) => RR_PORT,
+            Workload::Http(_) => HTTP_PORT,
+        };
+
+        // Filler pods: the requested ones, and backends for the services not measured.
+        let services = if point.topology.path == PathKind::Service {
+            o.services.max(1)
+        } else {
+            o.services
+        } as usize;
+        let fillers_wanted = (o.filler_pods as usize).max(services.saturating_sub(1));
+        let mut fillers = Vec::with_capacity(fillers_wanted);
+        let nodes = spec.nodes;
+        for n in 0..nodes {
+            let count = fillers_wanted / nodes + usize::from(n < fillers_wanted % nodes);
+            if count > 0 {
+                fillers.extend(lab.add_filler_pods(n, count)?);
+            }
+        }
+        checks.insert("filler_pods".into(), fillers.len().into());
+
+        // Services: the measured one first (its endpoints the server pods), then fillers.
+        let mut dest = server.ip;
+        let mut measured = None;
+        if services > 0 {
+            let ports = |p: u16| match point.workload {
+                Workload::Stream(ref s) if s.udp => {
+                    vec![ServicePort::tcp(p, p), ServicePort::udp(p, p)]
+                }
+                Workload::Rr(ref r) if r.mode == crate::scenario::RrMode::UdpRr => {
+                    vec![ServicePort::tcp(p, p), ServicePort::udp(p, p)]
+                }
+                _ => vec![ServicePort::tcp(p, p)],
+            };
+            let mut specs = vec![ServiceSpec {
+                ports: ports(port),
+                endpoints: server_ips.clone(),
+            }];
+            for k in 1..services {
+                specs.push(ServiceSpec::tcp(
+                    port,
+                    port,
+                    vec![fillers[(k - 1) % fillers.len()]],
+                ));
+            }
+            let created = lab.add_services(&specs)?;
+            checks.insert("services".into(), created.len().into());
+            if point.topology.path == PathKind::Service {
+                dest = created[0].ip;
+                measured = Some(created[0].clone());
+            }
+        }
+
+        // Policies: default deny on the server allowing the client, the rest on fillers.
+        if o.policies > 0 {
+            let mut policies = vec![Policy {
+                target: server.ip,
+                from: client.ip,
+                port: None,
+            }];
+            for i in 1..o.policies as usize {
+                if fillers.is_empty() {
+                    break;
+                }
+                policies.push(Policy {
+                    target: fillers[i % fillers.len()],
+                    from: fillers[(i + 1) % fillers.len()],
+                    port: Some((lab::Protocol::Tcp, port)),
+                });
+            }
+            lab.add_policies(&policies)?;
+            checks.insert("policies".into(), lab.policy_count().into());
+        }
+
+        let server_ns = lab.netns(server.target())?;
+        let client_ns = lab.netns(client.target())?;
+
+        // Self-check: path counters during a connect to what the client will measure.
+        let mut counters = Vec::new();
+        if let Some(svc) = &measured {
+            counters.push(PathCounter::Dnat {
+                service: svc.clone(),
+                port: svc.ports[0],
+                node: client_node,
+            });
+        }
+        if inter && spec.profile == Profile::Vxlan && !point.topology.host_network {
+            counters.push(PathCounter::VxlanTx(client_node));
+        }
+        if o.policies > 0 {
+            counters.push(PathCounter::PolicyAccepted(server.ip));
+        }
+        let server_ip = server.ip;
+        let listener = lab
+            .run_in(server.target(), move || {
+                TcpListener::bind(SocketAddrV4::new(server_ip, port))
+            })?
+            .map_err(|source| LabError::Setns {
+                netns: server_ns.clone(),
+                source,
+            })?;
+        let probe_addr = SocketAddr::V4(SocketAddrV4::new(dest, port));
+        let (probe, deltas) = lab.check_path(&counters, || {
+            lab.connect_probe(client.target(), probe_addr, Duration::from_secs(2))
+        })?;
+        drop(listener);
+        let probe = probe?;
+        let deltas_json: Vec<serde_json::Value> = deltas
+            .iter()
+            .map(|d: &CounterDelta| {
+                serde_json::json!({
+                    "counter": format!("{:?}", d.counter).split([' ', '(']).next().unwrap_or_default(),
+                    "before": d.before,
+                    "after": d.after,
+                    "rose": d.rose(),
+                })
+            })
+            .collect();
+        checks.insert(
+            "path".into(),
+            serde_json::json!({"probe": format!("{probe:?}"), "to": probe_addr.to_string(), "counters": deltas_json}),
+        );
+        if probe != ProbeOutcome::Connected {
+            return Ok(Err(format!(
+                "self-check failed: a connect from the client to {probe_addr} gave {probe:?}"
+            )));
+        }
+        if let Some(d) = deltas.iter().find(|d| !d.rose()) {
+            return Ok(Err(format!(
+                "self-check failed: counter {:?} did not rise during a probe to {probe_addr} ({} → {})",
+                d.counter, d.before, d.after
+            )));
+        }
+
+        // Self-check: MTU and MSS match the profile (pods only).
+        if !point.topology.host_network {
+            let mtu = lab.pod_mtu("server0")?;
+            let mss = lab.effective_mss("client", "server0")?;
+            let want_mtu = spec.pod_mtu();
+            checks.insert(
+                "mtu_mss".into(),
+                serde_json::json!({"pod_mtu": mtu, "want_pod_mtu": want_mtu, "mss": mss, "want_mss": want_mtu - TCP_OVERHEAD}),
+            );
+            if mtu != want_mtu || mss != want_mtu - TCP_OVERHEAD {
+                return Ok(Err(format!(
+                    "self-check failed: pod MTU {mtu} / MSS {mss}, the {} profile wants {want_mtu} / {}",
+                    spec.profile,
+                    want_mtu - TCP_OVERHEAD
+                )));
+            }
+        }
+
+        // Self-check: a pod the policies do not allow cannot connect to the server.
+        if o.policies > 0 {
+            let listener = lab
+                .run_in(server.target(), move || {
+                    TcpListener::bind(SocketAddrV4::new(server_ip, port))
+                })?
+                .map_err(|source| LabError::Setns {
+                    netns: server_ns.clone(),
+                    source,
+                })?;
+            let addr = SocketAddr::V4(SocketAddrV4::new(server_ip, port));
+            let deny = lab.connect_probe(Target::Pod("deny"), addr, Duration::from_millis(500))?;
+            drop(listener);
+            checks.insert(
+                "deny_probe".into(),
+                serde_json::json!({"from": "deny", "to": addr.to_string(), "outcome": format!("{deny:?}")}),
+            );
+            if deny != ProbeOutcome::TimedOut {
+                return Ok(Err(format!(
+                    "self-check failed: a connect from a pod the policies do not allow gave {deny:?}, not a timeout"
+                )));
+            }
+        }
+
+        Ok(Ok(Prepared {
+            servers: Vec::new(),
+            server,
+            server_ns,
+            client_ns,
+            dest,
+            checks: serde_json::Value::Object(checks),
+            lab,
+        }))
+    }
+
+    fn wait_listening(server: &mut Proc, port: u16, cancel: &Cancel) -> Result<(), BackendError> {
+        let deadline = clock::now() + Duration::from_secs(10);
+        let pid = server.child.id();
+        loop {
+            let tables = [
+                format!("/proc/{pid}/net/tcp"),
+                format!("/proc/{pid}/net/tcp6"),
+            ];
+            if tables
+                .iter()
+                .filter_map(|t| std::fs::read_to_string(t).ok())
+                .any(|t| listening_in(&t, port))
+            {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                let (_, err) = server.output();
+                return Err(BackendError::Tool {
+                    tool: server.name.clone(),
+                    status: status.to_string(),
+                    stderr: tail(&err),
+                });
+            }
+            if cancel.is_cancelled() {
+                return Err(BackendError::Cancelled);
+            }
+            if clock::now() >= deadline {
+                return Err(BackendError::Timeout {
+                    tool: format!("{} (listening on port {port})", server.name),
+                    seconds: 10,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Whether the lab can run `point` with `opts` (before building anything).
+pub fn applicability(point: &Point, opts: &LabOptions) -> Readiness {
+    if point.topology.placement == Placement::Inter && opts.nodes < 2 {
+        return Readiness::NotApplicable(format!(
+            "inter-node placement needs at least 2 nodes (--nodes {})",
+            opts.nodes
+        ));
+    }
+    if point.topology.host_network && point.topology.path == PathKind::Service {
+        return Readiness::NotApplicable("the baseline has no service path".into());
+    }
+    Readiness::Ready
+}
+
+impl Backend for LabBackend {
+    fn name(&self) -> &'static str {
+        "lab"
+    }
+
+    fn tools(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("netload".to_string(), self.version.clone()),
+            (
+                "netload_path".to_string(),
+                self.netload.display().to_string(),
+            ),
+            ("lab_profile".to_string(), self.opts.profile.to_string()),
+            ("lab_proxy".to_string(), self.opts.proxy.to_string()),
+            (
+                "lab_policy_mode".to_string(),
+                self.opts.policy_mode.to_string(),
+            ),
+            ("lab_mtu".to_string(), self.opts.mtu.to_string()),
+            ("lab_nodes".to_string(), self.opts.nodes.to_string()),
+            ("lab_run_id".to_string(), self.lab_id.clone()),
+        ])
+    }
+
+    fn setup_estimate(&self, point: &Point) -> Duration {
+        let o = point.objects;
+        // Measured (lab module docs): ~0.1 s lab, ~0.2 ms per service, ~0.1 ms per policy
+        // or filler, plus about 3 s of self-checks at most (the deny probe's timeout).
+        Duration::from_millis(
+            300 + u64::from(o.services) / 4
+                + u64::from(o.policies + o.filler_pods) / 10
+                + if o.policies > 0 { 500 } else { 0 },
+        )
+    }
+
+    fn rep_overhead(&self) -> Duration {
+        Duration::from_millis(250)
+    }
+
+    fn applicability(&self, point: &Point) -> Readiness {
+        applicability(point, &self.opts)
+    }
+
+    fn prepare(&mut self, point: &Point) -> Result<Readiness, BackendError> {
+        // A point left prepared (should not happen) is removed first.
+        self.state = None;
+        if let r @ Readiness::NotApplicable(_) = self.applicability(point) {
+            return Ok(r);
+        }
+        let prepared = match self.build(point) {
+            Ok(Ok(p)) => p,
+            Ok(Err(reason)) => return Ok(Readiness::NotApplicable(reason)),
+            Err(e) => return Err(lab_err("cannot build the point's lab", &e)),
+        };
+        // From here on the lab is owned by `self.state`'s guard: an error below leaves it
+        // for teardown (the runner calls it after a failed prepare) or the backend's drop.
+        self.state = Some(prepared);
+        let prepared = self.state.as_mut().expect("just set");
+        if let Workload::Http(h) = &point.workload {
+            let replicas = point.objects.replicas.max(1);
+            for r in 0..replicas {
+                let pod = format!("server{r}");
+                let ip = prepared.lab.pod(&pod).map_or(prepared.server.ip, |p| p.ip);
+                let ns = prepared
+                    .lab
+                    .netns(Target::Pod(&pod))
+                    .map_err(|e| lab_err("replica namespace", &e))?;
+                let args: Vec<String> = vec![
+                    "server".into(),
+                    "--bind".into(),
+                    ip.to_string(),
+                    "--port".into(),
+                    SERVER_PORT.to_string(),
+                    "--rr-port".into(),
+                    "0".into(),
+                    "--http".into(),
+                    HTTP_PORT.to_string(),
+                    "--http-bind".into(),
+                    ip.to_string(),
+                    "--body-size".into(),
+                    h.file_size.0.to_string(),
+                    "--replica".into(),
+                    pod.clone(),
+                ];
+                let mut p = Proc::spawn_in(&Self::prefix(&ns), &self.netload, &args, false)?;
+                Self::wait_listening(&mut p, HTTP_PORT, &Cancel::default())?;
+                prepared.servers.push(p);
+            }
+        }
+        Ok(Readiness::Ready)
+    }
+
+    fn run_rep(
+        &mut self,
+        point: &Point,
+        _rep: u32,
+        cancel: &Cancel,
+    ) -> Result<RepOutcome, BackendError> {
+        let Some(st) = &self.state else {
+            return Err(BackendError::NotSupported {
+                what: point.id.clone(),
+                reason: "the lab of this point was not prepared".into(),
+            });
+        };
+        let bind = st.server.ip.to_string();
+        let host = st.dest.to_string();
+        let (server, client_args) = match &point.workload {
+            Workload::Stream(s) => {
+                let args = vec![
+                    "server".into(),
+                    "--bind".into(),
+                    bind.clone(),
+                    "--port".into(),
+                    SERVER_PORT.to_string(),
+                    "--once".into(),
+                    "--rr-port".into(),
+                    "0".into(),
+                ];
+                let mut p = self.spawn(&st.server_ns, &args, false)?;
+                Self::wait_listening(&mut p, SERVER_PORT, cancel)?;
+                (Some(p), stream_args(s, &host, SERVER_PORT))
+            }
+            Workload::Rr(r) => {
+                let args = super::rr_server_args(&bind, RR_PORT);
+                let mut p = self.spawn(&st.server_ns, &args, false)?;
+                Self::wait_listening(&mut p, RR_PORT, cancel)?;
+                (Some(p), rr_args(r, &host, RR_PORT))
+            }
+            Workload::Http(h) => (
+                None,
+                vec![
+                    "http".into(),
+                    format!("http://{host}:{HTTP_PORT}/"),
+                    "-c".into(),
+                    h.concurrency.to_string(),
+                    "-t".into(),
+                    h.duration.0.to_string(),
+                    "--json".into(),
+                ],
+            ),
+        };
+        let mut server = server;
+        let limit = point.workload.nominal_duration() + Duration::from_secs(30);
+        let mut client = self.spawn(&st.client_ns, &client_args, true)?;
+        let status = client.wait(limit, cancel)?;
+        let (out, err) = client.output();
+        if !status.success() {
+            if unrecognized(&err) {
+                return Err(BackendError::NotSupported {
+                    what: client.name.clone(),
+                    reason: format!(
+                        "not yet supported by this netload build ({})",
+                        first_line(&err)
+                    ),
+                });
+            }
+            return Err(BackendError::Tool {
+                tool: client.name.clone(),
+                status: status.to_string(),
+                stderr: tail(&err),
+            });
+        }
+        if let (Some(p), Workload::Stream(_)) = (server.as_mut(), &point.workload) {
+            let _ = p.wait(Duration::from_secs(5), cancel);
+        }
+        drop(server);
+        let mut raw: serde_json::Value =
+            serde_json::from_str(out.trim()).map_err(|e| BackendError::Output {
+                tool: client.name.clone(),
+                message: if out.trim().is_empty() {
+                    format!("no JSON on stdout (stderr: {})", tail(&err))
+                } else {
+                    format!("invalid JSON: {e}")
+                },
+            })?;
+        let metrics = metrics::extract(point.workload.kind(), &raw).map_err(|message| {
+            BackendError::Output {
+                tool: client.name.clone(),
+                message,
+            }
+        })?;
+        if let Some(obj) = raw.as_object_mut() {
+            obj.insert("cnibench_lab".into(), st.checks.clone());
+        }
+        Ok(RepOutcome { metrics, raw })
+    }
+
+    fn teardown(&mut self, _point: &Point) -> Result<(), BackendError> {
+        if let Some(mut st) = self.state.take() {
+            for p in &mut st.servers {
+                p.kill();
+            }
+            st.servers.clear();
+            st.lab
+                .down()
+                .map_err(|e| lab_err("cannot remove the point's lab", &e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_run_ids_are_valid_and_stable() {
+        let a = lab_run_id("20261125T083100Z-quick");
+        assert_eq!(a, lab_run_id("20261125T083100Z-quick"));
+        assert_ne!(a, lab_run_id("20261125T083101Z-quick"));
+        lab::spec::validate_run_id(&a).unwrap();
+        assert_eq!(a.len(), 13);
+    }
+}

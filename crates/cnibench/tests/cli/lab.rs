@@ -1,0 +1,230 @@
+//! The lab backend end to end through the binary (root): the quick suite's stream points,
+//! a service point, a policy point with its deny probe, `--proxy ipvs`, and kill -9 followed
+//! by `cnibench clean RUN_ID`. Names carry `netns_` so nextest runs them one at a time.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use super::util::{cnibench, ends, records, run};
+
+fn root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("NETLOAD_SKIP_ROOT_TESTS").is_some(),
+        "lab tests need root; set NETLOAD_SKIP_ROOT_TESTS=1 to skip them knowingly"
+    );
+    false
+}
+
+fn netload() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_cnibench")).with_file_name("netload")
+}
+
+/// Namespaces of the lab run of cnibench run `run_id`.
+fn leftovers(run_dir: &Path) -> Vec<String> {
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("meta.json")).unwrap()).unwrap();
+    let id = meta["tools"]["lab_run_id"].as_str().unwrap().to_string();
+    lab_namespaces(&format!("cnb-{id}-"))
+}
+
+fn lab_namespaces(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs the quick suite on the lab with short repetitions and `extra` flags.
+fn lab_run(dir: &Path, name: &str, extra: &[&str]) -> super::util::Run {
+    let nl = netload();
+    let mut args = vec![
+        "run",
+        "--backend",
+        "lab",
+        "--suite",
+        "quick",
+        "--out",
+        name,
+        "--label",
+        name,
+        "--netload",
+        nl.to_str().unwrap(),
+        "--set",
+        "duration=1s",
+        "--min-reps",
+        "2",
+        "--max-reps",
+        "3",
+        "--warmup",
+        "0",
+    ];
+    args.extend(extra);
+    run(dir, &args)
+}
+
+#[test]
+fn netns_lab_quick_stream_points_end_to_end() {
+    if !root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let start = cnibench::clock::now();
+    let r = lab_run(
+        tmp.path(),
+        "streams",
+        &["--only", "baseline,pod-to-pod", "--profile", "vxlan"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        (cnibench::clock::now() - start) < Duration::from_secs(60),
+        "{:?}",
+        (cnibench::clock::now() - start)
+    );
+    let dir = tmp.path().join("streams");
+    let e = ends(&dir);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e.iter()
+            .all(|(_, s)| s != "failed" && s != "not-applicable"),
+        "{e:?}"
+    );
+    let meta = std::fs::read_to_string(dir.join("meta.json")).unwrap();
+    assert!(meta.contains("\"lab_profile\": \"vxlan\""), "{meta}");
+    assert!(meta.contains("\"backend\": \"lab\""), "{meta}");
+    let reps: Vec<_> = records(&dir)
+        .into_iter()
+        .filter(|r| r["type"] == "rep")
+        .collect();
+    assert!(reps.len() >= 4);
+    let pod = reps
+        .iter()
+        .find(|r| r["point"].as_str().unwrap().starts_with("pod-to-pod"))
+        .unwrap();
+    let checks = &pod["raw"]["cnibench_lab"];
+    assert_eq!(checks["mtu_mss"]["pod_mtu"], 1450, "{checks}");
+    assert_eq!(checks["mtu_mss"]["mss"], 1398, "{checks}");
+    assert!(leftovers(&dir).is_empty());
+    let rep = run(tmp.path(), &["report", "streams"]);
+    assert_eq!(rep.code, 0, "{rep:?}");
+}
+
+#[test]
+fn netns_lab_service_and_policy_points_record_their_checks() {
+    if !root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let r = lab_run(
+        tmp.path(),
+        "svcpol",
+        &[
+            "--only",
+            "pod-to-service,pod-to-pod-policies",
+            "--proxy",
+            "nftables",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let dir = tmp.path().join("svcpol");
+    let e = ends(&dir);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e.iter()
+            .all(|(_, s)| s != "failed" && s != "not-applicable"),
+        "{e:?}"
+    );
+    let reps = records(&dir);
+    let svc = reps
+        .iter()
+        .find(|r| r["type"] == "rep" && r["point"].as_str().unwrap().starts_with("pod-to-service"))
+        .unwrap();
+    let path = &svc["raw"]["cnibench_lab"]["path"];
+    assert_eq!(path["counters"][0]["counter"], "Dnat", "{path}");
+    assert_eq!(path["counters"][0]["rose"], true, "{path}");
+    let pol = reps
+        .iter()
+        .find(|r| {
+            r["type"] == "rep"
+                && r["point"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("pod-to-pod-policies")
+        })
+        .unwrap();
+    let checks = &pol["raw"]["cnibench_lab"];
+    assert_eq!(checks["deny_probe"]["outcome"], "TimedOut", "{checks}");
+    assert!(leftovers(&dir).is_empty());
+}
+
+#[test]
+fn netns_lab_ipvs_is_refused_up_front() {
+    if !root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let r = lab_run(tmp.path(), "ipvs", &["--proxy", "ipvs"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("IPVS"), "{r:?}");
+    assert!(!tmp.path().join("ipvs").exists(), "nothing written");
+}
+
+#[test]
+fn netns_lab_kill_9_then_clean_leaves_nothing() {
+    if !root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let nl = netload();
+    let mut child = cnibench()
+        .current_dir(tmp.path())
+        .args([
+            "run",
+            "--backend",
+            "lab",
+            "--suite",
+            "quick",
+            "--only",
+            "pod-to-pod-policies",
+            "--out",
+            "killed",
+            "--netload",
+            nl.to_str().unwrap(),
+            "--set",
+            "duration=5s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the point's lab to exist, then kill -9 mid-point.
+    let dir = tmp.path().join("killed");
+    let deadline = cnibench::clock::now() + Duration::from_secs(20);
+    loop {
+        if dir.join("meta.json").is_file() && !leftovers(&dir).is_empty() {
+            break;
+        }
+        assert!(cnibench::clock::now() < deadline, "the lab never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!leftovers(&dir).is_empty(), "kill -9 leaves the lab behind");
+    // `clean RUN_ID`, not `--all`: other labs on this machine (other runs, other
+    // engineers' tests) must survive; `--all` is the same code with a wider prefix.
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    let run_id = meta["run_id"].as_str().unwrap();
+    let r = run(tmp.path(), &["clean", run_id]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("removed"), "{r:?}");
+    assert!(leftovers(&dir).is_empty(), "{r:?}");
+}
