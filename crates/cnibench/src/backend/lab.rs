@@ -31,7 +31,6 @@ use std::time::Duration;
 
 use super::loopback::{Proc, first_line, listening_in, tail, unrecognized};
 use super::{Backend, BackendError, Cancel, Readiness, RepOutcome, rr_args, stream_args};
-use crate::clock;
 use crate::lab::check::ProbeOutcome;
 use crate::lab::plan::{Policy, ServicePort};
 use crate::lab::{
@@ -468,40 +467,18 @@ impl LabBackend {
         }))
     }
 
+    /// Waits until the server, inside its namespace, listens on `port` (read from its own
+    /// view of /proc/net/tcp, which is per network namespace).
     fn wait_listening(server: &mut Proc, port: u16, cancel: &Cancel) -> Result<(), BackendError> {
-        let deadline = clock::now() + Duration::from_secs(10);
-        let pid = server.child.id();
-        loop {
-            let tables = [
+        server.wait_ready(port, cancel, |pid| {
+            [
                 format!("/proc/{pid}/net/tcp"),
                 format!("/proc/{pid}/net/tcp6"),
-            ];
-            if tables
-                .iter()
-                .filter_map(|t| std::fs::read_to_string(t).ok())
-                .any(|t| listening_in(&t, port))
-            {
-                return Ok(());
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                let (_, err) = server.output();
-                return Err(BackendError::Tool {
-                    tool: server.name.clone(),
-                    status: status.to_string(),
-                    stderr: tail(&err),
-                });
-            }
-            if cancel.is_cancelled() {
-                return Err(BackendError::Cancelled);
-            }
-            if clock::now() >= deadline {
-                return Err(BackendError::Timeout {
-                    tool: format!("{} (listening on port {port})", server.name),
-                    seconds: 10,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            ]
+            .iter()
+            .filter_map(|t| std::fs::read_to_string(t).ok())
+            .any(|t| listening_in(&t, port))
+        })
     }
 }
 

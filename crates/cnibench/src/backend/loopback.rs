@@ -77,6 +77,43 @@ pub(crate) struct Proc {
     stderr: Option<JoinHandle<Vec<u8>>>,
 }
 
+impl Proc {
+    /// Waits until `ready(pid)` says the server listens on `port`; fails when the server
+    /// exits, the run is cancelled, or 10 s pass.
+    pub(crate) fn wait_ready(
+        &mut self,
+        port: u16,
+        cancel: &Cancel,
+        mut ready: impl FnMut(u32) -> bool,
+    ) -> Result<(), BackendError> {
+        let deadline = clock::now() + Duration::from_secs(10);
+        let pid = self.child.id();
+        loop {
+            if ready(pid) {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let (_, err) = self.output();
+                return Err(BackendError::Tool {
+                    tool: self.name.clone(),
+                    status: status.to_string(),
+                    stderr: tail(&err),
+                });
+            }
+            if cancel.is_cancelled() {
+                return Err(BackendError::Cancelled);
+            }
+            if clock::now() >= deadline {
+                return Err(BackendError::Timeout {
+                    tool: format!("{} (listening on port {port})", self.name),
+                    seconds: 10,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 fn collect(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut buf = Vec::new();
@@ -321,40 +358,6 @@ impl LoopbackBackend {
         self.support.insert(sub, verdict.clone());
         Ok(verdict)
     }
-
-    fn wait_listening(server: &mut Proc, port: u16, cancel: &Cancel) -> Result<(), BackendError> {
-        let deadline = clock::now() + Duration::from_secs(10);
-        loop {
-            match listening(port) {
-                Some(true) => return Ok(()),
-                Some(false) => {}
-                // No /proc: fall back to a connect probe (may cost a --once session).
-                None => {
-                    if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                        return Ok(());
-                    }
-                }
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                let (_, err) = server.output();
-                return Err(BackendError::Tool {
-                    tool: server.name.clone(),
-                    status: status.to_string(),
-                    stderr: tail(&err),
-                });
-            }
-            if cancel.is_cancelled() {
-                return Err(BackendError::Cancelled);
-            }
-            if clock::now() >= deadline {
-                return Err(BackendError::Timeout {
-                    tool: format!("{} (listening on port {port})", server.name),
-                    seconds: 10,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
 }
 
 impl Backend for LoopbackBackend {
@@ -424,7 +427,11 @@ impl Backend for LoopbackBackend {
             }
         };
         let mut server = Proc::spawn(&self.netload, &server_args, false)?;
-        Self::wait_listening(&mut server, port, cancel)?;
+        server.wait_ready(port, cancel, |_| match listening(port) {
+            Some(found) => found,
+            // No /proc: fall back to a connect probe (may cost a --once session).
+            None => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        })?;
         let limit = point.workload.nominal_duration() + Duration::from_secs(30);
         let mut client = Proc::spawn(&self.netload, &client_args, true)?;
         let status = client.wait(limit, cancel)?;
