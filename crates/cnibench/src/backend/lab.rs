@@ -29,7 +29,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::loopback::{Proc, first_line, listening_in, tail, unrecognized};
+use super::loopback::{Proc, client_outcome, finish_client, listening_in, tail};
 use super::{Backend, BackendError, Cancel, Readiness, RepOutcome, rr_args, stream_args};
 use crate::lab::check::ProbeOutcome;
 use crate::lab::plan::{Policy, ServicePort};
@@ -37,7 +37,6 @@ use crate::lab::{
     self, CounterDelta, Lab, LabError, LabSpec, PathCounter, PodSpec, PolicyMode, Profile,
     ProxyMode, ServiceSpec, Target,
 };
-use crate::metrics;
 use crate::scenario::{PathKind, Placement, Point, Workload};
 
 /// Port of the measured server (netload control and data, TCP and UDP).
@@ -638,45 +637,13 @@ impl Backend for LabBackend {
             ),
         };
         let mut server = server;
-        let limit = point.workload.nominal_duration() + Duration::from_secs(30);
         let mut client = self.spawn(&st.client_ns, &client_args, true)?;
-        let status = client.wait(limit, cancel)?;
-        let (out, err) = client.output();
-        if !status.success() {
-            if unrecognized(&err) {
-                return Err(BackendError::NotSupported {
-                    what: client.name.clone(),
-                    reason: format!(
-                        "not yet supported by this netload build ({})",
-                        first_line(&err)
-                    ),
-                });
-            }
-            return Err(BackendError::Tool {
-                tool: client.name.clone(),
-                status: status.to_string(),
-                stderr: tail(&err),
-            });
-        }
+        let (out, err) = finish_client(&mut client, point, cancel)?;
         if let (Some(p), Workload::Stream(_)) = (server.as_mut(), &point.workload) {
             let _ = p.wait(Duration::from_secs(5), cancel);
         }
         drop(server);
-        let mut raw: serde_json::Value =
-            serde_json::from_str(out.trim()).map_err(|e| BackendError::Output {
-                tool: client.name.clone(),
-                message: if out.trim().is_empty() {
-                    format!("no JSON on stdout (stderr: {})", tail(&err))
-                } else {
-                    format!("invalid JSON: {e}")
-                },
-            })?;
-        let metrics = metrics::extract(point.workload.kind(), &raw).map_err(|message| {
-            BackendError::Output {
-                tool: client.name.clone(),
-                message,
-            }
-        })?;
+        let RepOutcome { metrics, mut raw } = client_outcome(&client.name, &out, &err, point)?;
         if let Some(obj) = raw.as_object_mut() {
             obj.insert("cnibench_lab".into(), st.checks.clone());
         }

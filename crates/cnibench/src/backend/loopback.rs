@@ -114,6 +114,59 @@ impl Proc {
     }
 }
 
+/// Waits for a netload client (nominal duration plus 30 s) and turns a failed exit into the
+/// matching error; returns its stdout and stderr.
+pub(crate) fn finish_client(
+    client: &mut Proc,
+    point: &Point,
+    cancel: &Cancel,
+) -> Result<(String, String), BackendError> {
+    let limit = point.workload.nominal_duration() + Duration::from_secs(30);
+    let status = client.wait(limit, cancel)?;
+    let (out, err) = client.output();
+    if status.success() {
+        return Ok((out, err));
+    }
+    if unrecognized(&err) {
+        return Err(BackendError::NotSupported {
+            what: client.name.clone(),
+            reason: format!(
+                "not yet supported by this netload build ({})",
+                first_line(&err)
+            ),
+        });
+    }
+    Err(BackendError::Tool {
+        tool: client.name.clone(),
+        status: status.to_string(),
+        stderr: tail(&err),
+    })
+}
+
+/// Parses a netload client's JSON output and extracts the point's metrics.
+pub(crate) fn client_outcome(
+    tool: &str,
+    out: &str,
+    err: &str,
+    point: &Point,
+) -> Result<RepOutcome, BackendError> {
+    let raw: serde_json::Value =
+        serde_json::from_str(out.trim()).map_err(|e| BackendError::Output {
+            tool: tool.to_string(),
+            message: if out.trim().is_empty() {
+                format!("no JSON on stdout (stderr: {})", tail(err))
+            } else {
+                format!("invalid JSON: {e}")
+            },
+        })?;
+    let metrics =
+        metrics::extract(point.workload.kind(), &raw).map_err(|message| BackendError::Output {
+            tool: tool.to_string(),
+            message,
+        })?;
+    Ok(RepOutcome { metrics, raw })
+}
+
 fn collect(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut buf = Vec::new();
@@ -432,47 +485,14 @@ impl Backend for LoopbackBackend {
             // No /proc: fall back to a connect probe (may cost a --once session).
             None => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
         })?;
-        let limit = point.workload.nominal_duration() + Duration::from_secs(30);
         let mut client = Proc::spawn(&self.netload, &client_args, true)?;
-        let status = client.wait(limit, cancel)?;
-        let (out, err) = client.output();
-        if !status.success() {
-            if unrecognized(&err) {
-                return Err(BackendError::NotSupported {
-                    what: client.name.clone(),
-                    reason: format!(
-                        "not yet supported by this netload build ({})",
-                        first_line(&err)
-                    ),
-                });
-            }
-            return Err(BackendError::Tool {
-                tool: client.name.clone(),
-                status: status.to_string(),
-                stderr: tail(&err),
-            });
-        }
+        let (out, err) = finish_client(&mut client, point, cancel)?;
         // A stream server exits after its one test; give it a moment. The rr responder
         // serves until stopped. Either way the `Proc` guard kills what is left.
         if matches!(point.workload, Workload::Stream(_)) {
             let _ = server.wait(Duration::from_secs(5), cancel);
         }
-        let raw: serde_json::Value =
-            serde_json::from_str(out.trim()).map_err(|e| BackendError::Output {
-                tool: client.name.clone(),
-                message: if out.trim().is_empty() {
-                    format!("no JSON on stdout (stderr: {})", tail(&err))
-                } else {
-                    format!("invalid JSON: {e}")
-                },
-            })?;
-        let metrics = metrics::extract(point.workload.kind(), &raw).map_err(|message| {
-            BackendError::Output {
-                tool: client.name.clone(),
-                message,
-            }
-        })?;
-        Ok(RepOutcome { metrics, raw })
+        client_outcome(&client.name, &out, &err, point)
     }
 
     fn teardown(&mut self, _point: &Point) -> Result<(), BackendError> {
