@@ -117,6 +117,19 @@ enum EndTarget {
 }
 
 impl End {
+    /// A TCP listener on this end's address, opened inside its namespace (`netns`), for the
+    /// self-check probes.
+    fn listen(&self, lab: &Lab, netns: &str, port: u16) -> Result<TcpListener, LabError> {
+        let ip = self.ip;
+        lab.run_in(self.target(), move || {
+            TcpListener::bind(SocketAddrV4::new(ip, port))
+        })?
+        .map_err(|source| LabError::Setns {
+            netns: netns.to_string(),
+            source,
+        })
+    }
+
     fn target(&self) -> Target<'_> {
         match &self.target {
             EndTarget::Node(i) => Target::Node(*i),
@@ -372,14 +385,7 @@ impl LabBackend {
             counters.push(PathCounter::PolicyAccepted(server.ip));
         }
         let server_ip = server.ip;
-        let listener = lab
-            .run_in(server.target(), move || {
-                TcpListener::bind(SocketAddrV4::new(server_ip, port))
-            })?
-            .map_err(|source| LabError::Setns {
-                netns: server_ns.clone(),
-                source,
-            })?;
+        let listener = server.listen(&lab, &server_ns, port)?;
         let probe_addr = SocketAddr::V4(SocketAddrV4::new(dest, port));
         let (probe, deltas) = lab.check_path(&counters, || {
             lab.connect_probe(client.target(), probe_addr, Duration::from_secs(2))
@@ -433,14 +439,7 @@ impl LabBackend {
 
         // Self-check: a pod the policies do not allow cannot connect to the server.
         if o.policies > 0 {
-            let listener = lab
-                .run_in(server.target(), move || {
-                    TcpListener::bind(SocketAddrV4::new(server_ip, port))
-                })?
-                .map_err(|source| LabError::Setns {
-                    netns: server_ns.clone(),
-                    source,
-                })?;
+            let listener = server.listen(&lab, &server_ns, port)?;
             let addr = SocketAddr::V4(SocketAddrV4::new(server_ip, port));
             let deny = lab.connect_probe(Target::Pod("deny"), addr, Duration::from_millis(500))?;
             drop(listener);
