@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
 
-require_tools
+require_tools "${!NETLOAD_PACKAGES[@]}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -18,6 +18,18 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests (nextest, profile ci)"
 cargo nextest run --workspace --locked --profile ci --no-tests=fail
+
+step "container image: static build, OCI archive twice (same bytes), skopeo + umoci + chroot checks"
+image=target/image/netload-oci.tar
+bash images/build-oci.sh "$image" >/dev/null
+# Another umask must not change a byte: modes and owners are set, never inherited.
+(umask 077 && bash images/build-oci.sh target/image/netload-oci-rebuild.tar >/dev/null)
+cmp "$image" target/image/netload-oci-rebuild.tar || {
+  echo "error: two builds of the image differ: images/build-oci.sh is not deterministic" >&2
+  exit 1
+}
+rm target/image/netload-oci-rebuild.tar
+bash images/check-image.sh "$image"
 
 step "benchmark harness unit tests (python)"
 python3 -m unittest discover -s benches -p 'test_*.py'
