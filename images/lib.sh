@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by build-oci.sh and check-image.sh (sourced, not run).
 
 # static_elf FILE: fail unless FILE is an ELF executable with no program interpreter (PT_INTERP)

@@ -31,6 +31,26 @@ cmp "$image" target/image/netload-oci-rebuild.tar || {
 rm target/image/netload-oci-rebuild.tar
 bash images/check-image.sh "$image"
 
+step "manifest validator: good samples pass, each bad sample fails with its expected message"
+bash scripts/validate-manifests.sh scripts/testdata/manifests/good
+for bad in scripts/testdata/manifests/bad/*.yaml; do
+  expected=$(sed -n '1s/^# expect: //p' "$bad")
+  if out=$(bash scripts/validate-manifests.sh "$bad" 2>&1); then
+    echo "error: scripts/validate-manifests.sh accepted $bad" >&2
+    exit 1
+  fi
+  if ! { grep -qF "error: $bad: " <<<"$out" && grep -qF -- "$expected" <<<"$out"; }; then
+    echo "error: $bad failed, but not naming the file and '$expected':" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+done
+
+if [ -d manifests ]; then
+  step "manifests/: every rendered object validates against the Kubernetes OpenAPI schemas (strict)"
+  bash scripts/validate-manifests.sh manifests
+fi
+
 step "benchmark harness unit tests (python)"
 python3 -m unittest discover -s benches -p 'test_*.py'
 
