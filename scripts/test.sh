@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (`.ci/run` calls this script).
 # Installs the system packages the tests need when they are missing, then runs
-# fmt, clippy, every test tier (unit, loopback, network namespaces as root) and the docs build.
+# fmt, clippy, every test tier (unit, loopback, network namespaces as root), the container image
+# (built twice, checked with skopeo/umoci/chroot), the manifest validator and the docs build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
