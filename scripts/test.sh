@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (`.ci/run` calls this script).
 # Installs the system packages the tests need when they are missing, then runs
-# fmt, clippy, every test tier (unit, loopback, network namespaces as root) and the docs build.
+# fmt, clippy, every test tier (unit, loopback, network namespaces as root), the container image
+# (built twice, checked with skopeo/umoci/chroot), the manifest validator and the docs build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
 
-require_tools
+require_tools "${!NETLOAD_PACKAGES[@]}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -18,6 +19,38 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests (nextest, profile ci)"
 cargo nextest run --workspace --locked --profile ci --no-tests=fail
+
+step "container image: static build, OCI archive twice (same bytes), skopeo + umoci + chroot checks"
+image=target/image/netload-oci.tar
+bash images/build-oci.sh "$image" >/dev/null
+# Another umask must not change a byte: modes and owners are set, never inherited.
+(umask 077 && bash images/build-oci.sh target/image/netload-oci-rebuild.tar >/dev/null)
+cmp "$image" target/image/netload-oci-rebuild.tar || {
+  echo "error: two builds of the image differ: images/build-oci.sh is not deterministic" >&2
+  exit 1
+}
+rm target/image/netload-oci-rebuild.tar
+bash images/check-image.sh "$image"
+
+step "manifest validator: good samples pass, each bad sample fails with its expected message"
+bash scripts/validate-manifests.sh scripts/testdata/manifests/good
+for bad in scripts/testdata/manifests/bad/*.yaml; do
+  expected=$(sed -n '1s/^# expect: //p' "$bad")
+  if out=$(bash scripts/validate-manifests.sh "$bad" 2>&1); then
+    echo "error: scripts/validate-manifests.sh accepted $bad" >&2
+    exit 1
+  fi
+  if ! { grep -qF "error: $bad: " <<<"$out" && grep -qF -- "$expected" <<<"$out"; }; then
+    echo "error: $bad failed, but not naming the file and '$expected':" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+done
+
+if [ -d manifests ]; then
+  step "manifests/: every rendered object validates against the Kubernetes OpenAPI schemas (strict)"
+  bash scripts/validate-manifests.sh manifests
+fi
 
 step "benchmark harness unit tests (python)"
 python3 -m unittest discover -s benches -p 'test_*.py'

@@ -7,7 +7,14 @@ declare -A NETLOAD_PACKAGES=(
   [iperf3]=iperf3
   [iptables]=iptables
   [nft]=nftables
+  # The test command's image steps (images/build-oci.sh, images/check-image.sh) only.
+  [jq]=jq
+  [readelf]=binutils
+  [skopeo]=skopeo
+  [umoci]=umoci
 )
+# What the main job needs; the test command asks for every tool above.
+NETLOAD_MAIN_TOOLS=(ip iperf3 iptables nft)
 
 apt_updated=0
 install_package() {
@@ -31,10 +38,10 @@ install_package() {
   }
 }
 
-# require_tools [tool...]: every tool given (default: all known) must be on PATH afterwards.
+# require_tools [tool...]: every tool given (default: the main job's) must be on PATH afterwards.
 require_tools() {
   local tools=("$@")
-  [ ${#tools[@]} -gt 0 ] || tools=("${!NETLOAD_PACKAGES[@]}")
+  [ ${#tools[@]} -gt 0 ] || tools=("${NETLOAD_MAIN_TOOLS[@]}")
   for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || install_package "${NETLOAD_PACKAGES[$tool]}"
     command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool still missing after installing ${NETLOAD_PACKAGES[$tool]}" >&2; exit 1; }
