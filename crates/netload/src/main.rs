@@ -73,6 +73,10 @@ struct ServerArgs {
     /// that port is taken.
     #[arg(long)]
     rr_port: Option<u16>,
+    /// Also serve iperf3 3.x clients (`iperf3 -c HOST -p PORT`) on this port, TCP and UDP;
+    /// 5201 when given without a value.
+    #[arg(long, num_args = 0..=1, default_missing_value = "5201")]
+    iperf3_port: Option<u16>,
     /// HTTP server options (`--http PORT` turns it on).
     #[command(flatten)]
     http: http::server::HttpServerArgs,
@@ -251,6 +255,7 @@ fn server(args: &ServerArgs) -> Result<ExitCode> {
         },
         max_sessions: args.max_sessions as usize,
         once: args.once,
+        iperf3_port: args.iperf3_port,
         ..ServerConfig::default()
     };
     let server = Server::bind(config)
@@ -288,6 +293,9 @@ fn server(args: &ServerArgs) -> Result<ExitCode> {
             .context("installing signal handlers")?;
     }
     eprintln!("netload server listening on {}", server.local_addr()?);
+    if let Some(addr) = server.iperf3_addr() {
+        eprintln!("netload server: iperf3 clients served on {addr}");
+    }
     server.run().context("server failed")?;
     Ok(ExitCode::SUCCESS)
 }

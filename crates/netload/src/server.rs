@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub phase_timeout: Duration,
     /// Exit after the first test that got past setup.
     pub once: bool,
+    /// Also serve iperf3 3.x clients on this port (TCP and UDP), same address.
+    pub iperf3_port: Option<u16>,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +55,7 @@ impl Default for ServerConfig {
             max_pending: 64,
             phase_timeout: Duration::from_secs(10),
             once: false,
+            iperf3_port: None,
         }
     }
 }
@@ -66,9 +69,10 @@ enum DataConn {
 
 /// Sessions waiting for data connections, by cookie.
 #[derive(Default)]
-struct Registry {
+pub(crate) struct Registry {
     sessions: Mutex<HashMap<Cookie, Sender<DataConn>>>,
-    active: AtomicUsize,
+    /// Tests running, of either protocol (bounded by `max_sessions`).
+    pub(crate) active: AtomicUsize,
 }
 
 impl Registry {
@@ -104,6 +108,7 @@ pub struct Server {
     udp: UdpSocket,
     registry: Arc<Registry>,
     shutdown: Arc<AtomicBool>,
+    iperf3: Option<crate::iperf3::server::Listener>,
 }
 
 /// A server running on a background thread (tests, `netload bench`).
@@ -130,7 +135,7 @@ impl Drop for ServerHandle {
     }
 }
 
-fn reuse_port_udp(addr: SocketAddr) -> io::Result<Socket> {
+pub(crate) fn reuse_port_udp(addr: SocketAddr) -> io::Result<Socket> {
     let sock = Socket::new(
         Domain::for_address(addr),
         Type::DGRAM,
@@ -157,13 +162,25 @@ impl Server {
         let bound = listener.local_addr()?;
         let udp: UdpSocket = reuse_port_udp(bound)?.into();
         udp.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let iperf3 = config
+            .iperf3_port
+            .map(|port| {
+                crate::iperf3::server::Listener::bind(SocketAddr::new(config.bind.ip(), port))
+            })
+            .transpose()?;
         Ok(Server {
             config,
             listener,
             udp,
             registry: Arc::default(),
             shutdown: Arc::default(),
+            iperf3,
         })
+    }
+
+    /// Address of the iperf3 port, when it is served.
+    pub fn iperf3_addr(&self) -> Option<SocketAddr> {
+        self.iperf3.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Address the server listens on.
@@ -192,7 +209,24 @@ impl Server {
 
     /// Accepts connections until the shutdown flag is set (or, with `once`, until the
     /// first test ends).
-    pub fn run(self) -> io::Result<()> {
+    pub fn run(mut self) -> io::Result<()> {
+        let iperf3_thread = match self.iperf3.take() {
+            Some(listener) => {
+                let config = self.config.clone();
+                let registry = Arc::clone(&self.registry);
+                let shutdown = Arc::clone(&self.shutdown);
+                Some(
+                    thread::Builder::new()
+                        .name("iperf3-accept".into())
+                        .spawn(move || {
+                            if let Err(e) = listener.run(config, registry, shutdown) {
+                                eprintln!("netload server: the iperf3 port failed: {e}");
+                            }
+                        })?,
+                )
+            }
+            None => None,
+        };
         let udp = self.udp.try_clone()?;
         let registry = Arc::clone(&self.registry);
         let shutdown = Arc::clone(&self.shutdown);
@@ -239,6 +273,9 @@ impl Server {
             }
         }
         let _ = udp_thread.join();
+        if let Some(t) = iperf3_thread {
+            let _ = t.join();
+        }
         Ok(())
     }
 }
@@ -252,10 +289,11 @@ struct ConnContext {
 }
 
 /// Frees a pending-connection slot once the first phase is over.
-struct PendingSlot<'a>(Option<&'a AtomicUsize>);
+pub(crate) struct PendingSlot<'a>(pub(crate) Option<&'a AtomicUsize>);
 
 impl PendingSlot<'_> {
-    fn release(&mut self) {
+    /// Gives the slot back (once).
+    pub(crate) fn release(&mut self) {
         if let Some(p) = self.0.take() {
             p.fetch_sub(1, Ordering::AcqRel);
         }
@@ -346,13 +384,14 @@ impl From<FrameError> for SessionError {
 
 /// Reads from a socket with a deadline for the whole phase, not per `read` call, so a peer
 /// dribbling one byte at a time cannot hold a thread beyond the phase timeout.
-struct PhaseReader<'a> {
+pub(crate) struct PhaseReader<'a> {
     socket: &'a TcpStream,
     deadline: std::time::Instant,
 }
 
 impl<'a> PhaseReader<'a> {
-    fn new(socket: &'a TcpStream, timeout: Duration) -> Self {
+    /// A reader whose reads all end by `timeout` from now.
+    pub(crate) fn new(socket: &'a TcpStream, timeout: Duration) -> Self {
         PhaseReader {
             socket,
             deadline: clock::now() + timeout,

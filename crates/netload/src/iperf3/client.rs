@@ -1,0 +1,1 @@
+//! A netload test against an iperf3 server.
