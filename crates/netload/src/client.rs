@@ -211,6 +211,7 @@ pub fn run_stream_test(
         server,
         warnings,
         interrupted,
+        server_peer: None,
     };
     Ok(TestOutcome { report, errors })
 }
@@ -272,7 +273,7 @@ impl Session<'_> {
     }
 }
 
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, ClientError> {
+pub(crate) fn resolve(host: &str, port: u16) -> Result<SocketAddr, ClientError> {
     let resolve_err = |source| ClientError::Resolve {
         host: host.to_string(),
         source,
@@ -284,7 +285,7 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, ClientError> {
         .ok_or_else(|| resolve_err(io::Error::new(io::ErrorKind::NotFound, "no address")))
 }
 
-fn plan(spec: &TestSpec, id: u32, socket: DataSocket) -> StreamPlan {
+pub(crate) fn plan(spec: &TestSpec, id: u32, socket: DataSocket) -> StreamPlan {
     StreamPlan {
         id,
         role: if spec.client_sends_on(id) {
@@ -452,7 +453,7 @@ pub fn flows(
         .collect()
 }
 
-fn warnings_for(
+pub(crate) fn warnings_for(
     spec: &TestSpec,
     client: &SideReport,
     server: &SideReport,

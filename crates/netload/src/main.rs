@@ -82,13 +82,25 @@ struct ServerArgs {
     http: http::server::HttpServerArgs,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Peer {
+    /// A `netload server`.
+    Netload,
+    /// An iperf3 3.x server.
+    Iperf3,
+}
+
 #[derive(Args, Clone)]
 struct CommonArgs {
     /// Server host name or address.
     host: String,
-    /// Server port.
-    #[arg(short, long, default_value_t = DEFAULT_PORT)]
-    port: u16,
+    /// Server port [default: 9201, or 5201 with `--peer iperf3`].
+    #[arg(short, long)]
+    port: Option<u16>,
+    /// What the server is: netload, or an iperf3 3.x server (`iperf3 -s`), driven over
+    /// iperf3's own protocol; its side of the report is then iperf3's figures.
+    #[arg(long, value_enum, default_value_t = Peer::Netload)]
+    peer: Peer,
     /// Measured duration, seconds.
     #[arg(short = 't', long = "time", default_value_t = 10.0, value_parser = positive_seconds)]
     time: f64,
@@ -352,7 +364,11 @@ fn stream_test(c: &CommonArgs, spec: &TestSpec) -> Result<ExitCode> {
             .error(clap::error::ErrorKind::ValueValidation, e.to_string())
             .exit();
     }
-    let mut opts = ClientOptions::new(c.host.clone(), c.port, spec.clone());
+    let port = c.port.unwrap_or(match c.peer {
+        Peer::Netload => DEFAULT_PORT,
+        Peer::Iperf3 => netload::iperf3::proto::DEFAULT_PORT,
+    });
+    let mut opts = ClientOptions::new(c.host.clone(), port, spec.clone());
     opts.phase_timeout = Duration::from_secs_f64(c.connect_timeout);
     // Ctrl-C stops both ends early; what was measured is still reported.
     let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -384,7 +400,10 @@ fn stream_test(c: &CommonArgs, spec: &TestSpec) -> Result<ExitCode> {
         let _ = writeln!(stdout, "{line}");
         let _ = stdout.flush();
     };
-    let outcome = run_stream_test(&opts, &mut on_interval)?;
+    let outcome = match c.peer {
+        Peer::Netload => run_stream_test(&opts, &mut on_interval)?,
+        Peer::Iperf3 => netload::iperf3::client::run_test(&opts, &mut on_interval)?,
+    };
     let report = &outcome.report;
     if c.json {
         let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(report)?);
@@ -398,7 +417,7 @@ fn stream_test(c: &CommonArgs, spec: &TestSpec) -> Result<ExitCode> {
         let _ = write!(
             stdout,
             "{}",
-            render::summary(report, &format!("{}:{}", c.host, c.port))
+            render::summary(report, &format!("{}:{port}", c.host))
         );
     }
     if report.interrupted {
