@@ -214,8 +214,12 @@ fn handle_connection(ctx: &Ctx, mut socket: TcpStream, peer: SocketAddr, order: 
         .lock()
         .expect("waiting lock")
         .insert(cookie, tx.clone());
-    let _guard = WaitGuard { ctx, cookie };
-    match session(ctx, &mut socket, peer, (cookie, &tx), &rx) {
+    let result = {
+        let _guard = WaitGuard { ctx, cookie };
+        session(ctx, &mut socket, peer, (cookie, &tx), &rx)
+    };
+    // The slot is free before the client hears the outcome, so it may start another test.
+    match result {
         Ok(line) => eprintln!("netload server: iperf3 {peer}: {line}"),
         Err(Failure { code, message }) => {
             eprintln!("netload server: iperf3 {peer}: {message}");
@@ -294,7 +298,7 @@ fn session(
         .local_addr()
         .map_err(|e| fail(errno::IEINITTEST, e.to_string()))?
         .ip();
-    let plans = collect_streams(ctx, &spec, rx, SocketAddr::new(local_ip, ctx.port))
+    let plans = collect_streams(ctx, &spec, rx, socket, SocketAddr::new(local_ip, ctx.port))
         .map_err(|m| fail(errno::IESTREAMACCEPT, m))?;
     send_state(socket, State::TestStart)?;
     send_state(socket, State::TestRunning)?;
@@ -394,6 +398,7 @@ fn collect_streams(
     ctx: &Ctx,
     spec: &TestSpec,
     rx: &Receiver<StreamConn>,
+    control: &TcpStream,
     udp_local: SocketAddr,
 ) -> Result<Vec<StreamPlan>, String> {
     let count = spec.stream_count() as usize;
@@ -401,8 +406,16 @@ fn collect_streams(
     let give_up = clock::now() + ctx.config.phase_timeout;
     while got.len() < count {
         let left = give_up.saturating_duration_since(clock::now());
-        let conn = match rx.recv_timeout(left) {
+        let conn = match rx.recv_timeout(left.min(CONTROL_CHECK)) {
             Ok(c) => c,
+            Err(RecvTimeoutError::Timeout) if !left.is_zero() => {
+                if control_closed(control) {
+                    return Err(
+                        "the client closed the control connection while opening streams".into(),
+                    );
+                }
+                continue;
+            }
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
                 return Err(format!(
                     "{} of {count} data streams did not connect within {} s",
@@ -450,6 +463,21 @@ fn collect_streams(
             }
         })
         .collect())
+}
+
+/// How often a test waiting for its streams checks that its client is still there.
+const CONTROL_CHECK: Duration = Duration::from_millis(100);
+
+/// Whether the peer closed the control connection (nothing may arrive on it in this phase).
+fn control_closed(control: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    if control.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let closed = matches!(control.peek(&mut probe), Ok(0))
+        || matches!(control.peek(&mut probe), Err(e) if e.kind() != io::ErrorKind::WouldBlock);
+    let _ = control.set_nonblocking(false);
+    closed
 }
 
 /// Hands UDP connect datagrams to the test waiting for UDP streams from that address.
