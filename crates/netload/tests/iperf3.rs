@@ -343,7 +343,7 @@ fn control(srv: &NetloadServer) -> TcpStream {
 
 fn params(extra: &[(&str, Value)]) -> Vec<u8> {
     let mut p = serde_json::json!({"tcp": true, "omit": 0, "time": 1, "num": 0, "blockcount": 0,
-        "parallel": 1, "len": 131072, "pacing_timer": 1000, "client_version": "3.12"});
+        "parallel": 1, "len": 131_072, "pacing_timer": 1000, "client_version": "3.12"});
     for (k, v) in extra {
         p[*k] = v.clone();
     }
@@ -432,7 +432,7 @@ fn clients_vanishing_mid_test_and_mid_results_free_the_server() {
             two.map(State::from_byte),
             [Some(State::TestStart), Some(State::TestRunning)]
         );
-        data.write_all(&[0x5a; 65_536]).unwrap();
+        data.write_all(&vec![0x5a; 65_536]).unwrap();
         if at_results {
             s.write_all(&[State::TestEnd.byte()]).unwrap();
             s.read_exact(&mut state).unwrap();

@@ -4,6 +4,7 @@
 //! the report is iperf3's results object converted, and the report says so
 //! ([`crate::report::StreamReport::server_peer`]).
 
+use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
@@ -62,7 +63,7 @@ impl Control<'_> {
                 let os = i32::from_be_bytes(nums[4..].try_into().expect("4 bytes"));
                 let mut message = format!("iperf3 error {code}: {}", proto::strerror(code));
                 if os > 0 {
-                    message.push_str(&format!(" ({})", io::Error::from_raw_os_error(os)));
+                    let _ = write!(message, " ({})", io::Error::from_raw_os_error(os));
                 }
                 Err(ClientError::Refused {
                     addr: self.addr,

@@ -139,7 +139,11 @@ pub mod errno {
 
 /// iperf3's text for an error number (`iperf_strerror`), for the ones we meet.
 pub fn strerror(code: i32) -> String {
-    use errno::*;
+    use errno::{
+        IEACCESSDENIED, IEBLOCKSIZE, IEBUFSIZE, IECLIENTTERM, IECTRLCLOSE, IEDURATION, IEINITTEST,
+        IEMESSAGE, IEMSS, IENUMSTREAMS, IEOMIT, IERECVPARAMS, IERECVRESULTS, IESERVERTERM,
+        IESTREAMACCEPT, IEUDPBLOCKSIZE, IEUNIMP,
+    };
     match code {
         IEDURATION => "test duration too long".into(),
         IENUMSTREAMS => "invalid number of parallel streams".into(),
@@ -531,7 +535,7 @@ pub fn results_json(spec: &TestSpec, side: &SideReport, congestion: Option<&str>
     };
     let tcp = spec.protocol == Protocol::Tcp;
     let sends = side.streams.iter().any(|s| s.role == StreamRole::Send);
-    let sender_has_retransmits = if !sends { -1 } else { i32::from(tcp) };
+    let sender_has_retransmits = if sends { i32::from(tcp) } else { -1 };
     let streams: Vec<Value> = side
         .streams
         .iter()
@@ -658,13 +662,16 @@ mod tests {
     use super::*;
 
     fn params(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+        match v {
+            Value::Object(m) => m,
+            other => panic!("not an object: {other}"),
+        }
     }
 
     /// What iperf3 3.12 sends for `iperf3 -c H -t 2 -P 2 -R -M 1200 -N -Z`.
     fn iperf312_tcp() -> Value {
         json!({"tcp":true,"omit":0,"time":2,"num":0,"blockcount":0,"MSS":1200,"nodelay":true,
-               "parallel":2,"reverse":true,"len":131072,"pacing_timer":1000,"zerocopy":1,
+               "parallel":2,"reverse":true,"len":131_072,"pacing_timer":1000,"zerocopy":1,
                "client_version":"3.12"})
     }
 
@@ -734,7 +741,7 @@ mod tests {
         assert_eq!(spec.length, 131_072);
         assert!((spec.duration_s - 2.0).abs() < f64::EPSILON);
         let udp = json!({"udp":true,"omit":0,"time":1,"num":0,"blockcount":0,"parallel":1,
-                         "bidirectional":true,"len":1448,"bandwidth":1048576,"pacing_timer":1000,
+                         "bidirectional":true,"len":1448,"bandwidth":1_048_576,"pacing_timer":1000,
                          "udp_counters_64bit":1,"client_version":"3.12"});
         let spec = spec_from_params(&params(udp), &Limits::default()).unwrap();
         assert_eq!(spec.direction, Direction::Bidir);

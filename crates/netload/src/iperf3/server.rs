@@ -43,11 +43,13 @@ enum StreamConn {
     Udp { order: u64, peer: SocketAddr },
 }
 
+type Cookie = [u8; COOKIE_SIZE];
+
 /// Tests waiting for their streams: TCP by cookie, UDP by client address.
 #[derive(Default)]
 struct Waiting {
-    tcp: Mutex<HashMap<[u8; COOKIE_SIZE], Sender<StreamConn>>>,
-    udp: Mutex<Vec<(IpAddr, [u8; COOKIE_SIZE], Sender<StreamConn>)>>,
+    tcp: Mutex<HashMap<Cookie, Sender<StreamConn>>>,
+    udp: Mutex<Vec<(IpAddr, Cookie, Sender<StreamConn>)>>,
     order: AtomicU64,
 }
 
