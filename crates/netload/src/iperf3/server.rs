@@ -222,7 +222,13 @@ fn handle_connection(ctx: &Ctx, mut socket: TcpStream, peer: SocketAddr, order: 
     };
     // The slot is free before the client hears the outcome, so it may start another test.
     match result {
-        Ok(line) => eprintln!("netload server: iperf3 {peer}: {line}"),
+        Ok(line) => {
+            eprintln!("netload server: iperf3 {peer}: {line}");
+            // `--once` counts iperf3 tests too.
+            if ctx.config.once {
+                ctx.shutdown.store(true, Ordering::Relaxed);
+            }
+        }
         Err(Failure { code, message }) => {
             eprintln!("netload server: iperf3 {peer}: {message}");
             if let Some(code) = code {
