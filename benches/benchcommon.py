@@ -18,6 +18,8 @@ import statistics
 import subprocess
 import sys
 import time
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -347,3 +349,76 @@ def out_paths(out: str) -> tuple[Path, Path]:
     if p.parent == Path("."):
         p = RUNS_DIR / p
     return p, p.with_suffix(".json")
+
+
+def start_server(procs: "Procs", argv: list[str], port: int, out: Any,
+                 ready_timeout_s: float) -> tuple[Optional["subprocess.Popen[bytes]"], Optional[str]]:
+    """Starts a server with its output going to the file `out` and waits until it listens on
+    TCP `port`. Returns the process (None if it did not start) and why it is not ready, if so."""
+    try:
+        server = procs.start(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    except OSError as e:
+        return None, "server did not start: %s" % e
+    deadline = time.monotonic() + ready_timeout_s
+    while not tcp_listening(server.pid, port):
+        if server.poll() is not None:
+            out.seek(0)
+            return server, "server exited %s: %s" % (server.returncode, _tail(out.read().decode(errors="replace")))
+        if time.monotonic() > deadline:
+            return server, "server not listening on port %d after %gs" % (port, ready_timeout_s)
+        time.sleep(0.02)
+    return server, None
+
+
+@dataclass
+class ClientRun:
+    """A client process run to its end: its JSON document, or why there is none."""
+
+    doc: Any = None
+    error: Optional[str] = None
+    wall_s: Optional[float] = None
+
+
+def run_client(procs: "Procs", argv: list[str], timeout_s: float) -> ClientRun:
+    """Runs a client that prints one JSON document; a non-zero exit, no JSON, or iperf3's
+    in-document `error` becomes `error` (iperf3 -J exits 0 on some server errors)."""
+    res = ClientRun()
+    t0 = time.monotonic()
+    try:
+        client = procs.start(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as e:
+        res.error = "client did not start: %s" % e
+        return res
+    try:
+        out, err = client.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        res.error = "client timed out after %gs" % timeout_s
+        return res
+    finally:
+        procs.kill(client)
+    res.wall_s = round(time.monotonic() - t0, 3)
+    text = out.decode(errors="replace")
+    with contextlib.suppress(ValueError):
+        res.doc = json.loads(text)
+    if client.returncode != 0 or res.doc is None:
+        msg = res.doc.get("error") if isinstance(res.doc, dict) else None
+        msg = msg or _tail(err.decode(errors="replace")) or _tail(text) or "no output"
+        res.error = "exit %d: %s" % (client.returncode, msg)
+    return res
+
+
+class PortPool:
+    """Ports from [lo, hi] in turn, skipping any a process in this network namespace listens on
+    (other benchmarks may share the machine)."""
+
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo, self.hi = lo, hi
+        self.next = lo
+
+    def take(self, loopback: bool = True) -> int:
+        for _ in range(self.hi - self.lo + 1):
+            port = self.next
+            self.next = self.lo if self.next >= self.hi else self.next + 1
+            if not loopback or not tcp_listening(os.getpid(), port):
+                return port
+        raise RuntimeError("no free port in %d-%d" % (self.lo, self.hi))

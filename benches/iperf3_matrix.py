@@ -21,13 +21,11 @@ Stdlib only; helpers shared with stream_vs_iperf3.py live in benchcommon.py.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,9 +39,9 @@ from benchcommon import (  # noqa: E402
     REPO_ROOT,
     Interrupted,
     ParseError,
+    PortPool,
     Procs,
     _raise_interrupted,
-    _tail,
     ensure_iperf3,
     fmt,
     fmt_spread,
@@ -51,9 +49,10 @@ from benchcommon import (  # noqa: E402
     out_paths,
     parse_iperf3,
     parse_netload,
+    run_client,
     summary,
-    tcp_listening,
     tool_version,
+    start_server,
 )
 
 TOOLS = ("iperf3", "netload")
@@ -134,40 +133,18 @@ def run_cell(procs: Procs, cell: Cell, run: int, port: int, aux_port: int, args:
                                         args.udp_rate, args.udp_len)
     res = RunResult(cell.proto, cell.sender, cell.receiver, run, shlex.join(client_argv), shlex.join(server_argv))
     with tempfile.TemporaryFile() as srv_out:
-        try:
-            server = procs.start(server_argv, stdin=subprocess.DEVNULL, stdout=srv_out, stderr=subprocess.STDOUT)
-        except OSError as e:
-            res.error = "server did not start: %s" % e
+        server, res.error = start_server(procs, server_argv, port, srv_out, SERVER_READY_TIMEOUT_S)
+        if server is None:
             return res
         try:
-            deadline = time.monotonic() + SERVER_READY_TIMEOUT_S
-            while not tcp_listening(server.pid, port):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    srv_out.seek(0)
-                    res.error = "server not listening on %d: %s" % (port, _tail(srv_out.read().decode(errors="replace")))
-                    return res
-                time.sleep(0.02)
-            t0 = time.monotonic()
-            try:
-                client = procs.start(client_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            except OSError as e:
-                res.error = "client did not start: %s" % e
+            if res.error:
                 return res
-            try:
-                out, err = client.communicate(timeout=args.time + CLIENT_SLACK_S)
-            except subprocess.TimeoutExpired:
-                res.error = "client timed out after %gs" % (args.time + CLIENT_SLACK_S)
+            client = run_client(procs, client_argv, args.time + CLIENT_SLACK_S)
+            res.wall_s = client.wall_s
+            if client.error:
+                res.error = client.error
                 return res
-            finally:
-                procs.kill(client)
-            res.wall_s = round(time.monotonic() - t0, 3)
-            doc: Any = None
-            with contextlib.suppress(ValueError):
-                doc = json.loads(out.decode(errors="replace"))
-            if client.returncode != 0 or doc is None:
-                msg = doc.get("error") if isinstance(doc, dict) else None
-                res.error = "exit %d: %s" % (client.returncode, msg or _tail(err.decode(errors="replace")) or "no output")
-                return res
+            doc = client.doc
             try:
                 parsed = parse_client(doc, cell)
             except ParseError as e:
@@ -249,14 +226,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     procs = Procs()
     results: list[RunResult] = []
     all_cells = cells(args.protos)
-    next_port = PORT_MIN
+    ports = PortPool(PORT_MIN, PORT_MAX)
     old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     interrupted = False
     try:
         for run in range(args.runs):
             for cell in run_order(all_cells, run):
-                port, aux = next_port, next_port + 1
-                next_port = PORT_MIN if next_port + 3 > PORT_MAX else next_port + 2
+                port, aux = ports.take(), ports.take()
                 r = run_cell(procs, cell, run, port, aux, args)
                 results.append(r)
                 what = "%s %s->%s run %d/%d" % (cell.proto, cell.sender, cell.receiver, run + 1, args.runs)

@@ -33,16 +33,12 @@ from typing import Any, Callable, Iterator, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchcommon import (  # noqa: F401  (re-exported: the tests and other harnesses use them)
+from benchcommon import (  # noqa: E402
     REPO_ROOT,
-    RUNS_DIR,
-    BENCH_DIR,
-    STAT_FIELDS,
     Interrupted,
     ParseError,
+    PortPool,
     Procs,
-    _die_with_parent,
-    _num,
     _raise_interrupted,
     _tail,
     children_cpu_s,
@@ -56,10 +52,11 @@ from benchcommon import (  # noqa: F401  (re-exported: the tests and other harne
     parse_iperf3,
     parse_netload,
     read_proc_stat,
+    run_client,
     stat_delta,
     summary,
-    tcp_listening,
     tool_version,
+    start_server,
 )
 
 NS_PREFIX = "nlbench-"
@@ -269,19 +266,6 @@ def veth_path(log: Callable[[str], None]) -> Iterator[Path_]:
 # --------------------------------------------------------------------------------------
 
 
-class PortPool:
-    def __init__(self) -> None:
-        self.next = PORT_MIN
-
-    def take(self, loopback: bool) -> int:
-        for _ in range(PORT_MAX - PORT_MIN + 1):
-            port = self.next
-            self.next = PORT_MIN if self.next >= PORT_MAX else self.next + 1
-            if not loopback or not tcp_listening(os.getpid(), port):
-                return port
-        raise RuntimeError("no free port in %d-%d" % (PORT_MIN, PORT_MAX))
-
-
 def detect_no_offload_flag(netload: str) -> str:
     """The netload flag for "batching, but no UDP GSO/GRO" (row 7).
 
@@ -342,49 +326,21 @@ def _run_once(
     client_argv = path.wrap(client_argv, "client")
     res = RunResult(path.name, row.num, run, tool, order, shlex.join(client_argv), shlex.join(server_argv))
     with tempfile.TemporaryFile() as srv_out:
-        try:
-            server = procs.start(server_argv, stdin=subprocess.DEVNULL, stdout=srv_out, stderr=subprocess.STDOUT)
-        except OSError as e:
-            res.error = "server did not start: %s" % e
+        server, res.error = start_server(procs, server_argv, port, srv_out, SERVER_READY_TIMEOUT_S)
+        if server is None:
             return res
         try:
-            deadline = time.monotonic() + SERVER_READY_TIMEOUT_S
-            while not tcp_listening(server.pid, port):
-                if server.poll() is not None:
-                    srv_out.seek(0)
-                    res.error = "server exited %s: %s" % (server.returncode, _tail(srv_out.read().decode(errors="replace")))
-                    return res
-                if time.monotonic() > deadline:
-                    res.error = "server not listening on port %d after %gs" % (port, SERVER_READY_TIMEOUT_S)
-                    return res
-                time.sleep(0.02)
+            if res.error:
+                return res
             before = read_proc_stat()
-            t0 = time.monotonic()
-            try:
-                client = procs.start(client_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            except OSError as e:
-                res.error = "client did not start: %s" % e
+            client = run_client(procs, client_argv, secs + CLIENT_SLACK_S)
+            res.wall_s = client.wall_s
+            if client.wall_s is not None:
+                res.node = stat_delta(before, read_proc_stat())
+            if client.error:
+                res.error = client.error
                 return res
-            try:
-                out, err = client.communicate(timeout=secs + CLIENT_SLACK_S)
-            except subprocess.TimeoutExpired:
-                procs.kill(client)
-                res.error = "client timed out after %gs" % (secs + CLIENT_SLACK_S)
-                return res
-            finally:
-                procs.kill(client)
-            res.wall_s = round(time.monotonic() - t0, 3)
-            res.node = stat_delta(before, read_proc_stat())
-            text = out.decode(errors="replace")
-            doc: Any = None
-            with contextlib.suppress(ValueError):
-                doc = json.loads(text)
-            if client.returncode != 0 or doc is None:
-                # iperf3 -J reports its errors inside the JSON document.
-                msg = doc.get("error") if isinstance(doc, dict) else None
-                msg = msg or _tail(err.decode(errors="replace")) or _tail(text) or "no output"
-                res.error = "exit %d: %s" % (client.returncode, msg)
-                return res
+            doc = client.doc
             try:
                 parsed = (parse_netload if tool == "netload" else parse_iperf3)(doc, row.proto)
             except ParseError as e:
@@ -628,7 +584,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         log("warning: the node is already %.0f%% busy (loadavg %s); figures will be disturbed" % idle)
     procs = Procs()
     results: list[RunResult] = []
-    ports = PortPool()
+    ports = PortPool(PORT_MIN, PORT_MAX)
     # SIGINT explicitly too: a shell without job control starts background jobs with SIGINT
     # ignored, and Python then never installs its KeyboardInterrupt handler.
     old_handlers = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}

@@ -147,21 +147,31 @@ pub(crate) fn reuse_port_udp(addr: SocketAddr) -> io::Result<Socket> {
     Ok(sock)
 }
 
+/// A TCP listener on `addr` and a UDP socket on the same port number (`SO_REUSEPORT`, so
+/// sockets connected to one client can share the port), read with a 100 ms timeout so a
+/// loop over it sees its shutdown flag.
+pub(crate) fn bind_tcp_and_udp(
+    addr: SocketAddr,
+    backlog: i32,
+) -> io::Result<(TcpListener, UdpSocket)> {
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(SockProtocol::TCP),
+    )?;
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(backlog)?;
+    let listener: TcpListener = sock.into();
+    let udp: UdpSocket = reuse_port_udp(listener.local_addr()?)?.into();
+    udp.set_read_timeout(Some(Duration::from_millis(100)))?;
+    Ok((listener, udp))
+}
+
 impl Server {
     /// Binds the TCP listener and the UDP hello socket.
     pub fn bind(config: ServerConfig) -> io::Result<Server> {
-        let sock = Socket::new(
-            Domain::for_address(config.bind),
-            Type::STREAM,
-            Some(SockProtocol::TCP),
-        )?;
-        sock.set_reuse_address(true)?;
-        sock.bind(&config.bind.into())?;
-        sock.listen(1024)?;
-        let listener: TcpListener = sock.into();
-        let bound = listener.local_addr()?;
-        let udp: UdpSocket = reuse_port_udp(bound)?.into();
-        udp.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let (listener, udp) = bind_tcp_and_udp(config.bind, 1024)?;
         let iperf3 = config
             .iperf3_port
             .map(|port| {
@@ -236,21 +246,8 @@ impl Server {
         let pending = Arc::new(AtomicUsize::new(0));
         let local_port = self.listener.local_addr()?.port();
         while !self.shutdown.load(Ordering::Relaxed) {
-            let fd = self.listener.as_fd();
-            let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
-            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
-                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-                Ok(_) => {}
-                Err(e) => return Err(e.into()),
-            }
-            let (socket, peer) = match self.listener.accept() {
-                Ok(c) => c,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    eprintln!("netload server: accept failed: {e}");
-                    thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
+            let Some((socket, peer)) = poll_accept(&self.listener, "netload server")? else {
+                continue;
             };
             if pending.fetch_add(1, Ordering::AcqRel) >= self.config.max_pending {
                 pending.fetch_sub(1, Ordering::AcqRel);
@@ -277,6 +274,33 @@ impl Server {
             let _ = t.join();
         }
         Ok(())
+    }
+}
+
+/// Waits up to 100 ms for a connection, so the caller's loop sees its shutdown flag
+/// promptly. `Ok(None)` when none came or accepting failed (logged, after a short pause so
+/// a persistent failure such as EMFILE does not spin); `Err` when the listener is unusable.
+pub(crate) fn poll_accept(
+    listener: &TcpListener,
+    who: &str,
+) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+    let mut fds = [nix::poll::PollFd::new(
+        listener.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
+        Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(None),
+        Ok(_) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match listener.accept() {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+        Err(e) => {
+            eprintln!("{who}: accept failed: {e}");
+            thread::sleep(Duration::from_millis(10));
+            Ok(None)
+        }
     }
 }
 
@@ -654,10 +678,22 @@ fn collect_streams(
             None => return Err(format!("stream {id} does not exist (the test has {count})")),
         }
     }
-    Ok(slots
+    Ok(server_plans(
+        spec,
+        slots.into_iter().map(|s| s.expect("every slot filled")),
+    ))
+}
+
+/// The server's plans for its data sockets in stream order: it receives where the client
+/// sends, and the other way round.
+pub(crate) fn server_plans(
+    spec: &TestSpec,
+    sockets: impl IntoIterator<Item = DataSocket>,
+) -> Vec<StreamPlan> {
+    sockets
         .into_iter()
         .enumerate()
-        .map(|(i, s)| {
+        .map(|(i, socket)| {
             let id = i as u32;
             StreamPlan {
                 id,
@@ -667,10 +703,10 @@ fn collect_streams(
                     StreamRole::Send
                 },
                 core: core_for(&spec.server_affinity, i),
-                socket: s.expect("every slot filled"),
+                socket,
             }
         })
-        .collect())
+        .collect()
 }
 
 fn udp_hello_loop(udp: &UdpSocket, registry: &Registry, shutdown: &AtomicBool) {

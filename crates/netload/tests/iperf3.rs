@@ -8,6 +8,9 @@
 //! Skipped (with a message) when iperf3 is missing and we are not root; as root the test
 //! command installs it (scripts/lib/deps.sh), so there a missing iperf3 is a failure.
 
+mod common;
+
+use common::{Child, free_port, spawn_server, wait_listening};
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::process::{Command, Output, Stdio};
@@ -33,34 +36,6 @@ fn have_iperf3() -> bool {
     found
 }
 
-/// Kills the child on drop so a failing assertion leaves no process behind.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_listening(port: u16) {
-    for _ in 0..100 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("nothing listens on {port}");
-}
-
 /// A netload server with its own port and an iperf3 port.
 struct NetloadServer {
     _child: Child,
@@ -70,18 +45,12 @@ struct NetloadServer {
 
 fn netload_server(extra: &[&str]) -> NetloadServer {
     let (port, iperf3_port) = (free_port(), free_port());
-    let child = Child(
-        Command::new(env!("CARGO_BIN_EXE_netload"))
-            .args(["server", "--bind", "127.0.0.1", "--rr-port", "0"])
-            .args(["-p", &port.to_string()])
-            .args(["--iperf3-port", &iperf3_port.to_string()])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_listening(port);
+    let iperf3_arg = iperf3_port.to_string();
+    let args: Vec<&str> = ["--iperf3-port", iperf3_arg.as_str()]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    let child = spawn_server(port, &args);
     wait_listening(iperf3_port);
     NetloadServer {
         _child: child,
@@ -116,6 +85,20 @@ fn iperf3_client(port: u16, args: &[&str]) -> Output {
         .args(args))
 }
 
+/// UDP datagram payload of the UDP cases (given explicitly so lost datagrams convert to bytes).
+const UDP_LEN: u64 = 1400;
+
+/// A UDP flow agrees when what the receiver got plus what it counted as lost is what was
+/// sent: loss itself is the network's (a busy 2-core machine drops datagrams), but every
+/// datagram must be accounted for on one side or the other.
+fn assert_accounted(what: &str, sent: u64, received: u64, lost: u64) {
+    assert!(
+        received * 2 > sent,
+        "{what}: most datagrams were lost ({received} of {sent} bytes)"
+    );
+    assert_close(what, sent, received + lost * UDP_LEN);
+}
+
 fn assert_close(what: &str, a: u64, b: u64) {
     assert!(a > 0 && b > 0, "{what}: nothing moved ({a} vs {b})");
     let diff = a.abs_diff(b) as f64 / a.max(b) as f64;
@@ -146,18 +129,22 @@ fn iperf3_to_netload(args: &[&str]) {
     );
     let end = &json["end"];
     let bytes = |k: &str| end[k]["bytes"].as_u64().unwrap_or(0);
-    assert_close("sent vs received", bytes("sum_sent"), bytes("sum_received"));
+    let lost = |k: &str| end[k]["lost_packets"].as_u64().unwrap_or(0);
+    let udp = args.contains(&"-u");
+    let check = |what: &str, sent: &str, received: &str, sum: &str| {
+        if udp {
+            assert_accounted(what, bytes(sent), bytes(received), lost(sum));
+        } else {
+            assert_close(what, bytes(sent), bytes(received));
+        }
+    };
+    check("sent vs received", "sum_sent", "sum_received", "sum");
     if args.contains(&"--bidir") {
-        assert_close(
+        check(
             "reverse sent vs received",
-            bytes("sum_sent_bidir_reverse"),
-            bytes("sum_received_bidir_reverse"),
-        );
-    }
-    if args.contains(&"-u") {
-        assert_eq!(
-            end["sum"]["lost_packets"], 0,
-            "no loss at 50 Mbit/s on loopback"
+            "sum_sent_bidir_reverse",
+            "sum_received_bidir_reverse",
+            "sum_bidir_reverse",
         );
     }
 }
@@ -196,11 +183,13 @@ fn netload_to_iperf3(args: &[&str]) {
     let want = if args.contains(&"--bidir") { 2 } else { 1 };
     assert_eq!(flows.len(), want);
     for f in flows {
-        assert_close(
-            f["direction"].as_str().unwrap(),
-            f["sender_bytes"].as_u64().unwrap(),
-            f["receiver_bytes"].as_u64().unwrap(),
-        );
+        let what = f["direction"].as_str().unwrap();
+        let sent = f["sender_bytes"].as_u64().unwrap();
+        let received = f["receiver_bytes"].as_u64().unwrap();
+        match f["lost"].as_u64() {
+            Some(lost) => assert_accounted(what, sent, received, lost),
+            None => assert_close(what, sent, received),
+        }
     }
     assert!(
         report["server"]["cpu"]["process_system_s"]
@@ -222,7 +211,7 @@ fn iperf3_client_tcp() {
 
 #[test]
 fn iperf3_client_udp() {
-    iperf3_to_netload(&["-u", "-b", "50M", "-t", "1"]);
+    iperf3_to_netload(&["-u", "-b", "20M", "-l", "1400", "-t", "1"]);
 }
 
 #[test]
@@ -237,7 +226,9 @@ fn iperf3_client_bidir() {
 
 #[test]
 fn iperf3_client_udp_bidir_two_streams() {
-    iperf3_to_netload(&["-u", "-b", "20M", "--bidir", "-P", "2", "-t", "1"]);
+    iperf3_to_netload(&[
+        "-u", "-b", "20M", "-l", "1400", "--bidir", "-P", "2", "-t", "1",
+    ]);
 }
 
 #[test]
@@ -263,7 +254,7 @@ fn netload_to_iperf3_tcp() {
 
 #[test]
 fn netload_to_iperf3_udp() {
-    netload_to_iperf3(&["udp", "--rate", "50M"]);
+    netload_to_iperf3(&["udp", "--rate", "20M", "-l", "1400"]);
 }
 
 #[test]
@@ -278,7 +269,7 @@ fn netload_to_iperf3_bidir() {
 
 #[test]
 fn netload_to_iperf3_udp_reverse_two_streams() {
-    netload_to_iperf3(&["udp", "--rate", "20M", "-R", "-P", "2"]);
+    netload_to_iperf3(&["udp", "--rate", "20M", "-l", "1400", "-R", "-P", "2"]);
 }
 
 #[test]

@@ -12,20 +12,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
-
 use super::proto::{
     self, COOKIE_SIZE, LEGACY_UDP_CONNECT_REPLY, MAX_RESULTS_JSON, PeerResults, State,
     UDP_CONNECT_MSG, UDP_CONNECT_REPLY,
 };
-use crate::client::{ClientError, ClientOptions, TestOutcome, flows, plan, resolve, warnings_for};
+use crate::client::{
+    ClientError, ClientOptions, ServerSide, TestOutcome, connect_tcp_stream, finish_report, plan,
+    resolve,
+};
 use crate::clock;
 use crate::control::FrameError;
 use crate::report::{
-    CpuReport, EffectiveSettings, Interval, SCHEMA_VERSION, SideReport, StreamReport, StreamRole,
-    StreamStats, TcpStats, UdpStats,
+    CpuReport, EffectiveSettings, Interval, SideReport, StreamRole, StreamStats, TcpStats, UdpStats,
 };
-use crate::server::apply_peer_sent;
 use crate::spec::{Protocol, TestSpec};
 use crate::stream::{self, DataSocket, RunControl, Schedule, StreamPlan, rate_bps};
 
@@ -155,8 +154,7 @@ pub fn run_test(
     conn.set_read_timeout(Some(opts.phase_timeout + stream::DRAIN_GRACE * 2))
         .map_err(|e| ctl.io(e))?;
     ctl.expect(State::ExchangeResults)?;
-    let mut client = run.report;
-    let ours = proto::results_json(&spec, &client, None);
+    let ours = proto::results_json(&spec, &run.report, None);
     ctl.send(&proto::encode_json(&ours))?;
     let theirs = proto::read_json(&conn, MAX_RESULTS_JSON)
         .map_err(|e| ctl.broke(format!("server results: {e}")))?;
@@ -164,35 +162,28 @@ pub fn run_test(
         proto::parse_results(&theirs).map_err(|e| ctl.broke(format!("server results: {e}")))?;
     ctl.expect(State::DisplayResults)?;
     ctl.send(&[State::IperfDone.byte()])?;
-    let (server, server_sent) = peer_side(&spec, &theirs);
-    apply_peer_sent(&spec, &mut client, &run.received_distinct, &server_sent);
-    let errors: Vec<String> = run.errors.iter().map(|e| format!("client {e}")).collect();
-    let mut warnings = warnings_for(&spec, &client, &server, &errors);
-    warnings.push("the server is iperf3: its side of this report is iperf3's own results, converted (no node CPU, no interval series)".into());
+    let (side, sent) = peer_side(&spec, &theirs);
+    let mut warnings = vec!["the server is iperf3: its side of this report is iperf3's own results, converted (no node CPU, no interval series)".to_string()];
     if spec.rx_discard {
         warnings.push(
             "iperf3 before 3.17 ignores skip_rx_copy: the server may have copied payload".into(),
         );
     }
-    if interrupted {
-        warnings.push(format!(
-            "interrupted: {:.2} s of the {} s planned were measured",
-            client.duration_s, spec.duration_s
-        ));
-    }
-    let report = StreamReport {
-        schema_version: SCHEMA_VERSION,
-        netload_version: format!("{} (server iperf3)", env!("CARGO_PKG_VERSION")),
-        started_unix_s,
-        flows: flows(&spec, &client, &server, &run.sent, &server_sent),
-        spec,
-        client,
-        server,
+    let server = ServerSide {
+        side,
+        sent,
+        errors: Vec::new(),
+        version: "iperf3".into(),
+        peer: Some(PEER_LABEL.into()),
         warnings,
-        interrupted,
-        server_peer: Some(PEER_LABEL.into()),
     };
-    Ok(TestOutcome { report, errors })
+    Ok(finish_report(
+        &spec,
+        run,
+        server,
+        started_unix_s,
+        interrupted,
+    ))
 }
 
 /// Sends TEST_END when this side's time is up (or on interrupt, or when the streams ended
@@ -237,20 +228,9 @@ fn connect_streams(
         .map(|id| {
             let err = |source| ClientError::Stream { stream: id, source };
             let socket = match spec.protocol {
-                Protocol::Tcp => {
-                    let sock = Socket::new(
-                        Domain::for_address(addr),
-                        Type::STREAM,
-                        Some(SockProtocol::TCP),
-                    )
-                    .map_err(err)?;
-                    stream::tcp::pre_connect(&sock, spec).map_err(err)?;
-                    sock.connect_timeout(&addr.into(), timeout).map_err(err)?;
-                    let tcp: TcpStream = sock.into();
-                    (&tcp).write_all(cookie).map_err(err)?;
-                    stream::tcp::post_connect(&tcp, spec).map_err(err)?;
-                    DataSocket::Tcp(Arc::new(tcp))
-                }
+                Protocol::Tcp => DataSocket::Tcp(Arc::new(
+                    connect_tcp_stream(addr, spec, cookie, timeout).map_err(err)?,
+                )),
                 Protocol::Udp => {
                     DataSocket::Udp(Arc::new(connect_udp(addr, spec, timeout).map_err(err)?))
                 }

@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -20,7 +19,6 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
-use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 
 use super::proto::{
     self, COOKIE_SIZE, LEGACY_UDP_CONNECT_MSG, MAX_PARAMS_JSON, MAX_RESULTS_JSON, State,
@@ -29,9 +27,12 @@ use super::proto::{
 use crate::clock;
 use crate::render;
 use crate::report::StreamRole;
-use crate::server::{PendingSlot, PhaseReader, Registry, ServerConfig, reuse_port_udp};
+use crate::server::{
+    PendingSlot, PhaseReader, Registry, ServerConfig, bind_tcp_and_udp, poll_accept,
+    reuse_port_udp, server_plans,
+};
 use crate::spec::{Protocol, TestSpec};
-use crate::stream::{self, DataSocket, RunControl, Schedule, StreamPlan, core_for};
+use crate::stream::{self, DataSocket, RunControl, Schedule, StreamPlan};
 
 /// How long past the client's own duration the server lets a test run before it decides
 /// the client's TEST_END is not coming; TEST_END normally ends the streams first.
@@ -94,17 +95,7 @@ pub struct Listener {
 impl Listener {
     /// Binds `addr` (TCP and UDP).
     pub fn bind(addr: SocketAddr) -> io::Result<Listener> {
-        let sock = Socket::new(
-            Domain::for_address(addr),
-            Type::STREAM,
-            Some(SockProtocol::TCP),
-        )?;
-        sock.set_reuse_address(true)?;
-        sock.bind(&addr.into())?;
-        sock.listen(128)?;
-        let tcp: TcpListener = sock.into();
-        let udp: UdpSocket = reuse_port_udp(tcp.local_addr()?)?.into();
-        udp.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let (tcp, udp) = bind_tcp_and_udp(addr, 128)?;
         Ok(Listener { tcp, udp })
     }
 
@@ -136,22 +127,8 @@ impl Listener {
                 .spawn(move || udp_connect_loop(&udp, &ctx))?
         };
         while !ctx.shutdown.load(Ordering::Relaxed) {
-            let mut fds = [nix::poll::PollFd::new(
-                self.tcp.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
-                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-                Ok(_) => {}
-                Err(e) => return Err(e.into()),
-            }
-            let (socket, peer) = match self.tcp.accept() {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("netload server: iperf3 accept failed: {e}");
-                    thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
+            let Some((socket, peer)) = poll_accept(&self.tcp, "netload server: iperf3")? else {
+                continue;
             };
             let order = ctx.waiting.order.fetch_add(1, Ordering::Relaxed);
             if ctx.pending.fetch_add(1, Ordering::AcqRel) >= ctx.config.max_pending {
@@ -454,23 +431,10 @@ fn collect_streams(
     // iperf3 clients open streams one after the other; accept order is creation order,
     // which decides roles in --bidir and the stream ids both ends report.
     got.sort_by_key(|(order, _)| *order);
-    Ok(got
-        .into_iter()
-        .enumerate()
-        .map(|(i, (_, socket))| {
-            let id = i as u32;
-            StreamPlan {
-                id,
-                role: if spec.client_sends_on(id) {
-                    StreamRole::Receive
-                } else {
-                    StreamRole::Send
-                },
-                core: core_for(&spec.server_affinity, i),
-                socket,
-            }
-        })
-        .collect())
+    Ok(server_plans(
+        spec,
+        got.into_iter().map(|(_, socket)| socket),
+    ))
 }
 
 /// How often a test waiting for its streams checks that its client is still there.
