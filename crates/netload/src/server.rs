@@ -662,12 +662,7 @@ fn collect_streams(
                 if slots.get(stream as usize).is_some_and(Option::is_some) {
                     continue; // a repeated hello
                 }
-                let sock =
-                    reuse_port_udp(udp_local).map_err(|e| format!("UDP stream socket: {e}"))?;
-                sock.connect(&peer.into())
-                    .map_err(|e| format!("UDP stream socket: {e}"))?;
-                let sock: UdpSocket = sock.into();
-                stream::udp::configure(&sock, spec).map_err(|e| e.to_string())?;
+                let sock = udp_stream_socket(udp_local, peer, spec)?;
                 (stream, DataSocket::Udp(Arc::new(sock)))
             }
             _ => return Err("data connection of the wrong protocol".into()),
@@ -682,6 +677,21 @@ fn collect_streams(
         spec,
         slots.into_iter().map(|s| s.expect("every slot filled")),
     ))
+}
+
+/// A UDP data socket on the server's port, connected to the client's stream socket `peer`
+/// (a connected socket takes that peer's datagrams from the shared port) and configured.
+pub(crate) fn udp_stream_socket(
+    local: SocketAddr,
+    peer: SocketAddr,
+    spec: &TestSpec,
+) -> Result<UdpSocket, String> {
+    let sock = reuse_port_udp(local).map_err(|e| format!("UDP stream socket: {e}"))?;
+    sock.connect(&peer.into())
+        .map_err(|e| format!("UDP stream socket: {e}"))?;
+    let sock: UdpSocket = sock.into();
+    stream::udp::configure(&sock, spec).map_err(|e| e.to_string())?;
+    Ok(sock)
 }
 
 /// The server's plans for its data sockets in stream order: it receives where the client

@@ -28,8 +28,8 @@ use crate::clock;
 use crate::render;
 use crate::report::StreamRole;
 use crate::server::{
-    PendingSlot, PhaseReader, Registry, ServerConfig, bind_tcp_and_udp, poll_accept,
-    reuse_port_udp, server_plans,
+    PendingSlot, PhaseReader, Registry, ServerConfig, bind_tcp_and_udp, poll_accept, server_plans,
+    udp_stream_socket,
 };
 use crate::spec::{Protocol, TestSpec};
 use crate::stream::{self, DataSocket, RunControl, Schedule, StreamPlan};
@@ -415,12 +415,7 @@ fn collect_streams(
                 got.push((order, DataSocket::Tcp(Arc::new(socket))));
             }
             (StreamConn::Udp { order, peer }, Protocol::Udp) => {
-                let sock =
-                    reuse_port_udp(udp_local).map_err(|e| format!("UDP stream socket: {e}"))?;
-                sock.connect(&peer.into())
-                    .map_err(|e| format!("UDP stream socket: {e}"))?;
-                let sock: UdpSocket = sock.into();
-                stream::udp::configure(&sock, spec).map_err(|e| e.to_string())?;
+                let sock = udp_stream_socket(udp_local, peer, spec)?;
                 sock.send(&UDP_CONNECT_REPLY)
                     .map_err(|e| format!("UDP connect reply: {e}"))?;
                 got.push((order, DataSocket::Udp(Arc::new(sock))));
