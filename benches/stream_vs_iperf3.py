@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import datetime as _dt
 import json
 import os
-import platform
-import resource
 import re
 import shlex
-import shutil
 import signal
 import statistics
 import subprocess
@@ -35,9 +31,33 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-RUNS_DIR = BENCH_DIR / "runs"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchcommon import (  # noqa: E402
+    REPO_ROOT,
+    Interrupted,
+    ParseError,
+    PortPool,
+    Procs,
+    _raise_interrupted,
+    _tail,
+    children_cpu_s,
+    cpu_model,
+    ensure_iperf3,
+    fmt,
+    fmt_spread,
+    git_rev,
+    node_busy_sample,
+    out_paths,
+    parse_iperf3,
+    parse_netload,
+    read_proc_stat,
+    run_client,
+    stat_delta,
+    summary,
+    tool_version,
+    start_server,
+)
 
 NS_PREFIX = "nlbench-"
 NS_RE = re.compile(r"^nlbench-(\d+)-[cs]$")
@@ -144,166 +164,8 @@ class RunResult:
 
 
 # --------------------------------------------------------------------------------------
-# Parsers (pure; tested in test_stream_vs_iperf3.py)
+# Parsers, /proc readers, process management, statistics: benchcommon.py
 # --------------------------------------------------------------------------------------
-
-
-class ParseError(Exception):
-    pass
-
-
-def _num(d: Any, *keys: str) -> float:
-    cur = d
-    for k in keys:
-        if not isinstance(cur, dict) or k not in cur:
-            raise ParseError("missing field " + ".".join(keys))
-        cur = cur[k]
-    if not isinstance(cur, (int, float)) or isinstance(cur, bool):
-        raise ParseError("field %s is not a number: %r" % (".".join(keys), cur))
-    return float(cur)
-
-
-def parse_iperf3(doc: dict[str, Any], proto: str) -> dict[str, Any]:
-    """Receiver goodput, CPU and loss from an `iperf3 -c ... -J` document (3.12 layout).
-
-    TCP: ``end.sum_received`` is the server's (receiver's) count.
-    UDP: ``end.sum`` is the sender's view carrying the receiver-reported ``lost_percent``;
-    3.12 also has ``end.sum_received`` whose bytes are the receiver's, over the sender's
-    duration. Goodput = ``sum_received.bits_per_second`` when present, otherwise
-    ``sum.bits_per_second * (1 - lost_percent/100)``; both agree within 0.02% in 3.12.
-    CPU: ``cpu_utilization_percent.host_total`` (client) and ``remote_total`` (server) are
-    percent of one core over the test, so CPU seconds = percent/100 * duration.
-    """
-    if not isinstance(doc, dict):
-        raise ParseError("not a JSON object")
-    if doc.get("error"):
-        raise ParseError("iperf3: " + str(doc["error"]))
-    end = doc.get("end")
-    if not isinstance(end, dict) or not end:
-        raise ParseError("no end section")
-    out: dict[str, Any] = {}
-    if proto == "tcp":
-        recv = end.get("sum_received")
-        bps = _num(recv, "bits_per_second")
-        seconds = _num(recv, "seconds")
-        gbit = _num(recv, "bytes") * 8 / 1e9
-        mss = doc.get("start", {}).get("tcp_mss") or doc.get("start", {}).get("tcp_mss_default")
-        out["mss"] = int(mss) if isinstance(mss, (int, float)) else None
-        out["loss_percent"] = None
-    else:
-        s = end.get("sum")
-        loss = _num(s, "lost_percent")
-        seconds = _num(s, "seconds")
-        recv = end.get("sum_received")
-        if isinstance(recv, dict) and "bits_per_second" in recv:
-            bps = _num(recv, "bits_per_second")
-            gbit = _num(recv, "bytes") * 8 / 1e9
-        else:
-            bps = _num(s, "bits_per_second") * (1 - loss / 100)
-            gbit = bps * seconds / 1e9
-        out["loss_percent"] = loss
-        out["mss"] = None
-    cpu = end.get("cpu_utilization_percent")
-    host = _num(cpu, "host_total")
-    remote = _num(cpu, "remote_total")
-    out["gbps"] = bps / 1e9
-    out["gbit"] = gbit
-    out["cpu_client_s"] = host / 100 * seconds
-    out["cpu_server_s"] = remote / 100 * seconds
-    out["cpu_s"] = out["cpu_client_s"] + out["cpu_server_s"]
-    out["cpu_s_per_gbit"] = out["cpu_s"] / gbit if gbit > 0 else None
-    out["tool_softirq_s"] = None
-    return out
-
-
-def parse_netload(doc: dict[str, Any], proto: str) -> dict[str, Any]:
-    """Receiver goodput, CPU, loss and MSS from a `netload tcp|udp --json` StreamReport.
-
-    Goodput = sum of ``flows[].receiver_bits_per_second`` (the receiver's count is
-    authoritative); CPU = ``client.cpu.process_{user,system}_s`` + ``server.cpu`` likewise;
-    node softirq = ``client.cpu.node.softirq`` (node-wide, so it covers both ends when they
-    share the host, as they do here).
-    """
-    if not isinstance(doc, dict):
-        raise ParseError("not a JSON object")
-    flows = doc.get("flows")
-    if not isinstance(flows, list) or not flows:
-        raise ParseError("no flows")
-    bps = sum(_num(f, "receiver_bits_per_second") for f in flows)
-    out: dict[str, Any] = {"gbps": bps / 1e9}
-    if all(isinstance(f.get("receiver_bytes"), (int, float)) for f in flows):
-        out["gbit"] = sum(f["receiver_bytes"] for f in flows) * 8 / 1e9
-    else:
-        out["gbit"] = bps * _num(doc, "client", "duration_s") / 1e9
-
-    def side_cpu(side: str) -> float:
-        return _num(doc, side, "cpu", "process_user_s") + _num(doc, side, "cpu", "process_system_s")
-
-    out["cpu_client_s"] = side_cpu("client")
-    out["cpu_server_s"] = side_cpu("server")
-    out["cpu_s"] = out["cpu_client_s"] + out["cpu_server_s"]
-    out["cpu_s_per_gbit"] = out["cpu_s"] / out["gbit"] if out["gbit"] > 0 else None
-    try:
-        out["tool_softirq_s"] = _num(doc, "client", "cpu", "node", "softirq")
-    except ParseError:
-        out["tool_softirq_s"] = None
-    if proto == "udp":
-        sent = sum(f.get("packets_sent") or 0 for f in flows)
-        lost = sum(f.get("lost") or 0 for f in flows)
-        if sent > 0:
-            out["loss_percent"] = 100.0 * lost / sent
-        else:
-            lp = [f.get("loss_percent") for f in flows if f.get("loss_percent") is not None]
-            out["loss_percent"] = max(lp) if lp else None
-        out["mss"] = None
-    else:
-        out["loss_percent"] = None
-        mss = doc.get("client", {}).get("mss")
-        out["mss"] = int(mss) if isinstance(mss, (int, float)) else None
-    return out
-
-
-# --------------------------------------------------------------------------------------
-# /proc helpers
-# --------------------------------------------------------------------------------------
-
-STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
-
-
-def read_proc_stat() -> dict[str, float]:
-    tck = os.sysconf("SC_CLK_TCK")
-    with open("/proc/stat") as f:
-        parts = f.readline().split()
-    assert parts[0] == "cpu"
-    vals = [int(x) for x in parts[1 : 1 + len(STAT_FIELDS)]]
-    return {k: v / tck for k, v in zip(STAT_FIELDS, vals)}
-
-
-def stat_delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
-    d = {k: round(b[k] - a[k], 3) for k in STAT_FIELDS}
-    d["busy"] = round(sum(d[k] for k in STAT_FIELDS if k not in ("idle", "iowait")), 3)
-    return d
-
-
-def tcp_listening(pid: int, port: int) -> bool:
-    """Whether the network namespace of `pid` has a TCP socket listening on `port`.
-
-    Reads /proc/PID/net/tcp{,6}, which show the sockets of PID's network namespace. This is
-    used instead of a test connect because iperf3 -s -1 treats any connection as its one
-    test and exits when the probe closes (netload --once may do the same).
-    """
-    for name in ("tcp", "tcp6"):
-        try:
-            with open("/proc/%d/net/%s" % (pid, name)) as f:
-                next(f, None)
-                for line in f:
-                    cols = line.split()
-                    if len(cols) > 3 and cols[3] == "0A":
-                        if int(cols[1].rsplit(":", 1)[1], 16) == port:
-                            return True
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            return False
-    return False
 
 
 def pid_is_harness(pid: int) -> bool:
@@ -318,68 +180,6 @@ def pid_is_harness(pid: int) -> bool:
 # --------------------------------------------------------------------------------------
 # Process and namespace management
 # --------------------------------------------------------------------------------------
-
-
-class Interrupted(Exception):
-    pass
-
-
-def _raise_interrupted(signum: int, _frame: Any) -> None:
-    raise Interrupted("signal %d" % signum)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent: int) -> Callable[[], None]:
-    """preexec_fn: the kernel SIGKILLs the child if the harness dies, even by kill -9."""
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def setup() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != parent:  # the harness died before prctl took effect
-            os._exit(1)
-
-    return setup
-
-
-class Procs:
-    """Every child process we start, so cleanup can kill them (by their own group id).
-
-    Children get their own session (Ctrl-C in the terminal reaches only the harness, which
-    then cleans up in order) and PR_SET_PDEATHSIG, so no server outlives a killed harness.
-    """
-
-    def __init__(self) -> None:
-        self.live: dict[int, subprocess.Popen[bytes]] = {}
-        self.preexec = _die_with_parent(os.getpid())
-
-    def start(self, argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
-        p = subprocess.Popen(argv, start_new_session=True, preexec_fn=self.preexec, **kw)
-        self.live[p.pid] = p
-        return p
-
-    def kill(self, p: subprocess.Popen[bytes], grace: float = 0.0) -> bool:
-        """Wait up to `grace` s, then TERM/KILL the group. True if it exited on its own."""
-        if p.poll() is None and grace > 0:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=grace)
-        own = p.poll() is not None
-        if not own:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(p.pid, sig)
-                try:
-                    p.wait(timeout=2)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        self.live.pop(p.pid, None)
-        return own
-
-    def kill_all(self) -> None:
-        for p in list(self.live.values()):
-            self.kill(p)
 
 
 def sh(argv: list[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -466,19 +266,6 @@ def veth_path(log: Callable[[str], None]) -> Iterator[Path_]:
 # --------------------------------------------------------------------------------------
 
 
-class PortPool:
-    def __init__(self) -> None:
-        self.next = PORT_MIN
-
-    def take(self, loopback: bool) -> int:
-        for _ in range(PORT_MAX - PORT_MIN + 1):
-            port = self.next
-            self.next = PORT_MIN if self.next >= PORT_MAX else self.next + 1
-            if not loopback or not tcp_listening(os.getpid(), port):
-                return port
-        raise RuntimeError("no free port in %d-%d" % (PORT_MIN, PORT_MAX))
-
-
 def detect_no_offload_flag(netload: str) -> str:
     """The netload flag for "batching, but no UDP GSO/GRO" (row 7).
 
@@ -510,16 +297,6 @@ def commands(
     return server, client
 
 
-def _tail(text: str, n: int = 300) -> str:
-    text = " ".join(text.strip().split())
-    return text if len(text) <= n else "…" + text[-n:]
-
-
-def children_cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
 def run_once(*args: Any, **kw: Any) -> RunResult:
     """One client run with a fresh server; adds the harness's own CPU measurement."""
     c0 = children_cpu_s()
@@ -549,49 +326,21 @@ def _run_once(
     client_argv = path.wrap(client_argv, "client")
     res = RunResult(path.name, row.num, run, tool, order, shlex.join(client_argv), shlex.join(server_argv))
     with tempfile.TemporaryFile() as srv_out:
-        try:
-            server = procs.start(server_argv, stdin=subprocess.DEVNULL, stdout=srv_out, stderr=subprocess.STDOUT)
-        except OSError as e:
-            res.error = "server did not start: %s" % e
+        server, res.error = start_server(procs, server_argv, port, srv_out, SERVER_READY_TIMEOUT_S)
+        if server is None:
             return res
         try:
-            deadline = time.monotonic() + SERVER_READY_TIMEOUT_S
-            while not tcp_listening(server.pid, port):
-                if server.poll() is not None:
-                    srv_out.seek(0)
-                    res.error = "server exited %s: %s" % (server.returncode, _tail(srv_out.read().decode(errors="replace")))
-                    return res
-                if time.monotonic() > deadline:
-                    res.error = "server not listening on port %d after %gs" % (port, SERVER_READY_TIMEOUT_S)
-                    return res
-                time.sleep(0.02)
+            if res.error:
+                return res
             before = read_proc_stat()
-            t0 = time.monotonic()
-            try:
-                client = procs.start(client_argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            except OSError as e:
-                res.error = "client did not start: %s" % e
+            client = run_client(procs, client_argv, secs + CLIENT_SLACK_S)
+            res.wall_s = client.wall_s
+            if client.wall_s is not None:
+                res.node = stat_delta(before, read_proc_stat())
+            if client.error:
+                res.error = client.error
                 return res
-            try:
-                out, err = client.communicate(timeout=secs + CLIENT_SLACK_S)
-            except subprocess.TimeoutExpired:
-                procs.kill(client)
-                res.error = "client timed out after %gs" % (secs + CLIENT_SLACK_S)
-                return res
-            finally:
-                procs.kill(client)
-            res.wall_s = round(time.monotonic() - t0, 3)
-            res.node = stat_delta(before, read_proc_stat())
-            text = out.decode(errors="replace")
-            doc: Any = None
-            with contextlib.suppress(ValueError):
-                doc = json.loads(text)
-            if client.returncode != 0 or doc is None:
-                # iperf3 -J reports its errors inside the JSON document.
-                msg = doc.get("error") if isinstance(doc, dict) else None
-                msg = msg or _tail(err.decode(errors="replace")) or _tail(text) or "no output"
-                res.error = "exit %d: %s" % (client.returncode, msg)
-                return res
+            doc = client.doc
             try:
                 parsed = (parse_netload if tool == "netload" else parse_iperf3)(doc, row.proto)
             except ParseError as e:
@@ -614,32 +363,6 @@ def _run_once(
 # --------------------------------------------------------------------------------------
 # Statistics and table
 # --------------------------------------------------------------------------------------
-
-
-def summary(values: list[float]) -> Optional[dict[str, float]]:
-    if not values:
-        return None
-    v = sorted(values)
-    s = {"n": len(v), "median": statistics.median(v), "min": v[0], "max": v[-1]}
-    if len(v) >= 2:
-        q1, _, q3 = statistics.quantiles(v, n=4, method="inclusive")
-        s["iqr"] = q3 - q1
-    else:
-        s["iqr"] = 0.0
-    return s
-
-
-def fmt(x: Optional[float], nd: int = 2) -> str:
-    return "—" if x is None else ("%.*f" % (nd, x))
-
-
-def fmt_spread(s: Optional[dict[str, float]], total: int, nd: int = 2) -> str:
-    if s is None:
-        return "—"
-    cell = "%s (%s–%s, IQR %s)" % (fmt(s["median"], nd), fmt(s["min"], nd), fmt(s["max"], nd), fmt(s["iqr"], nd))
-    if s["n"] < total:
-        cell += " n=%d/%d" % (s["n"], total)
-    return cell
 
 
 def _short(text: str, n: int = 120) -> str:
@@ -758,45 +481,6 @@ def render_raw(results: list[RunResult]) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def tool_version(argv: list[str]) -> str:
-    try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return "unavailable (%s)" % e
-    text = (r.stdout or r.stderr).strip().splitlines()
-    if r.returncode != 0:
-        return "unavailable (exit %d: %s)" % (r.returncode, text[0] if text else "")
-    return text[0] if text else "unknown"
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def git_rev() -> str:
-    r = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    if r.returncode != 0:
-        return "unknown"
-    dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain"], capture_output=True, text=True)
-    return r.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def node_busy_sample(secs: float = 1.0) -> tuple[float, str]:
-    """Share of all cores busy over `secs` (before the benchmark starts), and /proc/loadavg."""
-    a = read_proc_stat()
-    time.sleep(secs)
-    d = stat_delta(a, read_proc_stat())
-    total = d["busy"] + d["idle"] + d["iowait"]
-    with open("/proc/loadavg") as f:
-        load = " ".join(f.read().split()[:3])
-    return (100.0 * d["busy"] / total if total > 0 else 0.0), load
-
-
 def render_setup(args: argparse.Namespace, netload: str, iperf3: str, started: str, results: list[RunResult],
                  idle: tuple[float, str], no_offload: str) -> str:
     uname = os.uname()
@@ -832,30 +516,6 @@ def render_setup(args: argparse.Namespace, netload: str, iperf3: str, started: s
 # --------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------
-
-
-def ensure_iperf3(path: Optional[str], log: Callable[[str], None]) -> str:
-    if path:
-        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-            sys.exit("error: --iperf3 %s is not an executable file" % path)
-        return path
-    found = shutil.which("iperf3")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        sys.exit("error: iperf3 is not installed; install Debian's package: sudo apt-get install -y iperf3 "
-                 "(or run this script as root and it installs it)")
-    log("iperf3 missing: running apt-get install -y iperf3")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = ["apt-get", "install", "-y", "--no-install-recommends", "iperf3"]
-    if subprocess.run(cmd, env=env).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env)
-        if subprocess.run(cmd, env=env).returncode != 0:
-            sys.exit("error: apt-get install -y iperf3 failed; install iperf3 and retry")
-    found = shutil.which("iperf3")
-    if not found:
-        sys.exit("error: iperf3 still not on PATH after apt-get install")
-    return found
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -924,7 +584,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         log("warning: the node is already %.0f%% busy (loadavg %s); figures will be disturbed" % idle)
     procs = Procs()
     results: list[RunResult] = []
-    ports = PortPool()
+    ports = PortPool(PORT_MIN, PORT_MAX)
     # SIGINT explicitly too: a shell without job control starts background jobs with SIGINT
     # ignored, and Python then never installs its KeyboardInterrupt handler.
     old_handlers = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
@@ -982,12 +642,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     sys.stdout.write(doc)
     sys.stdout.flush()
     if args.out:
-        out = Path(args.out)
-        if out.parent == Path("."):
-            out = RUNS_DIR / out
+        out, out_json = out_paths(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(doc)
-        out.with_suffix(".json").write_text(json.dumps(
+        out_json.write_text(json.dumps(
             {"started_utc": started, "runs": args.runs, "time_s": args.time, "results": [asdict(r) for r in results]},
             indent=1) + "\n")
         log("wrote %s and %s" % (out, out.with_suffix(".json")))

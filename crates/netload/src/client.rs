@@ -189,12 +189,53 @@ pub fn run_stream_test(
         ServerMsg::Report { side, sent, errors } => (*side, sent, errors),
         other => return Err(session.unexpected("report", &other)),
     };
+    Ok(finish_report(
+        spec,
+        run,
+        ServerSide {
+            side: server,
+            sent: server_sent,
+            errors: server_errors,
+            version: server_version,
+            peer: None,
+            warnings: Vec::new(),
+        },
+        started_unix_s,
+        interrupted,
+    ))
+}
+
+/// What the server contributed to a finished test.
+pub(crate) struct ServerSide {
+    /// Its side of the report.
+    pub side: SideReport,
+    /// Per stream id, what it sent (bytes for TCP, datagrams for UDP).
+    pub sent: Vec<u64>,
+    /// Its stream errors.
+    pub errors: Vec<String>,
+    /// Its software and version.
+    pub version: String,
+    /// Set when the server is not netload ([`StreamReport::server_peer`]).
+    pub peer: Option<String>,
+    /// Warnings that come with that kind of server.
+    pub warnings: Vec<String>,
+}
+
+/// Joins this side's run and the server's side into the report.
+pub(crate) fn finish_report(
+    spec: &TestSpec,
+    run: stream::SideRun,
+    server: ServerSide,
+    started_unix_s: f64,
+    interrupted: bool,
+) -> TestOutcome {
     let mut client = run.report;
-    apply_peer_sent(spec, &mut client, &run.received_distinct, &server_sent);
+    apply_peer_sent(spec, &mut client, &run.received_distinct, &server.sent);
     let errors: Vec<String> = (run.errors.iter().map(|e| format!("client {e}")))
-        .chain(server_errors.iter().map(|e| format!("server {e}")))
+        .chain(server.errors.iter().map(|e| format!("server {e}")))
         .collect();
-    let mut warnings = warnings_for(spec, &client, &server, &errors);
+    let mut warnings = warnings_for(spec, &client, &server.side, &errors);
+    warnings.extend(server.warnings);
     if interrupted {
         warnings.push(format!(
             "interrupted: {:.2} s of the {} s planned were measured",
@@ -203,16 +244,17 @@ pub fn run_stream_test(
     }
     let report = StreamReport {
         schema_version: SCHEMA_VERSION,
-        netload_version: format!("{} (server {server_version})", env!("CARGO_PKG_VERSION")),
+        netload_version: format!("{} (server {})", env!("CARGO_PKG_VERSION"), server.version),
         started_unix_s,
         spec: spec.clone(),
-        flows: flows(spec, &client, &server, &run.sent, &server_sent),
+        flows: flows(spec, &client, &server.side, &run.sent, &server.sent),
         client,
-        server,
+        server: server.side,
         warnings,
         interrupted,
+        server_peer: server.peer,
     };
-    Ok(TestOutcome { report, errors })
+    TestOutcome { report, errors }
 }
 
 /// Polls the interrupt flag while the streams run; on interrupt, tells the server to stop
@@ -272,7 +314,7 @@ impl Session<'_> {
     }
 }
 
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, ClientError> {
+pub(crate) fn resolve(host: &str, port: u16) -> Result<SocketAddr, ClientError> {
     let resolve_err = |source| ClientError::Resolve {
         host: host.to_string(),
         source,
@@ -284,7 +326,7 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, ClientError> {
         .ok_or_else(|| resolve_err(io::Error::new(io::ErrorKind::NotFound, "no address")))
 }
 
-fn plan(spec: &TestSpec, id: u32, socket: DataSocket) -> StreamPlan {
+pub(crate) fn plan(spec: &TestSpec, id: u32, socket: DataSocket) -> StreamPlan {
     StreamPlan {
         id,
         role: if spec.client_sends_on(id) {
@@ -305,23 +347,33 @@ fn connect_tcp_streams(
 ) -> Result<Vec<StreamPlan>, ClientError> {
     (0..spec.stream_count())
         .map(|id| {
-            let err = |source| ClientError::Stream { stream: id, source };
-            let sock = Socket::new(
-                Domain::for_address(addr),
-                Type::STREAM,
-                Some(SockProtocol::TCP),
-            )
-            .map_err(err)?;
-            stream::tcp::pre_connect(&sock, spec).map_err(err)?;
-            sock.connect_timeout(&addr.into(), timeout).map_err(err)?;
-            let tcp: TcpStream = sock.into();
-            let mut w = &tcp;
-            io::Write::write_all(&mut w, &Preamble { cookie, stream: id }.encode(DATA_MAGIC))
-                .map_err(err)?;
-            stream::tcp::post_connect(&tcp, spec).map_err(err)?;
+            let preamble = Preamble { cookie, stream: id }.encode(DATA_MAGIC);
+            let tcp = connect_tcp_stream(addr, spec, &preamble, timeout)
+                .map_err(|source| ClientError::Stream { stream: id, source })?;
             Ok(plan(spec, id, DataSocket::Tcp(Arc::new(tcp))))
         })
         .collect()
+}
+
+/// Opens one TCP data stream: socket options that shape the handshake, connect, the bytes
+/// that tie the stream to its test, then the options of a connected socket.
+pub(crate) fn connect_tcp_stream(
+    addr: SocketAddr,
+    spec: &TestSpec,
+    preamble: &[u8],
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(SockProtocol::TCP),
+    )?;
+    stream::tcp::pre_connect(&sock, spec)?;
+    sock.connect_timeout(&addr.into(), timeout)?;
+    let tcp: TcpStream = sock.into();
+    io::Write::write_all(&mut &tcp, preamble)?;
+    stream::tcp::post_connect(&tcp, spec)?;
+    Ok(tcp)
 }
 
 /// UDP streams announce themselves with hello datagrams, repeated until the server says

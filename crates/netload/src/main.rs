@@ -73,18 +73,34 @@ struct ServerArgs {
     /// that port is taken.
     #[arg(long)]
     rr_port: Option<u16>,
+    /// Also serve iperf3 3.x clients (`iperf3 -c HOST -p PORT`) on this port, TCP and UDP;
+    /// 5201 when given without a value.
+    #[arg(long, num_args = 0..=1, default_missing_value = "5201")]
+    iperf3_port: Option<u16>,
     /// HTTP server options (`--http PORT` turns it on).
     #[command(flatten)]
     http: http::server::HttpServerArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Peer {
+    /// A `netload server`.
+    Netload,
+    /// An iperf3 3.x server.
+    Iperf3,
 }
 
 #[derive(Args, Clone)]
 struct CommonArgs {
     /// Server host name or address.
     host: String,
-    /// Server port.
-    #[arg(short, long, default_value_t = DEFAULT_PORT)]
-    port: u16,
+    /// Server port [default: 9201, or 5201 with `--peer iperf3`].
+    #[arg(short, long)]
+    port: Option<u16>,
+    /// What the server is: netload, or an iperf3 3.x server (`iperf3 -s`), driven over
+    /// iperf3's own protocol; its side of the report is then iperf3's figures.
+    #[arg(long, value_enum, default_value_t = Peer::Netload)]
+    peer: Peer,
     /// Measured duration, seconds.
     #[arg(short = 't', long = "time", default_value_t = 10.0, value_parser = positive_seconds)]
     time: f64,
@@ -251,6 +267,7 @@ fn server(args: &ServerArgs) -> Result<ExitCode> {
         },
         max_sessions: args.max_sessions as usize,
         once: args.once,
+        iperf3_port: args.iperf3_port,
         ..ServerConfig::default()
     };
     let server = Server::bind(config)
@@ -288,6 +305,9 @@ fn server(args: &ServerArgs) -> Result<ExitCode> {
             .context("installing signal handlers")?;
     }
     eprintln!("netload server listening on {}", server.local_addr()?);
+    if let Some(addr) = server.iperf3_addr() {
+        eprintln!("netload server: iperf3 clients served on {addr}");
+    }
     server.run().context("server failed")?;
     Ok(ExitCode::SUCCESS)
 }
@@ -344,7 +364,11 @@ fn stream_test(c: &CommonArgs, spec: &TestSpec) -> Result<ExitCode> {
             .error(clap::error::ErrorKind::ValueValidation, e.to_string())
             .exit();
     }
-    let mut opts = ClientOptions::new(c.host.clone(), c.port, spec.clone());
+    let port = c.port.unwrap_or(match c.peer {
+        Peer::Netload => DEFAULT_PORT,
+        Peer::Iperf3 => netload::iperf3::proto::DEFAULT_PORT,
+    });
+    let mut opts = ClientOptions::new(c.host.clone(), port, spec.clone());
     opts.phase_timeout = Duration::from_secs_f64(c.connect_timeout);
     // Ctrl-C stops both ends early; what was measured is still reported.
     let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -376,7 +400,10 @@ fn stream_test(c: &CommonArgs, spec: &TestSpec) -> Result<ExitCode> {
         let _ = writeln!(stdout, "{line}");
         let _ = stdout.flush();
     };
-    let outcome = run_stream_test(&opts, &mut on_interval)?;
+    let outcome = match c.peer {
+        Peer::Netload => run_stream_test(&opts, &mut on_interval)?,
+        Peer::Iperf3 => netload::iperf3::client::run_test(&opts, &mut on_interval)?,
+    };
     let report = &outcome.report;
     if c.json {
         let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(report)?);
@@ -390,7 +417,7 @@ fn stream_test(c: &CommonArgs, spec: &TestSpec) -> Result<ExitCode> {
         let _ = write!(
             stdout,
             "{}",
-            render::summary(report, &format!("{}:{}", c.host, c.port))
+            render::summary(report, &format!("{}:{port}", c.host))
         );
     }
     if report.interrupted {

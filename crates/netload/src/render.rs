@@ -185,7 +185,12 @@ pub fn summary(report: &StreamReport, server: &str) -> String {
         "\n{:<8} {:>8} {:>8} {:>9} | node (all cores): {:>6} {:>7} {:>8} {:>6} {:>7} {:>9}",
         "cpu", "user s", "sys s", "s/GB", "user", "system", "softirq", "irq", "idle", "busy s/GB"
     );
-    for (name, side) in [("client", &report.client), ("server", &report.server)] {
+    let server_name = if report.server_peer.is_some() {
+        "server*"
+    } else {
+        "server"
+    };
+    for (name, side) in [("client", &report.client), (server_name, &report.server)] {
         let c = &side.cpu;
         let _ = writeln!(
             out,
@@ -201,6 +206,9 @@ pub fn summary(report: &StreamReport, server: &str) -> String {
             c.node_busy_s_per_gb
                 .map_or("-".into(), |v| format!("{v:.3}")),
         );
+    }
+    if let Some(peer) = &report.server_peer {
+        let _ = writeln!(out, "* server: {peer}");
     }
     let _ = writeln!(out, "\nsettings in force:");
     for (name, side) in [("client", &report.client), ("server", &report.server)] {

@@ -34,6 +34,10 @@ pub struct StreamReport {
     /// The test was stopped early (Ctrl-C): figures cover the shorter window actually run.
     #[serde(default)]
     pub interrupted: bool,
+    /// Set when the server was not netload (`--peer iperf3`): names it and says that the
+    /// `server` side holds that tool's own figures, converted, not netload's measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_peer: Option<String>,
 }
 
 impl StreamReport {

@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub phase_timeout: Duration,
     /// Exit after the first test that got past setup.
     pub once: bool,
+    /// Also serve iperf3 3.x clients on this port (TCP and UDP), same address.
+    pub iperf3_port: Option<u16>,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +55,7 @@ impl Default for ServerConfig {
             max_pending: 64,
             phase_timeout: Duration::from_secs(10),
             once: false,
+            iperf3_port: None,
         }
     }
 }
@@ -66,9 +69,10 @@ enum DataConn {
 
 /// Sessions waiting for data connections, by cookie.
 #[derive(Default)]
-struct Registry {
+pub(crate) struct Registry {
     sessions: Mutex<HashMap<Cookie, Sender<DataConn>>>,
-    active: AtomicUsize,
+    /// Tests running, of either protocol (bounded by `max_sessions`).
+    pub(crate) active: AtomicUsize,
 }
 
 impl Registry {
@@ -104,6 +108,7 @@ pub struct Server {
     udp: UdpSocket,
     registry: Arc<Registry>,
     shutdown: Arc<AtomicBool>,
+    iperf3: Option<crate::iperf3::server::Listener>,
 }
 
 /// A server running on a background thread (tests, `netload bench`).
@@ -130,7 +135,7 @@ impl Drop for ServerHandle {
     }
 }
 
-fn reuse_port_udp(addr: SocketAddr) -> io::Result<Socket> {
+pub(crate) fn reuse_port_udp(addr: SocketAddr) -> io::Result<Socket> {
     let sock = Socket::new(
         Domain::for_address(addr),
         Type::DGRAM,
@@ -142,28 +147,50 @@ fn reuse_port_udp(addr: SocketAddr) -> io::Result<Socket> {
     Ok(sock)
 }
 
+/// A TCP listener on `addr` and a UDP socket on the same port number (`SO_REUSEPORT`, so
+/// sockets connected to one client can share the port), read with a 100 ms timeout so a
+/// loop over it sees its shutdown flag.
+pub(crate) fn bind_tcp_and_udp(
+    addr: SocketAddr,
+    backlog: i32,
+) -> io::Result<(TcpListener, UdpSocket)> {
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(SockProtocol::TCP),
+    )?;
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(backlog)?;
+    let listener: TcpListener = sock.into();
+    let udp: UdpSocket = reuse_port_udp(listener.local_addr()?)?.into();
+    udp.set_read_timeout(Some(Duration::from_millis(100)))?;
+    Ok((listener, udp))
+}
+
 impl Server {
     /// Binds the TCP listener and the UDP hello socket.
     pub fn bind(config: ServerConfig) -> io::Result<Server> {
-        let sock = Socket::new(
-            Domain::for_address(config.bind),
-            Type::STREAM,
-            Some(SockProtocol::TCP),
-        )?;
-        sock.set_reuse_address(true)?;
-        sock.bind(&config.bind.into())?;
-        sock.listen(1024)?;
-        let listener: TcpListener = sock.into();
-        let bound = listener.local_addr()?;
-        let udp: UdpSocket = reuse_port_udp(bound)?.into();
-        udp.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let (listener, udp) = bind_tcp_and_udp(config.bind, 1024)?;
+        let iperf3 = config
+            .iperf3_port
+            .map(|port| {
+                crate::iperf3::server::Listener::bind(SocketAddr::new(config.bind.ip(), port))
+            })
+            .transpose()?;
         Ok(Server {
             config,
             listener,
             udp,
             registry: Arc::default(),
             shutdown: Arc::default(),
+            iperf3,
         })
+    }
+
+    /// Address of the iperf3 port, when it is served.
+    pub fn iperf3_addr(&self) -> Option<SocketAddr> {
+        self.iperf3.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Address the server listens on.
@@ -192,7 +219,24 @@ impl Server {
 
     /// Accepts connections until the shutdown flag is set (or, with `once`, until the
     /// first test ends).
-    pub fn run(self) -> io::Result<()> {
+    pub fn run(mut self) -> io::Result<()> {
+        let iperf3_thread = match self.iperf3.take() {
+            Some(listener) => {
+                let config = self.config.clone();
+                let registry = Arc::clone(&self.registry);
+                let shutdown = Arc::clone(&self.shutdown);
+                Some(
+                    thread::Builder::new()
+                        .name("iperf3-accept".into())
+                        .spawn(move || {
+                            if let Err(e) = listener.run(config, registry, shutdown) {
+                                eprintln!("netload server: the iperf3 port failed: {e}");
+                            }
+                        })?,
+                )
+            }
+            None => None,
+        };
         let udp = self.udp.try_clone()?;
         let registry = Arc::clone(&self.registry);
         let shutdown = Arc::clone(&self.shutdown);
@@ -202,21 +246,8 @@ impl Server {
         let pending = Arc::new(AtomicUsize::new(0));
         let local_port = self.listener.local_addr()?.port();
         while !self.shutdown.load(Ordering::Relaxed) {
-            let fd = self.listener.as_fd();
-            let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
-            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
-                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-                Ok(_) => {}
-                Err(e) => return Err(e.into()),
-            }
-            let (socket, peer) = match self.listener.accept() {
-                Ok(c) => c,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    eprintln!("netload server: accept failed: {e}");
-                    thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
+            let Some((socket, peer)) = poll_accept(&self.listener, "netload server")? else {
+                continue;
             };
             if pending.fetch_add(1, Ordering::AcqRel) >= self.config.max_pending {
                 pending.fetch_sub(1, Ordering::AcqRel);
@@ -239,7 +270,37 @@ impl Server {
             }
         }
         let _ = udp_thread.join();
+        if let Some(t) = iperf3_thread {
+            let _ = t.join();
+        }
         Ok(())
+    }
+}
+
+/// Waits up to 100 ms for a connection, so the caller's loop sees its shutdown flag
+/// promptly. `Ok(None)` when none came or accepting failed (logged, after a short pause so
+/// a persistent failure such as EMFILE does not spin); `Err` when the listener is unusable.
+pub(crate) fn poll_accept(
+    listener: &TcpListener,
+    who: &str,
+) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+    let mut fds = [nix::poll::PollFd::new(
+        listener.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
+        Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(None),
+        Ok(_) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match listener.accept() {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+        Err(e) => {
+            eprintln!("{who}: accept failed: {e}");
+            thread::sleep(Duration::from_millis(10));
+            Ok(None)
+        }
     }
 }
 
@@ -252,10 +313,11 @@ struct ConnContext {
 }
 
 /// Frees a pending-connection slot once the first phase is over.
-struct PendingSlot<'a>(Option<&'a AtomicUsize>);
+pub(crate) struct PendingSlot<'a>(pub(crate) Option<&'a AtomicUsize>);
 
 impl PendingSlot<'_> {
-    fn release(&mut self) {
+    /// Gives the slot back (once).
+    pub(crate) fn release(&mut self) {
         if let Some(p) = self.0.take() {
             p.fetch_sub(1, Ordering::AcqRel);
         }
@@ -346,13 +408,14 @@ impl From<FrameError> for SessionError {
 
 /// Reads from a socket with a deadline for the whole phase, not per `read` call, so a peer
 /// dribbling one byte at a time cannot hold a thread beyond the phase timeout.
-struct PhaseReader<'a> {
+pub(crate) struct PhaseReader<'a> {
     socket: &'a TcpStream,
     deadline: std::time::Instant,
 }
 
 impl<'a> PhaseReader<'a> {
-    fn new(socket: &'a TcpStream, timeout: Duration) -> Self {
+    /// A reader whose reads all end by `timeout` from now.
+    pub(crate) fn new(socket: &'a TcpStream, timeout: Duration) -> Self {
         PhaseReader {
             socket,
             deadline: clock::now() + timeout,
@@ -599,12 +662,7 @@ fn collect_streams(
                 if slots.get(stream as usize).is_some_and(Option::is_some) {
                     continue; // a repeated hello
                 }
-                let sock =
-                    reuse_port_udp(udp_local).map_err(|e| format!("UDP stream socket: {e}"))?;
-                sock.connect(&peer.into())
-                    .map_err(|e| format!("UDP stream socket: {e}"))?;
-                let sock: UdpSocket = sock.into();
-                stream::udp::configure(&sock, spec).map_err(|e| e.to_string())?;
+                let sock = udp_stream_socket(udp_local, peer, spec)?;
                 (stream, DataSocket::Udp(Arc::new(sock)))
             }
             _ => return Err("data connection of the wrong protocol".into()),
@@ -615,10 +673,37 @@ fn collect_streams(
             None => return Err(format!("stream {id} does not exist (the test has {count})")),
         }
     }
-    Ok(slots
+    Ok(server_plans(
+        spec,
+        slots.into_iter().map(|s| s.expect("every slot filled")),
+    ))
+}
+
+/// A UDP data socket on the server's port, connected to the client's stream socket `peer`
+/// (a connected socket takes that peer's datagrams from the shared port) and configured.
+pub(crate) fn udp_stream_socket(
+    local: SocketAddr,
+    peer: SocketAddr,
+    spec: &TestSpec,
+) -> Result<UdpSocket, String> {
+    let sock = reuse_port_udp(local).map_err(|e| format!("UDP stream socket: {e}"))?;
+    sock.connect(&peer.into())
+        .map_err(|e| format!("UDP stream socket: {e}"))?;
+    let sock: UdpSocket = sock.into();
+    stream::udp::configure(&sock, spec).map_err(|e| e.to_string())?;
+    Ok(sock)
+}
+
+/// The server's plans for its data sockets in stream order: it receives where the client
+/// sends, and the other way round.
+pub(crate) fn server_plans(
+    spec: &TestSpec,
+    sockets: impl IntoIterator<Item = DataSocket>,
+) -> Vec<StreamPlan> {
+    sockets
         .into_iter()
         .enumerate()
-        .map(|(i, s)| {
+        .map(|(i, socket)| {
             let id = i as u32;
             StreamPlan {
                 id,
@@ -628,10 +713,10 @@ fn collect_streams(
                     StreamRole::Send
                 },
                 core: core_for(&spec.server_affinity, i),
-                socket: s.expect("every slot filled"),
+                socket,
             }
         })
-        .collect())
+        .collect()
 }
 
 fn udp_hello_loop(udp: &UdpSocket, registry: &Registry, shutdown: &AtomicBool) {

@@ -107,6 +107,11 @@ pub struct TestSpec {
     pub client_affinity: Vec<usize>,
     /// Cores for the server's stream threads, in stream order (cycled).
     pub server_affinity: Vec<usize>,
+    /// UDP datagram header layout: netload's own, or iperf3's when the peer is iperf3.
+    /// Never on the wire: each end sets it from the protocol it speaks.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub udp_wire: crate::stream::udp::UdpWire,
 }
 
 /// Largest UDP payload over IPv4 (65535 - 20 - 8).
@@ -181,6 +186,7 @@ impl TestSpec {
             udp_batch: true,
             client_affinity: Vec::new(),
             server_affinity: Vec::new(),
+            udp_wire: crate::stream::udp::UdpWire::Netload,
         }
     }
 

@@ -1,6 +1,9 @@
 //! The `netload` binary as a user meets it: flag errors, connection errors, the server
 //! process, `--json` and the published schema.
 
+mod common;
+
+use common::{Child, free_port, spawn_server, wait_listening};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -58,57 +61,6 @@ fn refused_connection_is_one_clear_line() {
         err.contains("cannot connect") && err.contains("refused"),
         "{err}"
     );
-}
-
-/// Kills the child on drop so a failing assertion leaves no server behind.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A `netload server` on 127.0.0.1:`port`, listening when this returns, killed on drop.
-fn spawn_server(port: u16, extra: &[&str]) -> Child {
-    let child = Child(
-        Command::new(env!("CARGO_BIN_EXE_netload"))
-            .args([
-                "server",
-                "--bind",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "--rr-port",
-                "0",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_listening(port);
-    child
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_listening(port: u16) {
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("server did not listen on {port}");
 }
 
 #[test]

@@ -135,6 +135,8 @@ fn send_copy(ctx: &StreamContext, mut stream: &TcpStream, len: usize) -> io::Res
                 ctx.counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // The peer closes (or we shut down) the connection to end an aborted run.
+            Err(_) if ctx.control.aborted() => return Ok(()),
             Err(e) => return Err(e),
         }
     }
@@ -159,6 +161,7 @@ fn send_file(ctx: &StreamContext, stream: &TcpStream, len: usize) -> io::Result<
                 }
             }
             Err(nix::errno::Errno::EINTR) => {}
+            Err(_) if ctx.control.aborted() => return Ok(()),
             Err(e) => return Err(e.into()),
         }
     }
@@ -349,6 +352,7 @@ fn receive_until_end(
                     )));
                 }
             }
+            Err(_) if ctx.control.aborted() => return Ok(()),
             Err(e) => return Err(e),
         }
         if ctx.control.aborted() {

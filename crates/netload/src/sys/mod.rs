@@ -352,6 +352,17 @@ pub fn set_receive_low_watermark(fd: BorrowedFd<'_>, bytes: i32) -> io::Result<(
     setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, bytes)
 }
 
+/// Bytes waiting to be read on a socket (`FIONREAD`).
+pub fn unread_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which lives across the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &raw mut n) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 /// Pins the calling thread to `core`.
 pub fn pin_current_thread(core: usize) -> io::Result<()> {
     let mut set = nix::sched::CpuSet::new();
