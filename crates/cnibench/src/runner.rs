@@ -129,13 +129,17 @@ fn run_point(
             }
         }
     }
+    let prepare_start = clock::now();
+    let prepared = backend.prepare(point);
+    let setup_s = Some(clock::now().duration_since(prepare_start).as_secs_f64());
     let end = |status, values: &[f64], note: Option<String>| PointEnd {
         point: point.id.clone(),
         status,
         reps: values.len() as u32,
         note,
+        setup_s,
     };
-    match backend.prepare(point) {
+    match prepared {
         Ok(Readiness::Ready) => {}
         Ok(Readiness::NotApplicable(reason)) => {
             return Ok(end(PointStatus::NotApplicable, &values, Some(reason)));
@@ -148,13 +152,20 @@ fn run_point(
     let started = clock::now();
     let mut last_rep = point.workload.nominal_duration();
     let mut warmups_left = config.warmup_reps;
+    // Measured repetitions, counted apart from `values` so that a backend answering
+    // without the primary metric cannot keep the loop going past `max_reps`.
+    let mut measured = values.len();
     let (status, note) = loop {
         let warmup = warmups_left > 0;
         if !warmup {
             let decision =
-                config
+                match config
                     .rule
-                    .decide(&values, clock::now().duration_since(started), last_rep);
+                    .decide(&values, clock::now().duration_since(started), last_rep)
+                {
+                    Decision::Continue if measured >= config.rule.max_reps => Decision::MaxReps,
+                    d => d,
+                };
             match decision {
                 Decision::Continue => {}
                 Decision::Converged => break (PointStatus::Converged, None),
@@ -180,8 +191,11 @@ fn run_point(
                     metrics: out.metrics,
                     raw: out.raw,
                 };
-                if !warmup && let Some(v) = rec.metrics.get(primary) {
-                    values.push(*v);
+                if !warmup {
+                    measured += 1;
+                    if let Some(v) = rec.metrics.get(primary) {
+                        values.push(*v);
+                    }
                 }
                 if let Err(e) = writer.append(&Record::Rep(rec.clone())) {
                     // Cannot record: stop measuring, but leave nothing behind.
@@ -226,6 +240,12 @@ fn run_point(
             }
         }
     };
+    let note = match (status, note) {
+        (PointStatus::MaxReps | PointStatus::TimeBudget, None) => {
+            Some(convergence_note(&values, config.rule.ci_target))
+        }
+        (_, note) => note,
+    };
     let note = match note {
         Some(n) => Some(with_teardown(n, backend.teardown(point))),
         None => backend
@@ -239,6 +259,22 @@ fn run_point(
         observer.warn(&format!("{}: {n}", point.id));
     }
     Ok(end(status, &values, note))
+}
+
+/// How far a point that stopped without converging got: its CI against the target.
+fn convergence_note(values: &[f64], target: f64) -> String {
+    match crate::stats::summarize(values).and_then(|s| s.ci_relative) {
+        Some(r) => format!(
+            "95% CI ±{:.1}% of the mean after {} repetitions (target ±{:.1}%)",
+            r * 100.0,
+            values.len(),
+            target * 100.0
+        ),
+        None => format!(
+            "{} measured repetition(s): too few for a confidence interval",
+            values.len()
+        ),
+    }
 }
 
 fn with_teardown(note: String, teardown: Result<(), BackendError>) -> String {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use netload::spec::Direction;
+pub use netload::spec::{Direction, Zerocopy};
 
 /// Seconds, as a newtype so durations are never confused with rates or counts.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
@@ -295,6 +295,12 @@ pub struct StreamWorkload {
     pub rate: BitsPerSec,
     /// Forward, reverse (`-R`) or both (`--bidir`).
     pub direction: Direction,
+    /// Disable Nagle's algorithm (`--nodelay`; TCP only).
+    #[serde(default)]
+    pub nodelay: bool,
+    /// Zero-copy send (`--zerocopy sendfile|msg`; TCP only).
+    #[serde(default)]
+    pub zerocopy: Zerocopy,
 }
 
 /// Request/response flavour.
@@ -369,6 +375,50 @@ impl Workload {
     }
 }
 
+/// The traffic generator that measures a point.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tool {
+    /// netload, every workload.
+    #[default]
+    Netload,
+    /// iperf3 (the system's binary, `-J`), stream workloads only: so a user can put the
+    /// tool they know next to netload on the same path in the same run.
+    Iperf3,
+}
+
+impl Tool {
+    /// Every tool.
+    pub const ALL: [Tool; 2] = [Tool::Netload, Tool::Iperf3];
+
+    /// Name in suite files, `--tool` and point ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tool::Netload => "netload",
+            Tool::Iperf3 => "iperf3",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Whether the tool is netload (the default; serde skips it in `meta.json`).
+    #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes &T
+    pub fn is_netload(&self) -> bool {
+        *self == Tool::Netload
+    }
+}
+
+impl fmt::Display for Tool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One measured point of a suite: the unit of preparation, repetition and reporting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Point {
@@ -382,8 +432,11 @@ pub struct Point {
     pub topology: Topology,
     /// Objects present while measuring.
     pub objects: Objects,
-    /// What netload does.
+    /// What the tool does.
     pub workload: Workload,
+    /// Which traffic generator measures it (runs written before tools existed: netload).
+    #[serde(default, skip_serializing_if = "Tool::is_netload")]
+    pub tool: Tool,
     /// The coordinates of this point in its sweep, as `key → value` text (for tables and
     /// charts); keys that do not apply to the workload are left out.
     pub params: BTreeMap<String, String>,

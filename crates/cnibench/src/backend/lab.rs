@@ -37,7 +37,7 @@ use crate::lab::{
     self, CounterDelta, Lab, LabError, LabSpec, PathCounter, PodSpec, PolicyMode, Profile,
     ProxyMode, ServiceSpec, Target,
 };
-use crate::scenario::{PathKind, Placement, Point, Workload};
+use crate::scenario::{PathKind, Placement, Point, Tool, Workload};
 
 /// Port of the measured server (netload control and data, TCP and UDP).
 pub const SERVER_PORT: u16 = 5201;
@@ -156,6 +156,7 @@ struct Prepared {
 pub struct LabBackend {
     netload: PathBuf,
     version: String,
+    iperf3: Option<(PathBuf, String)>,
     opts: LabOptions,
     lab_id: String,
     state: Option<Prepared>,
@@ -203,10 +204,19 @@ impl LabBackend {
         Ok(LabBackend {
             netload,
             version,
+            iperf3: None,
             opts,
             lab_id: lab_run_id(run_id),
             state: None,
         })
+    }
+
+    /// Measures the points whose tool is iperf3 with this binary (see
+    /// [`super::iperf3::locate`]).
+    #[must_use]
+    pub fn with_iperf3(mut self, iperf3: (PathBuf, String)) -> Self {
+        self.iperf3 = Some(iperf3);
+        self
     }
 
     /// The lab run id (namespaces are `cnb-<id>-…`).
@@ -468,20 +478,27 @@ impl LabBackend {
     /// Waits until the server, inside its namespace, listens on `port` (read from its own
     /// view of /proc/net/tcp, which is per network namespace).
     fn wait_listening(server: &mut Proc, port: u16, cancel: &Cancel) -> Result<(), BackendError> {
-        server.wait_ready(port, cancel, |pid| {
-            [
-                format!("/proc/{pid}/net/tcp"),
-                format!("/proc/{pid}/net/tcp6"),
-            ]
-            .iter()
-            .filter_map(|t| std::fs::read_to_string(t).ok())
-            .any(|t| listening_in(&t, port))
-        })
+        server.wait_ready(port, cancel, |pid| listening_pid(pid, port))
     }
+}
+
+/// Whether process `pid` sees a socket listening on `port` in its own network namespace
+/// (`/proc/<pid>/net/tcp` is per namespace).
+fn listening_pid(pid: u32, port: u16) -> bool {
+    [
+        format!("/proc/{pid}/net/tcp"),
+        format!("/proc/{pid}/net/tcp6"),
+    ]
+    .iter()
+    .filter_map(|t| std::fs::read_to_string(t).ok())
+    .any(|t| listening_in(&t, port))
 }
 
 /// Whether the lab can run `point` with `opts` (before building anything).
 pub fn applicability(point: &Point, opts: &LabOptions) -> Readiness {
+    if let na @ Readiness::NotApplicable(_) = super::iperf3::applicability(point) {
+        return na;
+    }
     if point.topology.placement == Placement::Inter && opts.nodes < 2 {
         return Readiness::NotApplicable(format!(
             "inter-node placement needs at least 2 nodes (--nodes {})",
@@ -500,7 +517,7 @@ impl Backend for LabBackend {
     }
 
     fn tools(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut t = BTreeMap::from([
             ("netload".to_string(), self.version.clone()),
             (
                 "netload_path".to_string(),
@@ -515,7 +532,9 @@ impl Backend for LabBackend {
             ("lab_mtu".to_string(), self.opts.mtu.to_string()),
             ("lab_nodes".to_string(), self.opts.nodes.to_string()),
             ("lab_run_id".to_string(), self.lab_id.clone()),
-        ])
+        ]);
+        super::iperf3::record_tools(&mut t, self.iperf3.as_ref());
+        t
     }
 
     fn setup_estimate(&self, point: &Point) -> Duration {
@@ -600,6 +619,25 @@ impl Backend for LabBackend {
         };
         let bind = st.server.ip.to_string();
         let host = st.dest.to_string();
+        if let (Tool::Iperf3, Workload::Stream(s)) = (point.tool, &point.workload) {
+            let binary = &super::iperf3::configured(self.iperf3.as_ref())?.0;
+            let ends = super::iperf3::Ends {
+                binary,
+                server_prefix: &Self::prefix(&st.server_ns),
+                client_prefix: &Self::prefix(&st.client_ns),
+                bind: &bind,
+                host: &host,
+                port: SERVER_PORT,
+            };
+            let RepOutcome { metrics, mut raw } =
+                super::iperf3::run_rep(&ends, s, point, cancel, |pid| {
+                    listening_pid(pid, SERVER_PORT)
+                })?;
+            if let Some(obj) = raw.as_object_mut() {
+                obj.insert("cnibench_lab".into(), st.checks.clone());
+            }
+            return Ok(RepOutcome { metrics, raw });
+        }
         let (server, client_args) = match &point.workload {
             Workload::Stream(s) => {
                 let args = vec![

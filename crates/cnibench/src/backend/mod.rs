@@ -4,11 +4,13 @@
 //! - [`loopback`]: real `netload` processes on 127.0.0.1; points that need topology or
 //!   cluster objects are reported as not applicable.
 //!
-//! - [`lab`]: real `netload` processes in a lab of network namespaces per point (root).
+//! - [`lab`]: real `netload` processes in a lab of network namespaces per point (root);
+//! - [`iperf3`]: iperf3 as the alternative stream tool of loopback and lab (`--tool`).
 //!
 //! The kube backend will implement the same trait.
 
 pub mod fake;
+pub mod iperf3;
 pub mod lab;
 pub mod loopback;
 
@@ -202,6 +204,12 @@ pub fn stream_args(s: &StreamWorkload, host: &str, port: u16) -> Vec<String> {
     if let Some(m) = s.mss {
         a.extend(["--mss".into(), m.to_string()]);
     }
+    if s.nodelay {
+        a.push("--nodelay".into());
+    }
+    if s.zerocopy != crate::scenario::Zerocopy::None {
+        a.extend(["--zerocopy".into(), s.zerocopy.as_str().into()]);
+    }
     if s.udp {
         // netload's UDP default is 1G; always say what the suite asked for (0 = unlimited).
         a.extend(["--rate".into(), s.rate.0.to_string()]);
@@ -260,10 +268,12 @@ mod tests {
             mss: Some(1400),
             rate: BitsPerSec(0),
             direction: Direction::Reverse,
+            nodelay: true,
+            zerocopy: crate::scenario::Zerocopy::Sendfile,
         };
         assert_eq!(
             stream_args(&s, "127.0.0.1", 9201).join(" "),
-            "tcp 127.0.0.1 --port 9201 -t 2 --omit 0.5 -P 4 -R -l 65536 --mss 1400 --json"
+            "tcp 127.0.0.1 --port 9201 -t 2 --omit 0.5 -P 4 -R -l 65536 --mss 1400 --nodelay --zerocopy sendfile --json"
         );
     }
 }

@@ -28,6 +28,7 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
     let _ = writeln!(out, "# cnibench run {}\n", meta.run_id);
     let _ = writeln!(out, "- suite: {}", meta.suite);
     let _ = writeln!(out, "- backend: {}", meta.backend);
+    let _ = writeln!(out, "- measured with: {}", super::tools_used(meta));
     if let Some(l) = &meta.label {
         let _ = writeln!(out, "- label: {l}");
     }
@@ -84,6 +85,32 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
     }
     for w in &run.warnings {
         let _ = writeln!(out, "\n> warning: {w}");
+    }
+    let setup: Vec<Vec<String>> = run
+        .points
+        .iter()
+        .filter_map(|p| {
+            let o = p.point.objects;
+            p.setup_s.map(|s| {
+                vec![
+                    format!("`{}`", p.point.id),
+                    format!("{s:.2}"),
+                    o.services.to_string(),
+                    o.policies.to_string(),
+                    o.filler_pods.to_string(),
+                ]
+            })
+        })
+        .collect();
+    if !setup.is_empty() {
+        out.push_str("\n## Setup time per point\n\n");
+        out.push_str(
+            "Building the point's environment and its self-checks (the backend's prepare).\n\n",
+        );
+        out.push_str(&table(
+            &["point", "setup s", "services", "policies", "filler pods"],
+            &setup,
+        ));
     }
     out.push_str("\n## Raw repetitions\n\n");
     for p in &run.points {
