@@ -415,4 +415,155 @@ mod tests {
         );
         assert!(ends[1].note.as_deref().unwrap().contains("not yet"));
     }
+
+    fn meta_for(points: &[Point]) -> Meta {
+        Meta {
+            format_version: crate::results::FORMAT_VERSION,
+            run_id: "t".into(),
+            created: "t".into(),
+            backend: "fake".into(),
+            label: None,
+            suite: "quick".into(),
+            host: HostInfo::default(),
+            tools: BTreeMap::new(),
+            rule: StopRule::default(),
+            warmup_reps: 1,
+            points: points.to_vec(),
+            command: vec![],
+        }
+    }
+
+    fn ends_of(dir: &std::path::Path) -> Vec<PointEnd> {
+        let text = std::fs::read_to_string(dir.join("results.jsonl")).unwrap();
+        parse_records(&text)
+            .records
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::PointEnd(e) => Some(e),
+                Record::Rep(_) => None,
+            })
+            .collect()
+    }
+
+    /// A loaded machine, imitated by the fake backend's seeded noise: every point still
+    /// stops within `max_reps`, and whether it converged is recorded with how far it got.
+    #[test]
+    fn noisy_points_stop_at_max_reps_and_say_so() {
+        let points = expand(&presets::load("quick").unwrap()).unwrap();
+        let rule = StopRule {
+            max_reps: 6,
+            ..StopRule::default()
+        };
+        let config = RunConfig {
+            rule,
+            warmup_reps: 1,
+        };
+        for (noise, seed) in [(1.0, 11), (15.0, 11), (15.0, 12)] {
+            let tmp = tempfile::tempdir().unwrap();
+            let (_, mut writer) = RunDir::create(tmp.path(), &meta_for(&points)).unwrap();
+            let mut fake = crate::backend::fake::FakeBackend::new(seed);
+            fake.noise = noise;
+            let outcome = run(
+                &mut fake,
+                &points,
+                &[],
+                &mut writer,
+                &config,
+                &Cancel::default(),
+                &mut Silent,
+            )
+            .unwrap();
+            let ends = ends_of(tmp.path());
+            assert_eq!(ends.len(), points.len());
+            for e in &ends {
+                assert!(e.reps as usize <= rule.max_reps, "{e:?}");
+                assert!(e.setup_s.is_some(), "setup time recorded: {e:?}");
+                match e.status {
+                    PointStatus::Converged => assert!(e.note.is_none(), "{e:?}"),
+                    PointStatus::MaxReps => {
+                        assert_eq!(e.reps as usize, rule.max_reps, "{e:?}");
+                        let note = e.note.as_deref().unwrap();
+                        assert!(note.contains("95% CI ±") && note.contains("target ±2.5%"));
+                    }
+                    other => panic!("unexpected {other:?}: {e:?}"),
+                }
+            }
+            let flagged = ends
+                .iter()
+                .filter(|e| e.status == PointStatus::MaxReps)
+                .count();
+            assert_eq!(outcome.not_converged, flagged);
+            if noise > 1.0 {
+                assert!(flagged >= 3, "noise {noise} seed {seed}: {ends:?}");
+            } else {
+                assert!(flagged <= 1, "default noise converges: {ends:?}");
+            }
+        }
+    }
+
+    /// A backend that answers without the primary metric must not repeat forever.
+    #[test]
+    fn repetitions_without_the_primary_metric_stop_at_max_reps() {
+        struct Empty;
+        impl Backend for Empty {
+            fn name(&self) -> &'static str {
+                "empty"
+            }
+            fn applicability(&self, _: &Point) -> Readiness {
+                Readiness::Ready
+            }
+            fn prepare(&mut self, _: &Point) -> Result<Readiness, BackendError> {
+                Ok(Readiness::Ready)
+            }
+            fn run_rep(
+                &mut self,
+                _: &Point,
+                _: u32,
+                _: &Cancel,
+            ) -> Result<RepOutcome, BackendError> {
+                Ok(RepOutcome {
+                    metrics: crate::metrics::Metrics::new(),
+                    raw: serde_json::json!({}),
+                })
+            }
+            fn teardown(&mut self, _: &Point) -> Result<(), BackendError> {
+                Ok(())
+            }
+        }
+        let points = expand(&presets::load("quick").unwrap()).unwrap();
+        let points = &points[..1];
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, mut writer) = RunDir::create(tmp.path(), &meta_for(points)).unwrap();
+        let config = RunConfig {
+            rule: StopRule {
+                max_reps: 4,
+                ..StopRule::default()
+            },
+            warmup_reps: 0,
+        };
+        run(
+            &mut Empty,
+            points,
+            &[],
+            &mut writer,
+            &config,
+            &Cancel::default(),
+            &mut Silent,
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(tmp.path().join("results.jsonl")).unwrap();
+        let reps = parse_records(&text)
+            .records
+            .iter()
+            .filter(|r| matches!(r, Record::Rep(_)))
+            .count();
+        assert_eq!(reps, 4);
+        let ends = ends_of(tmp.path());
+        assert_eq!(ends[0].status, PointStatus::MaxReps);
+        assert!(
+            ends[0].note.as_deref().unwrap().contains("too few"),
+            "{:?}",
+            ends[0]
+        );
+    }
 }
