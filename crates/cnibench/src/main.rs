@@ -150,6 +150,10 @@ struct RuleArgs {
     /// Warm-up repetitions per point (discarded).
     #[arg(long, default_value_t = 1)]
     warmup: u32,
+    /// Length cap of a warm-up repetition (whole seconds, e.g. 2s), or `full` for as long
+    /// as a measured repetition. A warm-up only brings the path up; it is never measured.
+    #[arg(long, default_value = "2s")]
+    warmup_time: String,
 }
 
 #[derive(Args, Debug)]
@@ -283,6 +287,22 @@ fn load_suite(a: &SuiteArgs) -> Result<Suite> {
     Ok(suite.apply(&overrides)?)
 }
 
+/// `--warmup-time`: `None` for `full`.
+fn warmup_time(a: &RuleArgs) -> Result<Option<f64>> {
+    if a.warmup_time == "full" {
+        return Ok(None);
+    }
+    let s = suite::params::parse_seconds(&a.warmup_time)
+        .map_err(|e| anyhow::anyhow!("--warmup-time: {e} (or `full`)"))?;
+    if !(s > 0.0 && s <= 3600.0) {
+        bail!(
+            "--warmup-time: {} is out of range (seconds from 1 to 3600, or `full`)",
+            a.warmup_time
+        );
+    }
+    Ok(Some(s.ceil()))
+}
+
 fn rule(a: &RuleArgs) -> Result<StopRule> {
     let budget = suite::params::parse_seconds(&a.time_budget)
         .map_err(|e| anyhow::anyhow!("--time-budget: {e}"))?;
@@ -387,6 +407,10 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
     let suite = load_suite(&a.suite)?;
     let points = suite::expand(&suite)?;
     let rule = rule(&a.rule)?;
+    let warmup = plan::Warmup {
+        reps: a.rule.warmup,
+        secs: warmup_time(&a.rule)?,
+    };
     // Planning needs no tools: a loopback plan without netload still shows what applies.
     let kind = backend_kind(&a.backend);
     let backend: Option<Box<dyn Backend>> = match backend(kind, &a.backend, "plan", &points) {
@@ -404,7 +428,7 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
                 .map_or((Duration::ZERO, Duration::from_millis(200)), |b| {
                     (b.setup_estimate(p), b.rep_overhead())
                 });
-            plan::estimate(p, &rule, a.rule.warmup, setup, overhead)
+            plan::estimate(p, &rule, warmup, setup, overhead)
         })
         .collect();
     let notes: Vec<Option<String>> = points
@@ -511,6 +535,7 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
         let suite = load_suite(&a.suite)?;
         let points = suite::expand(&suite)?;
         let rule = rule(&a.rule)?;
+        let warmup_s = warmup_time(&a.rule)?;
         // Find the tools before creating anything on disk.
         let run_id = run_id(&suite.name, a.label.as_deref());
         let kind = backend_kind(&a.backend);
@@ -543,6 +568,7 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
             tools,
             rule,
             warmup_reps: a.rule.warmup,
+            warmup_s,
             points,
             command: std::env::args().collect(),
         };
@@ -555,6 +581,7 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
     let config = RunConfig {
         rule: meta.rule,
         warmup_reps: meta.warmup_reps,
+        warmup_s: meta.warmup_s,
     };
     let mut bars = progress::Progress::new(meta.points.len(), meta.rule);
     let outcome = runner::run(

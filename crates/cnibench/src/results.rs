@@ -43,6 +43,10 @@ pub struct Meta {
     pub rule: StopRule,
     /// Warm-up repetitions per point (discarded).
     pub warmup_reps: u32,
+    /// Length cap of a warm-up repetition, seconds; absent: as long as a measured one
+    /// (runs written before the cap existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_s: Option<f64>,
     /// The expanded points, in order (so `--resume` needs no suite file).
     pub points: Vec<Point>,
     /// The command line that started the run (for reproducing it).

@@ -24,6 +24,9 @@ pub struct RunConfig {
     pub rule: StopRule,
     /// Warm-up repetitions per point, discarded (recorded with `warmup: true`).
     pub warmup_reps: u32,
+    /// Length cap of a warm-up repetition, seconds (see [`crate::scenario::Workload::for_warmup`]); `None`
+    /// runs warm-ups as long as measured repetitions.
+    pub warmup_s: Option<f64>,
 }
 
 /// What happened, for progress display.
@@ -152,6 +155,10 @@ fn run_point(
     let started = clock::now();
     let mut last_rep = point.workload.nominal_duration();
     let mut warmups_left = config.warmup_reps;
+    let warm_point = config.warmup_s.map(|secs| Point {
+        workload: point.workload.for_warmup(secs),
+        ..point.clone()
+    });
     // Measured repetitions, counted apart from `values` so that a backend answering
     // without the primary metric cannot keep the loop going past `max_reps`.
     let mut measured = values.len();
@@ -178,8 +185,16 @@ fn run_point(
         }
         let rep_start = clock::now();
         let started_unix_s = clock::wall_time().as_secs_f64();
-        let result = backend.run_rep(point, next_rep, cancel);
+        let target = match &warm_point {
+            Some(w) if warmup => w,
+            _ => point,
+        };
+        let result = backend.run_rep(target, next_rep, cancel);
         last_rep = clock::now().duration_since(rep_start);
+        if warmup && warm_point.is_some() {
+            // The next repetition is a full one: budget for that.
+            last_rep = last_rep.max(point.workload.nominal_duration());
+        }
         match result {
             Ok(out) => {
                 let rec = RepRecord {
@@ -289,6 +304,7 @@ mod tests {
     use super::*;
     use crate::backend::RepOutcome;
     use crate::results::{HostInfo, Meta, RunDir, parse_records};
+    use crate::scenario::Workload;
     use crate::suite::{expand, presets};
 
     /// A backend that answers from a script: per point index, what repetition `n` does.
@@ -359,6 +375,7 @@ mod tests {
             tools: BTreeMap::new(),
             rule: StopRule::default(),
             warmup_reps: 1,
+            warmup_s: None,
             points: points.clone(),
             command: vec![],
         };
@@ -374,6 +391,7 @@ mod tests {
         let config = RunConfig {
             rule: StopRule::default(),
             warmup_reps: 1,
+            warmup_s: None,
         };
         let outcome = run(
             &mut backend,
@@ -428,6 +446,7 @@ mod tests {
             tools: BTreeMap::new(),
             rule: StopRule::default(),
             warmup_reps: 1,
+            warmup_s: None,
             points: points.to_vec(),
             command: vec![],
         }
@@ -457,6 +476,7 @@ mod tests {
         let config = RunConfig {
             rule,
             warmup_reps: 1,
+            warmup_s: None,
         };
         for (noise, seed) in [(1.0, 11), (15.0, 11), (15.0, 12)] {
             let tmp = tempfile::tempdir().unwrap();
@@ -540,6 +560,7 @@ mod tests {
                 ..StopRule::default()
             },
             warmup_reps: 0,
+            warmup_s: None,
         };
         run(
             &mut Empty,
@@ -565,5 +586,65 @@ mod tests {
             "{:?}",
             ends[0]
         );
+    }
+
+    /// A warm-up repetition runs the capped workload; measured ones the point's own.
+    #[test]
+    fn warmups_run_shortened() {
+        struct Recorder(Vec<(f64, f64)>);
+        impl Backend for Recorder {
+            fn name(&self) -> &'static str {
+                "recorder"
+            }
+            fn applicability(&self, _: &Point) -> Readiness {
+                Readiness::Ready
+            }
+            fn prepare(&mut self, _: &Point) -> Result<Readiness, BackendError> {
+                Ok(Readiness::Ready)
+            }
+            fn run_rep(
+                &mut self,
+                p: &Point,
+                _: u32,
+                _: &Cancel,
+            ) -> Result<RepOutcome, BackendError> {
+                let Workload::Stream(s) = &p.workload else {
+                    panic!("a stream point")
+                };
+                self.0.push((s.duration.0, s.omit.0));
+                Ok(RepOutcome {
+                    metrics: [(metrics::THROUGHPUT.to_string(), 1.0)].into(),
+                    raw: serde_json::json!({}),
+                })
+            }
+            fn teardown(&mut self, _: &Point) -> Result<(), BackendError> {
+                Ok(())
+            }
+        }
+        let suite = crate::suite::file::parse(
+            "[[scenario]]\nkind = \"baseline\"\nduration = 10\nomit = 2\n",
+            "t.toml",
+        )
+        .unwrap();
+        let points = expand(&suite).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, mut writer) = RunDir::create(tmp.path(), &meta_for(&points)).unwrap();
+        let config = RunConfig {
+            rule: StopRule::default(),
+            warmup_reps: 1,
+            warmup_s: Some(1.5),
+        };
+        let mut rec = Recorder(Vec::new());
+        run(
+            &mut rec,
+            &points,
+            &[],
+            &mut writer,
+            &config,
+            &Cancel::default(),
+            &mut Silent,
+        )
+        .unwrap();
+        assert_eq!(rec.0, [(2.0, 0.0), (10.0, 2.0), (10.0, 2.0), (10.0, 2.0)]);
     }
 }

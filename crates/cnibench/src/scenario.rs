@@ -364,6 +364,30 @@ impl Workload {
         }
     }
 
+    /// The same workload for a warm-up repetition: at most `secs` measured, rounded up to
+    /// whole seconds and at least 1 (every tool takes that), and no omitted seconds inside
+    /// (the whole repetition is discarded anyway). A warm-up only has to bring the path up
+    /// (neighbours, conntrack, caches, CPU clocks), not to last as long as a measurement.
+    #[must_use]
+    pub fn for_warmup(&self, secs: f64) -> Workload {
+        let cap = |d: Seconds| Seconds(d.0.min(secs.ceil().max(1.0)));
+        match self {
+            Workload::Stream(s) => Workload::Stream(StreamWorkload {
+                duration: cap(s.duration),
+                omit: Seconds(0.0),
+                ..s.clone()
+            }),
+            Workload::Rr(r) => Workload::Rr(RrWorkload {
+                duration: cap(r.duration),
+                ..r.clone()
+            }),
+            Workload::Http(h) => Workload::Http(HttpWorkload {
+                duration: cap(h.duration),
+                ..h.clone()
+            }),
+        }
+    }
+
     /// Expected wall time of one repetition (warm-up plus measured window), without
     /// process start-up.
     pub fn nominal_duration(&self) -> Duration {

@@ -151,6 +151,7 @@ pub fn import(
         ]),
         rule,
         warmup_reps: 0,
+        warmup_s: None,
         points: vec![point],
         command: Vec::new(),
     };

@@ -42,11 +42,15 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
     let _ = writeln!(out, "- tools: {}", tools.join(", "));
     let _ = writeln!(
         out,
-        "- stopping rule: 95% CI within ±{:.1}% of the mean, {}..{} repetitions, {} warm-up, budget {} s per point\n",
+        "- stopping rule: 95% CI within ±{:.1}% of the mean, {}..{} repetitions, {} warm-up{}, budget {} s per point\n",
         meta.rule.ci_target * 100.0,
         meta.rule.min_reps,
         meta.rule.max_reps,
         meta.warmup_reps,
+        meta.warmup_s
+            .filter(|_| meta.warmup_reps > 0)
+            .map(|s| format!(" of at most {} s", s.ceil().max(1.0)))
+            .unwrap_or_default(),
         meta.rule.time_budget_s
     );
     let body: Vec<Vec<String>> = rows(run).iter().map(cells).collect();

@@ -190,6 +190,7 @@ kind = "rr-latency"
             tools: BTreeMap::from([("cnibench".into(), "test".into())]),
             rule: StopRule::default(),
             warmup_reps: 1,
+            warmup_s: None,
             points: points.clone(),
             command: vec!["cnibench".into(), "run".into()],
         };
