@@ -61,6 +61,8 @@ fi
 work=results/lab-suite-$name-$stamp
 mkdir -p "$work"
 
+# The revision the binaries are built from (not the one at the end of a long run).
+git_rev="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.toml Cargo.lock || echo '-dirty')"
 echo "==> cargo build --release -p cnibench -p netload" >&2
 build_start=$(date +%s.%N)
 cargo build --release --locked -p cnibench -p netload >&2
@@ -107,7 +109,7 @@ if [ "$setup_pass" -eq 1 ]; then
 fi
 
 export LS_SUITE="$suite" LS_MODES="$modes${extra[*]:+ -- ${extra[*]}}" LS_STATUS="$status" LS_OUT="$out" \
-  LS_GIT="$(git rev-parse --short HEAD)$(git diff --quiet || echo '-dirty')" \
+  LS_GIT="$git_rev" \
   LS_MACHINE="$(hostname), $cpu_model, $(nproc) cores (nproc), kernel $(uname -r)" \
   LS_LOAD_BEFORE="$load_before" LS_LOAD_AFTER="$load_after" LS_BUILD_S="$build_s"
 python3 - "${#passes[@]}" "${passes[@]}" "${pass_walls[@]}" <<'PY'

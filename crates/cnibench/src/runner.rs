@@ -434,6 +434,27 @@ mod tests {
         assert!(ends[1].note.as_deref().unwrap().contains("not yet"));
     }
 
+    /// A backend whose repetitions are answered by a closure; everything else is ready.
+    struct Answering<F>(F);
+
+    impl<F: FnMut(&Point) -> Result<RepOutcome, BackendError>> Backend for Answering<F> {
+        fn name(&self) -> &'static str {
+            "answering"
+        }
+        fn applicability(&self, _: &Point) -> Readiness {
+            Readiness::Ready
+        }
+        fn prepare(&mut self, _: &Point) -> Result<Readiness, BackendError> {
+            Ok(Readiness::Ready)
+        }
+        fn run_rep(&mut self, p: &Point, _: u32, _: &Cancel) -> Result<RepOutcome, BackendError> {
+            (self.0)(p)
+        }
+        fn teardown(&mut self, _: &Point) -> Result<(), BackendError> {
+            Ok(())
+        }
+    }
+
     fn meta_for(points: &[Point]) -> Meta {
         Meta {
             format_version: crate::results::FORMAT_VERSION,
@@ -524,32 +545,6 @@ mod tests {
     /// A backend that answers without the primary metric must not repeat forever.
     #[test]
     fn repetitions_without_the_primary_metric_stop_at_max_reps() {
-        struct Empty;
-        impl Backend for Empty {
-            fn name(&self) -> &'static str {
-                "empty"
-            }
-            fn applicability(&self, _: &Point) -> Readiness {
-                Readiness::Ready
-            }
-            fn prepare(&mut self, _: &Point) -> Result<Readiness, BackendError> {
-                Ok(Readiness::Ready)
-            }
-            fn run_rep(
-                &mut self,
-                _: &Point,
-                _: u32,
-                _: &Cancel,
-            ) -> Result<RepOutcome, BackendError> {
-                Ok(RepOutcome {
-                    metrics: crate::metrics::Metrics::new(),
-                    raw: serde_json::json!({}),
-                })
-            }
-            fn teardown(&mut self, _: &Point) -> Result<(), BackendError> {
-                Ok(())
-            }
-        }
         let points = expand(&presets::load("quick").unwrap()).unwrap();
         let points = &points[..1];
         let tmp = tempfile::tempdir().unwrap();
@@ -562,8 +557,14 @@ mod tests {
             warmup_reps: 0,
             warmup_s: None,
         };
+        let mut empty = Answering(|_: &Point| {
+            Ok(RepOutcome {
+                metrics: crate::metrics::Metrics::new(),
+                raw: serde_json::json!({}),
+            })
+        });
         run(
-            &mut Empty,
+            &mut empty,
             points,
             &[],
             &mut writer,
@@ -591,36 +592,6 @@ mod tests {
     /// A warm-up repetition runs the capped workload; measured ones the point's own.
     #[test]
     fn warmups_run_shortened() {
-        struct Recorder(Vec<(f64, f64)>);
-        impl Backend for Recorder {
-            fn name(&self) -> &'static str {
-                "recorder"
-            }
-            fn applicability(&self, _: &Point) -> Readiness {
-                Readiness::Ready
-            }
-            fn prepare(&mut self, _: &Point) -> Result<Readiness, BackendError> {
-                Ok(Readiness::Ready)
-            }
-            fn run_rep(
-                &mut self,
-                p: &Point,
-                _: u32,
-                _: &Cancel,
-            ) -> Result<RepOutcome, BackendError> {
-                let Workload::Stream(s) = &p.workload else {
-                    panic!("a stream point")
-                };
-                self.0.push((s.duration.0, s.omit.0));
-                Ok(RepOutcome {
-                    metrics: [(metrics::THROUGHPUT.to_string(), 1.0)].into(),
-                    raw: serde_json::json!({}),
-                })
-            }
-            fn teardown(&mut self, _: &Point) -> Result<(), BackendError> {
-                Ok(())
-            }
-        }
         let suite = crate::suite::file::parse(
             "[[scenario]]\nkind = \"baseline\"\nduration = 10\nomit = 2\n",
             "t.toml",
@@ -634,7 +605,17 @@ mod tests {
             warmup_reps: 1,
             warmup_s: Some(1.5),
         };
-        let mut rec = Recorder(Vec::new());
+        let mut seen = Vec::new();
+        let mut rec = Answering(|p: &Point| {
+            let Workload::Stream(s) = &p.workload else {
+                panic!("a stream point")
+            };
+            seen.push((s.duration.0, s.omit.0));
+            Ok(RepOutcome {
+                metrics: [(metrics::THROUGHPUT.to_string(), 1.0)].into(),
+                raw: serde_json::json!({}),
+            })
+        });
         run(
             &mut rec,
             &points,
@@ -645,6 +626,6 @@ mod tests {
             &mut Silent,
         )
         .unwrap();
-        assert_eq!(rec.0, [(2.0, 0.0), (10.0, 2.0), (10.0, 2.0), (10.0, 2.0)]);
+        assert_eq!(seen, [(2.0, 0.0), (10.0, 2.0), (10.0, 2.0), (10.0, 2.0)]);
     }
 }

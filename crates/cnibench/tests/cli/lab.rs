@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::util::{cnibench, ends, records, run};
+use super::util::{TWO_REPS, cnibench, ends, records, run};
 
 fn root() -> bool {
     if nix::unistd::geteuid().is_root() {
@@ -320,13 +320,11 @@ fn netns_lab_iperf3_next_to_netload_end_to_end() {
             "tools",
             "--netload",
             nl.to_str().unwrap(),
-            "--min-reps",
-            "2",
-            "--max-reps",
-            "2",
-            "--warmup",
-            "0",
-        ],
+        ]
+        .iter()
+        .chain(&TWO_REPS)
+        .copied()
+        .collect::<Vec<_>>(),
     );
     assert_eq!(r.code, 0, "{r:?}");
     let dir = tmp.path().join("tools");

@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::util::{cnibench, ends, records, run};
+use crate::util::{TWO_REPS, cnibench, ends, records, run};
 
 const STUB: &str = r#"#!/usr/bin/env python3
 import os, socket, sys
@@ -193,13 +193,11 @@ fn loopback_iperf3_next_to_netload() {
             "netload,iperf3",
             "--set",
             "duration=1",
-            "--min-reps",
-            "2",
-            "--max-reps",
-            "2",
-            "--warmup",
-            "0",
-        ],
+        ]
+        .iter()
+        .chain(&TWO_REPS)
+        .copied()
+        .collect::<Vec<_>>(),
     );
     assert_eq!(r.code, 0, "{r:?}");
     let dir = tmp.path().join("both");
