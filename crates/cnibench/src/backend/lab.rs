@@ -645,11 +645,13 @@ impl Backend for LabBackend {
 
     fn setup_estimate(&self, point: &Point) -> Duration {
         let o = point.objects;
-        // Measured (lab module docs): ~0.1 s lab, ~0.2 ms per service, ~0.1 ms per policy
-        // or filler, plus about 3 s of self-checks at most (the deny probe's timeout).
+        // Measured (lab module docs): ~0.1 s lab, ~0.2 ms per service (and ~0.1 ms for
+        // its filler backend), ~0.1 ms per policy or filler, ~7 ms per replica pod (a
+        // namespace each), plus the deny probe's 0.5 s timeout with policies.
         Duration::from_millis(
-            300 + u64::from(o.services) / 4
+            300 + u64::from(o.services) * 3 / 10
                 + u64::from(o.policies + o.filler_pods) / 10
+                + u64::from(o.replicas) * 7
                 + if o.policies > 0 { 500 } else { 0 },
         )
     }
