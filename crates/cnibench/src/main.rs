@@ -171,7 +171,7 @@ struct RunArgs {
     #[arg(long)]
     label: Option<String>,
     /// Continue an interrupted run in this directory (suite, rule and backend come from it).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["out", "suite", "only", "skip", "set"])]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["out", "suite", "only", "skip", "set", "tool"])]
     resume: Option<PathBuf>,
 }
 
