@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use cnibench::backend::fake::{FailAt, FakeBackend};
+use cnibench::backend::iperf3;
 use cnibench::backend::lab::{LabBackend, LabOptions};
 use cnibench::backend::loopback::{LoopbackBackend, locate_netload};
 use cnibench::backend::{Backend, Cancel, Readiness};
@@ -85,6 +86,11 @@ struct SuiteArgs {
     /// Replace a parameter's values in every scenario it applies to, e.g. services=1,10,100.
     #[arg(long = "set", value_name = "KEY=V1,V2")]
     set: Vec<String>,
+    /// Traffic generator of every point: netload, iperf3 (stream points only; the others
+    /// are recorded as not applicable), or netload,iperf3 for both side by side (each
+    /// point twice, one after the other, labelled tool=...). Same as --set tool=...
+    #[arg(long, value_name = "TOOL[,TOOL]")]
+    tool: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -110,6 +116,9 @@ struct BackendArgs {
     /// netload binary (default: next to cnibench).
     #[arg(long, env = "NETLOAD")]
     netload: Option<PathBuf>,
+    /// iperf3 binary for points with tool=iperf3 (default: iperf3 on PATH).
+    #[arg(long, env = "IPERF3")]
+    iperf3: Option<PathBuf>,
     /// Seed of the fake backend.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -119,6 +128,9 @@ struct BackendArgs {
     /// Fake backend: real milliseconds per repetition (for tests).
     #[arg(long, hide = true, default_value_t = 0)]
     fake_delay_ms: u64,
+    /// Fake backend: noise scale (1 = default; larger imitates a loaded machine).
+    #[arg(long, hide = true, default_value_t = 1.0)]
+    fake_noise: f64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -138,6 +150,10 @@ struct RuleArgs {
     /// Warm-up repetitions per point (discarded).
     #[arg(long, default_value_t = 1)]
     warmup: u32,
+    /// Length cap of a warm-up repetition (whole seconds, e.g. 2s), or `full` for as long
+    /// as a measured repetition. A warm-up only brings the path up; it is never measured.
+    #[arg(long, default_value = "2s")]
+    warmup_time: String,
 }
 
 #[derive(Args, Debug)]
@@ -155,7 +171,7 @@ struct RunArgs {
     #[arg(long)]
     label: Option<String>,
     /// Continue an interrupted run in this directory (suite, rule and backend come from it).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["out", "suite", "only", "skip", "set"])]
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["out", "suite", "only", "skip", "set", "tool"])]
     resume: Option<PathBuf>,
 }
 
@@ -253,17 +269,38 @@ fn load_suite(a: &SuiteArgs) -> Result<Suite> {
         })?;
         suite::file::parse(&text, &a.suite)?
     };
-    let set = a
+    let mut set = a
         .set
         .iter()
         .map(|s| suite::parse_set(s))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(tool) = &a.tool {
+        let (key, mut sweep) = suite::parse_set(&format!("tool={tool}"))?;
+        sweep.origin = suite::Origin::arg(format!("--tool {tool}"));
+        set.push((key, sweep));
+    }
     let overrides = Overrides {
         only: a.only.clone(),
         skip: a.skip.clone(),
         set,
     };
     Ok(suite.apply(&overrides)?)
+}
+
+/// `--warmup-time`: `None` for `full`.
+fn warmup_time(a: &RuleArgs) -> Result<Option<f64>> {
+    if a.warmup_time == "full" {
+        return Ok(None);
+    }
+    let s = suite::params::parse_seconds(&a.warmup_time)
+        .map_err(|e| anyhow::anyhow!("--warmup-time: {e} (or `full`)"))?;
+    if !(s > 0.0 && s <= 3600.0) {
+        bail!(
+            "--warmup-time: {} is out of range (seconds from 1 to 3600, or `full`)",
+            a.warmup_time
+        );
+    }
+    Ok(Some(s.ceil()))
 }
 
 fn rule(a: &RuleArgs) -> Result<StopRule> {
@@ -311,21 +348,43 @@ fn lab_options(a: &BackendArgs) -> LabOptions {
     }
 }
 
-fn backend(kind: BackendKind, a: &BackendArgs, run_id: &str) -> Result<Box<dyn Backend>> {
+/// The backend for `points`; iperf3 is looked for only when a point needs it, and a
+/// missing one is an error before anything is created.
+fn backend(
+    kind: BackendKind,
+    a: &BackendArgs,
+    run_id: &str,
+    points: &[cnibench::scenario::Point],
+) -> Result<Box<dyn Backend>> {
+    let iperf3 = || -> Result<Option<(PathBuf, String)>> {
+        if kind == BackendKind::Fake || !iperf3::needed(points) {
+            return Ok(None);
+        }
+        Ok(Some(iperf3::locate(a.iperf3.as_deref())?))
+    };
     Ok(match kind {
         BackendKind::Fake => {
             let mut f = FakeBackend::new(a.seed);
             f.fail.clone_from(&a.fake_fail);
             f.delay = Duration::from_millis(a.fake_delay_ms);
+            f.noise = a.fake_noise;
             Box::new(f)
         }
         BackendKind::Loopback => {
             let path = locate_netload(a.netload.as_deref())?;
-            Box::new(LoopbackBackend::new(path)?)
+            let mut b = LoopbackBackend::new(path)?;
+            if let Some(i) = iperf3()? {
+                b = b.with_iperf3(i);
+            }
+            Box::new(b)
         }
         BackendKind::Lab => {
             let path = locate_netload(a.netload.as_deref())?;
-            Box::new(LabBackend::new(path, lab_options(a), run_id)?)
+            let mut b = LabBackend::new(path, lab_options(a), run_id)?;
+            if let Some(i) = iperf3()? {
+                b = b.with_iperf3(i);
+            }
+            Box::new(b)
         }
     })
 }
@@ -348,9 +407,13 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
     let suite = load_suite(&a.suite)?;
     let points = suite::expand(&suite)?;
     let rule = rule(&a.rule)?;
+    let warmup = plan::Warmup {
+        reps: a.rule.warmup,
+        secs: warmup_time(&a.rule)?,
+    };
     // Planning needs no tools: a loopback plan without netload still shows what applies.
     let kind = backend_kind(&a.backend);
-    let backend: Option<Box<dyn Backend>> = match backend(kind, &a.backend, "plan") {
+    let backend: Option<Box<dyn Backend>> = match backend(kind, &a.backend, "plan", &points) {
         Ok(b) => Some(b),
         Err(e) => {
             eprintln!("note: {e:#} (needed to run, not to plan)");
@@ -365,7 +428,7 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
                 .map_or((Duration::ZERO, Duration::from_millis(200)), |b| {
                     (b.setup_estimate(p), b.rep_overhead())
                 });
-            plan::estimate(p, &rule, a.rule.warmup, setup, overhead)
+            plan::estimate(p, &rule, warmup, setup, overhead)
         })
         .collect();
     let notes: Vec<Option<String>> = points
@@ -373,11 +436,14 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
         .map(|p| {
             let readiness = match (&backend, kind) {
                 (Some(b), _) => b.applicability(p),
-                (None, BackendKind::Loopback) => cnibench::backend::loopback::applicability(p),
+                (None, BackendKind::Loopback) => match iperf3::applicability(p) {
+                    Readiness::Ready => cnibench::backend::loopback::applicability(p),
+                    na @ Readiness::NotApplicable(_) => na,
+                },
                 (None, BackendKind::Lab) => {
                     cnibench::backend::lab::applicability(p, &lab_options(&a.backend))
                 }
-                (None, BackendKind::Fake) => Readiness::Ready,
+                (None, BackendKind::Fake) => iperf3::applicability(p),
             };
             match readiness {
                 Readiness::NotApplicable(why) => Some(format!("not applicable: {why}")),
@@ -457,7 +523,7 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
         if let Some(v) = t.get("lab_nodes") {
             args.nodes = v.parse()?;
         }
-        let backend = backend(kind, &args, &loaded.meta.run_id)?;
+        let backend = backend(kind, &args, &loaded.meta.run_id, &loaded.meta.points)?;
         let LoadedRun { meta, parsed, .. } = loaded;
         eprintln!(
             "resuming {} ({} records so far)",
@@ -469,6 +535,7 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
         let suite = load_suite(&a.suite)?;
         let points = suite::expand(&suite)?;
         let rule = rule(&a.rule)?;
+        let warmup_s = warmup_time(&a.rule)?;
         // Find the tools before creating anything on disk.
         let run_id = run_id(&suite.name, a.label.as_deref());
         let kind = backend_kind(&a.backend);
@@ -483,7 +550,7 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
                 }
             );
         }
-        let backend = backend(kind, &a.backend, &run_id)?;
+        let backend = backend(kind, &a.backend, &run_id, &points)?;
         let out = a
             .out
             .clone()
@@ -501,6 +568,7 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
             tools,
             rule,
             warmup_reps: a.rule.warmup,
+            warmup_s,
             points,
             command: std::env::args().collect(),
         };
@@ -513,6 +581,7 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
     let config = RunConfig {
         rule: meta.rule,
         warmup_reps: meta.warmup_reps,
+        warmup_s: meta.warmup_s,
     };
     let mut bars = progress::Progress::new(meta.points.len(), meta.rule);
     let outcome = runner::run(

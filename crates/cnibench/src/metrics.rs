@@ -312,6 +312,53 @@ pub fn from_http(v: &Value) -> Metrics {
     m
 }
 
+/// Metrics of one `iperf3 -J` document (client side), in the units netload's metrics use,
+/// so both tools' repetitions land in the same columns: throughput from the receiver's
+/// sums (both directions with `--bidir`), retransmits from the sender's, UDP loss and
+/// jitter as the receiver saw them, and iperf3's process CPU (`cpu_utilization_percent`,
+/// user + system as % of the test duration; `host` is the client, `remote` the server)
+/// as seconds per Gbit. iperf3 does not sample node CPU, so node CPU and softirq stay empty.
+pub fn from_iperf3(doc: &Value) -> Result<Metrics, String> {
+    let f = |path: &str| doc.pointer(path).and_then(Value::as_f64);
+    if let Some(e) = doc.get("error").and_then(Value::as_str) {
+        return Err(format!("iperf3 reported an error: {e}"));
+    }
+    let udp = doc
+        .pointer("/start/test_start/protocol")
+        .and_then(Value::as_str)
+        == Some("UDP");
+    let forward = f("/end/sum_received/bits_per_second")
+        .or_else(|| f("/end/sum/bits_per_second"))
+        .ok_or("no end.sum_received.bits_per_second: not an `iperf3 -J` result")?;
+    let bps = forward + f("/end/sum_received_bidir_reverse/bits_per_second").unwrap_or(0.0);
+    let mut m = Metrics::new();
+    m.insert(THROUGHPUT.into(), bps / 1e9);
+    let duration = f("/end/sum_received/seconds").or_else(|| f("/end/sum/seconds"));
+    let gbit = duration.map(|d| bps * d / 1e9).filter(|g| *g > 0.0);
+    if let (Some(g), Some(d)) = (gbit, duration) {
+        if let Some(h) = f("/end/cpu_utilization_percent/host_total") {
+            m.insert(CLIENT_PROCESS_CPU.into(), h / 100.0 * d / g);
+        }
+        if let Some(r) = f("/end/cpu_utilization_percent/remote_total") {
+            m.insert(SERVER_PROCESS_CPU.into(), r / 100.0 * d / g);
+        }
+    }
+    if !udp && let Some(r) = f("/end/sum_sent/retransmits") {
+        let reverse = f("/end/sum_sent_bidir_reverse/retransmits").unwrap_or(0.0);
+        m.insert(RETRANSMITS.into(), r + reverse);
+    }
+    if udp {
+        if let Some(l) = f("/end/sum_received/lost_percent").or_else(|| f("/end/sum/lost_percent"))
+        {
+            m.insert(LOSS.into(), l);
+        }
+        if let Some(j) = f("/end/sum_received/jitter_ms").or_else(|| f("/end/sum/jitter_ms")) {
+            m.insert(JITTER.into(), j);
+        }
+    }
+    Ok(m)
+}
+
 /// Extracts metrics from a netload JSON document of `workload`; the error names what is
 /// missing or malformed.
 pub fn extract(workload: WorkloadKind, raw: &Value) -> Result<Metrics, String> {
@@ -385,6 +432,26 @@ mod tests {
             &json!({"interrupted": true, "latency": {"p50_us": 1.0}}),
         );
         assert!(err.unwrap_err().contains("interrupted"));
+    }
+
+    #[test]
+    fn iperf3_udp_and_bidir_documents() {
+        // Trimmed from iperf 3.12 -J output (loopback, 1 s).
+        let udp = json!({"start": {"test_start": {"protocol": "UDP"}},
+            "end": {"sum": {"bits_per_second": 1.0e8, "seconds": 1.0, "jitter_ms": 0.5, "lost_percent": 9.0},
+                    "sum_received": {"bits_per_second": 1.0e8, "seconds": 1.0, "jitter_ms": 0.01, "lost_percent": 2.0},
+                    "cpu_utilization_percent": {"host_total": 5.0, "remote_total": 1.0}}});
+        let m = from_iperf3(&udp).unwrap();
+        assert_eq!((m[THROUGHPUT], m[LOSS], m[JITTER]), (0.1, 2.0, 0.01));
+        // 5 % of 1 s over 0.1 Gbit.
+        assert!((m[CLIENT_PROCESS_CPU] - 0.5).abs() < 1e-9);
+        assert!(!m.contains_key(RETRANSMITS) && !m.contains_key(SERVER_CPU));
+        let bidir = json!({"start": {"test_start": {"protocol": "TCP"}},
+            "end": {"sum_sent": {"retransmits": 3}, "sum_received": {"bits_per_second": 2e9, "seconds": 1.0},
+                    "sum_sent_bidir_reverse": {"retransmits": 4},
+                    "sum_received_bidir_reverse": {"bits_per_second": 1e9, "seconds": 1.0}}});
+        let m = from_iperf3(&bidir).unwrap();
+        assert_eq!((m[THROUGHPUT], m[RETRANSMITS]), (3.0, 7.0));
     }
 
     #[test]

@@ -16,16 +16,30 @@ pub struct Estimate {
     pub high: Duration,
 }
 
+/// How a point is warmed up: repetitions and their length cap (see
+/// [`crate::scenario::Workload::for_warmup`]; `None` = as long as a measured one).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Warmup {
+    /// Warm-up repetitions per point.
+    pub reps: u32,
+    /// Length cap of each, seconds.
+    pub secs: Option<f64>,
+}
+
 /// Estimates one point: setup, warm-up and repetitions of `nominal + overhead` each.
 pub fn estimate(
     point: &Point,
     rule: &StopRule,
-    warmup: u32,
+    warmup: Warmup,
     setup: Duration,
     overhead: Duration,
 ) -> Estimate {
     let rep = point.workload.nominal_duration() + overhead;
-    let reps = |n: usize| rep * (warmup + n as u32);
+    let warm = match warmup.secs {
+        Some(s) => point.workload.for_warmup(s).nominal_duration() + overhead,
+        None => rep,
+    } * warmup.reps;
+    let reps = |n: usize| warm + rep * n as u32;
     let budget = Duration::from_secs_f64(rule.time_budget_s.max(0.0));
     Estimate {
         low: setup + reps(rule.min_reps).min(budget),
@@ -86,11 +100,30 @@ mod tests {
         let rule = StopRule::default();
         let est: Vec<Estimate> = points
             .iter()
-            .map(|p| estimate(p, &rule, 1, Duration::ZERO, Duration::from_millis(200)))
+            .map(|p| {
+                let warmup = Warmup {
+                    reps: 1,
+                    secs: None,
+                };
+                estimate(p, &rule, warmup, Duration::ZERO, Duration::from_millis(200))
+            })
             .collect();
         // 2 s repetitions, 1 warm-up + 3 reps.
         assert_eq!(est[0].low, Duration::from_millis(8800));
         assert_eq!(est[0].high, Duration::from_millis(28600));
+        // A 1 s warm-up saves a second per point.
+        let short = Warmup {
+            reps: 1,
+            secs: Some(1.0),
+        };
+        let e = estimate(
+            &points[0],
+            &rule,
+            short,
+            Duration::ZERO,
+            Duration::from_millis(200),
+        );
+        assert_eq!(e.low, Duration::from_millis(7800));
         let text = render(&points, &est, &vec![None; points.len()]);
         assert!(text.contains("6 points (6 runnable)"), "{text}");
     }

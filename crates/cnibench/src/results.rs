@@ -43,6 +43,10 @@ pub struct Meta {
     pub rule: StopRule,
     /// Warm-up repetitions per point (discarded).
     pub warmup_reps: u32,
+    /// Length cap of a warm-up repetition, seconds; absent: as long as a measured one
+    /// (runs written before the cap existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_s: Option<f64>,
     /// The expanded points, in order (so `--resume` needs no suite file).
     pub points: Vec<Point>,
     /// The command line that started the run (for reproducing it).
@@ -134,8 +138,12 @@ pub struct PointEnd {
     pub status: PointStatus,
     /// Measured repetitions of the point so far (warm-ups excluded).
     pub reps: u32,
-    /// Why (not applicable, failed), or teardown problems.
+    /// Why (not applicable, failed, how far from the CI target), or teardown problems.
     pub note: Option<String>,
+    /// Wall time of the backend's `prepare` (building the point's environment and its
+    /// self-checks), seconds; absent in runs written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_s: Option<f64>,
 }
 
 /// One line of `results.jsonl`.
@@ -278,6 +286,9 @@ pub struct PointSummary {
     pub primary: String,
     /// Warm-up repetitions run.
     pub warmups: u32,
+    /// Seconds the backend took to prepare the point (see [`PointEnd::setup_s`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_s: Option<f64>,
     /// Per metric statistics over measured repetitions.
     pub metrics: BTreeMap<String, MetricSummary>,
 }
@@ -370,6 +381,7 @@ pub fn summarize(meta: &Meta, records: &[Record], warnings: &[String]) -> RunSum
             note: None,
             primary: metrics::primary(p.workload.kind()).to_string(),
             warmups: 0,
+            setup_s: None,
             metrics: BTreeMap::new(),
         })
         .collect();
@@ -402,6 +414,7 @@ pub fn summarize(meta: &Meta, records: &[Record], warnings: &[String]) -> RunSum
             Record::PointEnd(e) => {
                 points[i].status = Some(e.status);
                 points[i].note.clone_from(&e.note);
+                points[i].setup_s = e.setup_s.or(points[i].setup_s);
             }
         }
     }
@@ -623,6 +636,7 @@ mod tests {
             status,
             reps: 3,
             note: None,
+            setup_s: None,
         })
     }
 

@@ -24,6 +24,9 @@ pub struct RunConfig {
     pub rule: StopRule,
     /// Warm-up repetitions per point, discarded (recorded with `warmup: true`).
     pub warmup_reps: u32,
+    /// Length cap of a warm-up repetition, seconds (see [`crate::scenario::Workload::for_warmup`]); `None`
+    /// runs warm-ups as long as measured repetitions.
+    pub warmup_s: Option<f64>,
 }
 
 /// What happened, for progress display.
@@ -129,13 +132,17 @@ fn run_point(
             }
         }
     }
+    let prepare_start = clock::now();
+    let prepared = backend.prepare(point);
+    let setup_s = Some(clock::now().duration_since(prepare_start).as_secs_f64());
     let end = |status, values: &[f64], note: Option<String>| PointEnd {
         point: point.id.clone(),
         status,
         reps: values.len() as u32,
         note,
+        setup_s,
     };
-    match backend.prepare(point) {
+    match prepared {
         Ok(Readiness::Ready) => {}
         Ok(Readiness::NotApplicable(reason)) => {
             return Ok(end(PointStatus::NotApplicable, &values, Some(reason)));
@@ -148,13 +155,24 @@ fn run_point(
     let started = clock::now();
     let mut last_rep = point.workload.nominal_duration();
     let mut warmups_left = config.warmup_reps;
+    let warm_point = config.warmup_s.map(|secs| Point {
+        workload: point.workload.for_warmup(secs),
+        ..point.clone()
+    });
+    // Measured repetitions, counted apart from `values` so that a backend answering
+    // without the primary metric cannot keep the loop going past `max_reps`.
+    let mut measured = values.len();
     let (status, note) = loop {
         let warmup = warmups_left > 0;
         if !warmup {
             let decision =
-                config
+                match config
                     .rule
-                    .decide(&values, clock::now().duration_since(started), last_rep);
+                    .decide(&values, clock::now().duration_since(started), last_rep)
+                {
+                    Decision::Continue if measured >= config.rule.max_reps => Decision::MaxReps,
+                    d => d,
+                };
             match decision {
                 Decision::Continue => {}
                 Decision::Converged => break (PointStatus::Converged, None),
@@ -167,8 +185,16 @@ fn run_point(
         }
         let rep_start = clock::now();
         let started_unix_s = clock::wall_time().as_secs_f64();
-        let result = backend.run_rep(point, next_rep, cancel);
+        let target = match &warm_point {
+            Some(w) if warmup => w,
+            _ => point,
+        };
+        let result = backend.run_rep(target, next_rep, cancel);
         last_rep = clock::now().duration_since(rep_start);
+        if warmup && warm_point.is_some() {
+            // The next repetition is a full one: budget for that.
+            last_rep = last_rep.max(point.workload.nominal_duration());
+        }
         match result {
             Ok(out) => {
                 let rec = RepRecord {
@@ -180,8 +206,11 @@ fn run_point(
                     metrics: out.metrics,
                     raw: out.raw,
                 };
-                if !warmup && let Some(v) = rec.metrics.get(primary) {
-                    values.push(*v);
+                if !warmup {
+                    measured += 1;
+                    if let Some(v) = rec.metrics.get(primary) {
+                        values.push(*v);
+                    }
                 }
                 if let Err(e) = writer.append(&Record::Rep(rec.clone())) {
                     // Cannot record: stop measuring, but leave nothing behind.
@@ -226,6 +255,12 @@ fn run_point(
             }
         }
     };
+    let note = match (status, note) {
+        (PointStatus::MaxReps | PointStatus::TimeBudget, None) => {
+            Some(convergence_note(&values, config.rule.ci_target))
+        }
+        (_, note) => note,
+    };
     let note = match note {
         Some(n) => Some(with_teardown(n, backend.teardown(point))),
         None => backend
@@ -241,6 +276,22 @@ fn run_point(
     Ok(end(status, &values, note))
 }
 
+/// How far a point that stopped without converging got: its CI against the target.
+fn convergence_note(values: &[f64], target: f64) -> String {
+    match crate::stats::summarize(values).and_then(|s| s.ci_relative) {
+        Some(r) => format!(
+            "95% CI ±{:.1}% of the mean after {} repetitions (target ±{:.1}%)",
+            r * 100.0,
+            values.len(),
+            target * 100.0
+        ),
+        None => format!(
+            "{} measured repetition(s): too few for a confidence interval",
+            values.len()
+        ),
+    }
+}
+
 fn with_teardown(note: String, teardown: Result<(), BackendError>) -> String {
     match teardown {
         Ok(()) => note,
@@ -253,6 +304,7 @@ mod tests {
     use super::*;
     use crate::backend::RepOutcome;
     use crate::results::{HostInfo, Meta, RunDir, parse_records};
+    use crate::scenario::Workload;
     use crate::suite::{expand, presets};
 
     /// A backend that answers from a script: per point index, what repetition `n` does.
@@ -323,6 +375,7 @@ mod tests {
             tools: BTreeMap::new(),
             rule: StopRule::default(),
             warmup_reps: 1,
+            warmup_s: None,
             points: points.clone(),
             command: vec![],
         };
@@ -338,6 +391,7 @@ mod tests {
         let config = RunConfig {
             rule: StopRule::default(),
             warmup_reps: 1,
+            warmup_s: None,
         };
         let outcome = run(
             &mut backend,
@@ -378,5 +432,200 @@ mod tests {
             "the measured repetition before the interruption is kept"
         );
         assert!(ends[1].note.as_deref().unwrap().contains("not yet"));
+    }
+
+    /// A backend whose repetitions are answered by a closure; everything else is ready.
+    struct Answering<F>(F);
+
+    impl<F: FnMut(&Point) -> Result<RepOutcome, BackendError>> Backend for Answering<F> {
+        fn name(&self) -> &'static str {
+            "answering"
+        }
+        fn applicability(&self, _: &Point) -> Readiness {
+            Readiness::Ready
+        }
+        fn prepare(&mut self, _: &Point) -> Result<Readiness, BackendError> {
+            Ok(Readiness::Ready)
+        }
+        fn run_rep(&mut self, p: &Point, _: u32, _: &Cancel) -> Result<RepOutcome, BackendError> {
+            (self.0)(p)
+        }
+        fn teardown(&mut self, _: &Point) -> Result<(), BackendError> {
+            Ok(())
+        }
+    }
+
+    fn meta_for(points: &[Point]) -> Meta {
+        Meta {
+            format_version: crate::results::FORMAT_VERSION,
+            run_id: "t".into(),
+            created: "t".into(),
+            backend: "fake".into(),
+            label: None,
+            suite: "quick".into(),
+            host: HostInfo::default(),
+            tools: BTreeMap::new(),
+            rule: StopRule::default(),
+            warmup_reps: 1,
+            warmup_s: None,
+            points: points.to_vec(),
+            command: vec![],
+        }
+    }
+
+    fn ends_of(dir: &std::path::Path) -> Vec<PointEnd> {
+        let text = std::fs::read_to_string(dir.join("results.jsonl")).unwrap();
+        parse_records(&text)
+            .records
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::PointEnd(e) => Some(e),
+                Record::Rep(_) => None,
+            })
+            .collect()
+    }
+
+    /// A loaded machine, imitated by the fake backend's seeded noise: every point still
+    /// stops within `max_reps`, and whether it converged is recorded with how far it got.
+    #[test]
+    fn noisy_points_stop_at_max_reps_and_say_so() {
+        let points = expand(&presets::load("quick").unwrap()).unwrap();
+        let rule = StopRule {
+            max_reps: 6,
+            ..StopRule::default()
+        };
+        let config = RunConfig {
+            rule,
+            warmup_reps: 1,
+            warmup_s: None,
+        };
+        for (noise, seed) in [(1.0, 11), (15.0, 11), (15.0, 12)] {
+            let tmp = tempfile::tempdir().unwrap();
+            let (_, mut writer) = RunDir::create(tmp.path(), &meta_for(&points)).unwrap();
+            let mut fake = crate::backend::fake::FakeBackend::new(seed);
+            fake.noise = noise;
+            let outcome = run(
+                &mut fake,
+                &points,
+                &[],
+                &mut writer,
+                &config,
+                &Cancel::default(),
+                &mut Silent,
+            )
+            .unwrap();
+            let ends = ends_of(tmp.path());
+            assert_eq!(ends.len(), points.len());
+            for e in &ends {
+                assert!(e.reps as usize <= rule.max_reps, "{e:?}");
+                assert!(e.setup_s.is_some(), "setup time recorded: {e:?}");
+                match e.status {
+                    PointStatus::Converged => assert!(e.note.is_none(), "{e:?}"),
+                    PointStatus::MaxReps => {
+                        assert_eq!(e.reps as usize, rule.max_reps, "{e:?}");
+                        let note = e.note.as_deref().unwrap();
+                        assert!(note.contains("95% CI ±") && note.contains("target ±2.5%"));
+                    }
+                    other => panic!("unexpected {other:?}: {e:?}"),
+                }
+            }
+            let flagged = ends
+                .iter()
+                .filter(|e| e.status == PointStatus::MaxReps)
+                .count();
+            assert_eq!(outcome.not_converged, flagged);
+            if noise > 1.0 {
+                assert!(flagged >= 3, "noise {noise} seed {seed}: {ends:?}");
+            } else {
+                assert!(flagged <= 1, "default noise converges: {ends:?}");
+            }
+        }
+    }
+
+    /// A backend that answers without the primary metric must not repeat forever.
+    #[test]
+    fn repetitions_without_the_primary_metric_stop_at_max_reps() {
+        let points = expand(&presets::load("quick").unwrap()).unwrap();
+        let points = &points[..1];
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, mut writer) = RunDir::create(tmp.path(), &meta_for(points)).unwrap();
+        let config = RunConfig {
+            rule: StopRule {
+                max_reps: 4,
+                ..StopRule::default()
+            },
+            warmup_reps: 0,
+            warmup_s: None,
+        };
+        let mut empty = Answering(|_: &Point| {
+            Ok(RepOutcome {
+                metrics: crate::metrics::Metrics::new(),
+                raw: serde_json::json!({}),
+            })
+        });
+        run(
+            &mut empty,
+            points,
+            &[],
+            &mut writer,
+            &config,
+            &Cancel::default(),
+            &mut Silent,
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(tmp.path().join("results.jsonl")).unwrap();
+        let reps = parse_records(&text)
+            .records
+            .iter()
+            .filter(|r| matches!(r, Record::Rep(_)))
+            .count();
+        assert_eq!(reps, 4);
+        let ends = ends_of(tmp.path());
+        assert_eq!(ends[0].status, PointStatus::MaxReps);
+        assert!(
+            ends[0].note.as_deref().unwrap().contains("too few"),
+            "{:?}",
+            ends[0]
+        );
+    }
+
+    /// A warm-up repetition runs the capped workload; measured ones the point's own.
+    #[test]
+    fn warmups_run_shortened() {
+        let suite = crate::suite::file::parse(
+            "[[scenario]]\nkind = \"baseline\"\nduration = 10\nomit = 2\n",
+            "t.toml",
+        )
+        .unwrap();
+        let points = expand(&suite).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, mut writer) = RunDir::create(tmp.path(), &meta_for(&points)).unwrap();
+        let config = RunConfig {
+            rule: StopRule::default(),
+            warmup_reps: 1,
+            warmup_s: Some(1.5),
+        };
+        let mut seen = Vec::new();
+        let mut rec = Answering(|p: &Point| {
+            let Workload::Stream(s) = &p.workload else {
+                panic!("a stream point")
+            };
+            seen.push((s.duration.0, s.omit.0));
+            Ok(RepOutcome {
+                metrics: [(metrics::THROUGHPUT.to_string(), 1.0)].into(),
+                raw: serde_json::json!({}),
+            })
+        });
+        run(
+            &mut rec,
+            &points,
+            &[],
+            &mut writer,
+            &config,
+            &Cancel::default(),
+            &mut Silent,
+        )
+        .unwrap();
+        assert_eq!(seen, [(2.0, 0.0), (10.0, 2.0), (10.0, 2.0), (10.0, 2.0)]);
     }
 }

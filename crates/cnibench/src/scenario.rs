@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use netload::spec::Direction;
+pub use netload::spec::{Direction, Zerocopy};
 
 /// Seconds, as a newtype so durations are never confused with rates or counts.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
@@ -295,6 +295,12 @@ pub struct StreamWorkload {
     pub rate: BitsPerSec,
     /// Forward, reverse (`-R`) or both (`--bidir`).
     pub direction: Direction,
+    /// Disable Nagle's algorithm (`--nodelay`; TCP only).
+    #[serde(default)]
+    pub nodelay: bool,
+    /// Zero-copy send (`--zerocopy sendfile|msg`; TCP only).
+    #[serde(default)]
+    pub zerocopy: Zerocopy,
 }
 
 /// Request/response flavour.
@@ -358,6 +364,30 @@ impl Workload {
         }
     }
 
+    /// The same workload for a warm-up repetition: at most `secs` measured, rounded up to
+    /// whole seconds and at least 1 (every tool takes that), and no omitted seconds inside
+    /// (the whole repetition is discarded anyway). A warm-up only has to bring the path up
+    /// (neighbours, conntrack, caches, CPU clocks), not to last as long as a measurement.
+    #[must_use]
+    pub fn for_warmup(&self, secs: f64) -> Workload {
+        let cap = |d: Seconds| Seconds(d.0.min(secs.ceil().max(1.0)));
+        match self {
+            Workload::Stream(s) => Workload::Stream(StreamWorkload {
+                duration: cap(s.duration),
+                omit: Seconds(0.0),
+                ..s.clone()
+            }),
+            Workload::Rr(r) => Workload::Rr(RrWorkload {
+                duration: cap(r.duration),
+                ..r.clone()
+            }),
+            Workload::Http(h) => Workload::Http(HttpWorkload {
+                duration: cap(h.duration),
+                ..h.clone()
+            }),
+        }
+    }
+
     /// Expected wall time of one repetition (warm-up plus measured window), without
     /// process start-up.
     pub fn nominal_duration(&self) -> Duration {
@@ -366,6 +396,50 @@ impl Workload {
             Workload::Rr(r) => r.duration.duration(),
             Workload::Http(h) => h.duration.duration(),
         }
+    }
+}
+
+/// The traffic generator that measures a point.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tool {
+    /// netload, every workload.
+    #[default]
+    Netload,
+    /// iperf3 (the system's binary, `-J`), stream workloads only: so a user can put the
+    /// tool they know next to netload on the same path in the same run.
+    Iperf3,
+}
+
+impl Tool {
+    /// Every tool.
+    pub const ALL: [Tool; 2] = [Tool::Netload, Tool::Iperf3];
+
+    /// Name in suite files, `--tool` and point ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tool::Netload => "netload",
+            Tool::Iperf3 => "iperf3",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Whether the tool is netload (the default; serde skips it in `meta.json`).
+    #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes &T
+    pub fn is_netload(&self) -> bool {
+        *self == Tool::Netload
+    }
+}
+
+impl fmt::Display for Tool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -382,8 +456,11 @@ pub struct Point {
     pub topology: Topology,
     /// Objects present while measuring.
     pub objects: Objects,
-    /// What netload does.
+    /// What the tool does.
     pub workload: Workload,
+    /// Which traffic generator measures it (runs written before tools existed: netload).
+    #[serde(default, skip_serializing_if = "Tool::is_netload")]
+    pub tool: Tool,
     /// The coordinates of this point in its sweep, as `key → value` text (for tables and
     /// charts); keys that do not apply to the workload are left out.
     pub params: BTreeMap<String, String>,

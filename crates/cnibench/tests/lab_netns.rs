@@ -663,3 +663,85 @@ fn netns_lab_kill9_then_clean() {
     // Cleaning again finds nothing.
     assert!(lab::clean(&CleanScope::Run(run)).unwrap().is_empty());
 }
+
+/// UDP through a `ClusterIP`: datagrams to the service address reach the endpoint, the
+/// endpoint's replies come back from the service address (conntrack undoes the DNAT), the
+/// UDP port's DNAT counter rises and the TCP port's does not. Both proxies.
+#[test]
+fn netns_lab_udp_through_a_service_is_dnatted() {
+    use std::net::UdpSocket;
+    const N: usize = 20;
+    if !require_root() {
+        return;
+    }
+    for (tag, proxy) in [("di", ProxyMode::Iptables), ("dn", ProxyMode::Nftables)] {
+        let mut lab = Lab::up(&spec(tag, Profile::Routed, proxy, PolicyMode::Iptables)).unwrap();
+        lab.add_pods(&[PodSpec::new("client", 1), PodSpec::new("server", 0)])
+            .unwrap();
+        let server_ip = lab.pod("server").unwrap().ip;
+        let svc = lab
+            .add_services(&[ServiceSpec {
+                ports: vec![ServicePort::tcp(53, 5353), ServicePort::udp(53, 5353)],
+                endpoints: vec![server_ip],
+            }])
+            .unwrap()
+            .remove(0);
+        let (tcp_port, udp_port) = (svc.ports[0], svc.ports[1]);
+        assert_eq!(udp_port.protocol, Protocol::Udp);
+        let udp_before = lab.service_counters(&svc, udp_port, 1).unwrap();
+        let tcp_before = lab.service_counters(&svc, tcp_port, 1).unwrap();
+        // An echo server in the server pod: answers every datagram, at most N, for 5 s.
+        let server = lab
+            .spawn_in(Target::Pod("server"), move || {
+                let s = UdpSocket::bind(SocketAddrV4::new(server_ip, 5353)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut buf = [0u8; 64];
+                let mut echoed = 0;
+                while echoed < N {
+                    let Ok((n, from)) = s.recv_from(&mut buf) else {
+                        break;
+                    };
+                    s.send_to(&buf[..n], from).unwrap();
+                    echoed += 1;
+                }
+                echoed
+            })
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let svc_addr = SocketAddr::new(svc.ip.into(), 53);
+        let replies: Vec<SocketAddr> = lab
+            .run_in(Target::Pod("client"), move || {
+                let c = UdpSocket::bind("0.0.0.0:0").unwrap();
+                c.set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                let mut from = Vec::new();
+                let mut buf = [0u8; 64];
+                for i in 0..N {
+                    c.send_to(format!("ping {i}").as_bytes(), svc_addr).unwrap();
+                    if let Ok((_, src)) = c.recv_from(&mut buf) {
+                        from.push(src);
+                    }
+                }
+                from
+            })
+            .unwrap();
+        let echoed = server.join().unwrap();
+        assert_eq!(echoed, N, "{proxy}: every datagram reached the endpoint");
+        assert_eq!(replies.len(), N, "{proxy}: every reply came back");
+        assert!(
+            replies.iter().all(|a| *a == svc_addr),
+            "{proxy}: replies come from the service address: {replies:?}"
+        );
+        let udp_after = lab.service_counters(&svc, udp_port, 1).unwrap();
+        let tcp_after = lab.service_counters(&svc, tcp_port, 1).unwrap();
+        println!(
+            "{proxy}: UDP DNAT {udp_before:?} -> {udp_after:?}, TCP {tcp_before:?} -> {tcp_after:?}"
+        );
+        assert!(
+            udp_after[0] > udp_before[0],
+            "{proxy}: the UDP DNAT rule counted: {udp_before:?} -> {udp_after:?}"
+        );
+        assert_eq!(tcp_after, tcp_before, "{proxy}: the TCP rule saw nothing");
+        lab.down().unwrap();
+    }
+}

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{Backend, BackendError, Cancel, Readiness, RepOutcome};
 use crate::metrics;
-use crate::scenario::{PathKind, Placement, Point, RrMode, Workload};
+use crate::scenario::{PathKind, Placement, Point, RrMode, Tool, Workload};
 
 /// Where the fake backend should fail, for tests of failure handling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,9 @@ pub struct FakeBackend {
     pub fail: Option<FailAt>,
     /// Real time each repetition takes (0 = instant); cancellable.
     pub delay: Duration,
+    /// Scale of the noise (1 = the default spread of about 1 % on throughput; a loaded
+    /// machine is more like 5..20).
+    pub noise: f64,
 }
 
 impl FakeBackend {
@@ -59,6 +62,7 @@ impl FakeBackend {
             seed,
             fail: None,
             delay: Duration::ZERO,
+            noise: 1.0,
         }
     }
 }
@@ -118,6 +122,7 @@ impl FakeBackend {
     // fields to its report types.
     #[allow(clippy::needless_update)]
     fn stream(
+        &self,
         point: &Point,
         s: &crate::scenario::StreamWorkload,
         rng: &mut SplitMix,
@@ -128,8 +133,11 @@ impl FakeBackend {
             (Placement::Inter, true) => 3.1,
             (Placement::Intra, true) => 4.2,
         };
-        let noise = 1.0 + 0.012 * rng.normal();
+        let noise = (1.0 + 0.012 * self.noise * rng.normal()).max(0.05);
         let gbps = base_gbps * f64::from(s.streams).powf(0.15) / Self::slowdown(point) * noise;
+        if point.tool == Tool::Iperf3 {
+            return Self::iperf3_doc(s, gbps, rng);
+        }
         let duration = s.duration.0;
         let bytes = (gbps * 1e9 / 8.0 * duration) as u64;
         let cpu_s_per_gb = 0.9 * Self::slowdown(point) * (1.0 + 0.02 * rng.normal());
@@ -200,6 +208,32 @@ impl FakeBackend {
     }
 }
 
+impl FakeBackend {
+    /// An `iperf3 -J` client document of a stream at `gbps` (the fields cnibench reads).
+    fn iperf3_doc(
+        s: &crate::scenario::StreamWorkload,
+        gbps: f64,
+        rng: &mut SplitMix,
+    ) -> serde_json::Value {
+        let bps = gbps * 1e9;
+        let d = s.duration.0;
+        let mut sum = |sender: bool| {
+            json!({"seconds": d, "bytes": (bps * d / 8.0) as u64, "bits_per_second": bps,
+                   "sender": sender, "retransmits": (!s.udp).then(|| (rng.uniform() * 20.0) as u64),
+                   "jitter_ms": 0.012, "lost_percent": 0.05})
+        };
+        let (sent, received) = (sum(true), sum(false));
+        json!({
+            "start": {"version": "iperf 3.12 (fake)", "test_start": {
+                "protocol": if s.udp { "UDP" } else { "TCP" }, "num_streams": s.streams,
+                "duration": d, "omit": s.omit.0,
+                "reverse": i32::from(s.direction == crate::scenario::Direction::Reverse)}},
+            "end": {"sum_sent": sent, "sum_received": received,
+                    "cpu_utilization_percent": {"host_total": 35.0, "remote_total": 48.0}},
+        })
+    }
+}
+
 impl Backend for FakeBackend {
     fn name(&self) -> &'static str {
         "fake"
@@ -209,12 +243,12 @@ impl Backend for FakeBackend {
         BTreeMap::from([("netload".to_string(), "fake".to_string())])
     }
 
-    fn applicability(&self, _point: &Point) -> Readiness {
-        Readiness::Ready
+    fn applicability(&self, point: &Point) -> Readiness {
+        super::iperf3::applicability(point)
     }
 
-    fn prepare(&mut self, _point: &Point) -> Result<Readiness, BackendError> {
-        Ok(Readiness::Ready)
+    fn prepare(&mut self, point: &Point) -> Result<Readiness, BackendError> {
+        Ok(self.applicability(point))
     }
 
     fn run_rep(
@@ -244,13 +278,13 @@ impl Backend for FakeBackend {
         let mut rng = self.rng(point, rep);
         let slow = Self::slowdown(point);
         let raw = match &point.workload {
-            Workload::Stream(s) => Self::stream(point, s, &mut rng),
+            Workload::Stream(s) => self.stream(point, s, &mut rng),
             Workload::Rr(r) => {
                 let base_us = match point.topology.placement {
                     Placement::Inter => 32.0,
                     Placement::Intra => 14.0,
                 } * if r.mode == RrMode::TcpCrr { 3.5 } else { 1.0 };
-                let p50 = base_us * slow * (1.0 + 0.025 * rng.normal());
+                let p50 = base_us * slow * (1.0 + 0.025 * self.noise * rng.normal()).max(0.05);
                 // The layout of netload's `RrReport`.
                 json!({
                     "schema_version": 1,
@@ -262,7 +296,7 @@ impl Backend for FakeBackend {
             Workload::Http(h) => {
                 let ttfb = (0.8 + 0.02 * f64::from(point.objects.replicas))
                     * slow
-                    * (1.0 + 0.06 * rng.normal());
+                    * (1.0 + 0.06 * self.noise * rng.normal()).max(0.05);
                 let secs = h.file_size.0 as f64 * 8.0 / 9e9 + ttfb / 1000.0;
                 // The layout of netload's `HttpReport` (latencies in microseconds).
                 json!({
@@ -277,11 +311,14 @@ impl Backend for FakeBackend {
                 })
             }
         };
-        let metrics = metrics::extract(point.workload.kind(), &raw).map_err(|message| {
-            BackendError::Output {
-                tool: "fake".into(),
-                message,
-            }
+        let extracted = if point.tool == Tool::Iperf3 {
+            metrics::from_iperf3(&raw)
+        } else {
+            metrics::extract(point.workload.kind(), &raw)
+        };
+        let metrics = extracted.map_err(|message| BackendError::Output {
+            tool: "fake".into(),
+            message,
         })?;
         Ok(RepOutcome { metrics, raw })
     }

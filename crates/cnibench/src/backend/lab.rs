@@ -12,12 +12,19 @@
 //!   server's policy chain (policy points). Each must rise;
 //! - **mtu/mss**: the server pod's MTU is the profile's pod MTU and the MSS a client
 //!   connection gets is that MTU less 52 (IPv4, TCP and timestamps);
+//! - **udp**: a UDP point through a service sends a datagram to the service's UDP port;
+//!   it must reach the server and the UDP port's DNAT counter must rise;
 //! - **deny**: with policies on, a connect from a pod the policies do not allow (the
 //!   `deny` pod, on the client's node) to the server times out.
 //!
 //! A failing check makes the point not applicable with the reason; it is never measured.
 //! The checks' results are added to each repetition's raw JSON under `cnibench_lab`
-//! (next to netload's own fields, which are left as they are).
+//! (next to the tool's own fields, which are left as they are), with the seconds each
+//! phase of the build took under `setup_s` (`lab_up`, `pods`, `filler_pods`, `services`,
+//! `policies`, `self_checks`); the runner records the whole prepare per point.
+//!
+//! With `tool = iperf3` a stream point runs `iperf3 -s -1` and `iperf3 -c ... -J` in the
+//! same namespaces, on the same port and path (see [`super::iperf3`]).
 //!
 //! Repetitions start the server in the server's namespace with `ip netns exec`, wait until
 //! the kernel lists its port as listening in that namespace (`/proc/<pid>/net/tcp`), then
@@ -25,19 +32,22 @@
 //! per point (they serve until the point ends).
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::loopback::{Proc, client_outcome, finish_client, listening_in, tail};
-use super::{Backend, BackendError, Cancel, Readiness, RepOutcome, rr_args, stream_args};
+use super::{
+    Backend, BackendError, Cancel, Readiness, RepOutcome, http_args, rr_args, stream_args,
+};
+use crate::clock;
 use crate::lab::check::ProbeOutcome;
 use crate::lab::plan::{Policy, ServicePort};
 use crate::lab::{
     self, CounterDelta, Lab, LabError, LabSpec, PathCounter, PodSpec, PolicyMode, Profile,
     ProxyMode, ServiceSpec, Target,
 };
-use crate::scenario::{PathKind, Placement, Point, Workload};
+use crate::scenario::{PathKind, Placement, Point, Tool, Workload};
 
 /// Port of the measured server (netload control and data, TCP and UDP).
 pub const SERVER_PORT: u16 = 5201;
@@ -156,6 +166,7 @@ struct Prepared {
 pub struct LabBackend {
     netload: PathBuf,
     version: String,
+    iperf3: Option<(PathBuf, String)>,
     opts: LabOptions,
     lab_id: String,
     state: Option<Prepared>,
@@ -203,10 +214,19 @@ impl LabBackend {
         Ok(LabBackend {
             netload,
             version,
+            iperf3: None,
             opts,
             lab_id: lab_run_id(run_id),
             state: None,
         })
+    }
+
+    /// Measures the points whose tool is iperf3 with this binary (see
+    /// [`super::iperf3::locate`]).
+    #[must_use]
+    pub fn with_iperf3(mut self, iperf3: (PathBuf, String)) -> Self {
+        self.iperf3 = Some(iperf3);
+        self
     }
 
     /// The lab run id (namespaces are `cnb-<id>-…`).
@@ -240,7 +260,17 @@ impl LabBackend {
     #[allow(clippy::too_many_lines)]
     fn build(&self, point: &Point) -> Result<Result<Prepared, String>, LabError> {
         let spec = self.spec(point);
+        // Seconds per phase of the build, for `cnibench_lab.setup_s` (where setup time goes
+        // at 10k services or 20k policies).
+        let mut phases = serde_json::Map::new();
+        let mut t = clock::now();
+        let mut lap = |phases: &mut serde_json::Map<String, serde_json::Value>, name: &str| {
+            let now = clock::now();
+            phases.insert(name.into(), now.duration_since(t).as_secs_f64().into());
+            t = now;
+        };
         let mut lab = Lab::up(&spec)?;
+        lap(&mut phases, "lab_up");
         let inter = point.topology.placement == Placement::Inter;
         let client_node = usize::from(inter);
         let o = point.objects;
@@ -272,6 +302,7 @@ impl LabBackend {
                 pods.push(PodSpec::new("deny", client_node));
             }
             let created = lab.add_pods(&pods)?;
+            lap(&mut phases, "pods");
             (
                 End {
                     target: EndTarget::Pod("server0".into()),
@@ -312,19 +343,18 @@ impl LabBackend {
             }
         }
         checks.insert("filler_pods".into(), fillers.len().into());
+        lap(&mut phases, "filler_pods");
 
         // Services: the measured one first (its endpoints the server pods), then fillers.
         let mut dest = server.ip;
         let mut measured = None;
         if services > 0 {
-            let ports = |p: u16| match point.workload {
-                Workload::Stream(ref s) if s.udp => {
+            let ports = |p: u16| {
+                if uses_udp(&point.workload) {
                     vec![ServicePort::tcp(p, p), ServicePort::udp(p, p)]
+                } else {
+                    vec![ServicePort::tcp(p, p)]
                 }
-                Workload::Rr(ref r) if r.mode == crate::scenario::RrMode::UdpRr => {
-                    vec![ServicePort::tcp(p, p), ServicePort::udp(p, p)]
-                }
-                _ => vec![ServicePort::tcp(p, p)],
             };
             let mut specs = vec![ServiceSpec {
                 ports: ports(port),
@@ -338,6 +368,7 @@ impl LabBackend {
                 ));
             }
             let created = lab.add_services(&specs)?;
+            lap(&mut phases, "services");
             checks.insert("services".into(), created.len().into());
             if point.topology.path == PathKind::Service {
                 dest = created[0].ip;
@@ -363,6 +394,7 @@ impl LabBackend {
                 });
             }
             lab.add_policies(&policies)?;
+            lap(&mut phases, "policies");
             checks.insert("policies".into(), lab.policy_count().into());
         }
 
@@ -385,27 +417,28 @@ impl LabBackend {
             counters.push(PathCounter::PolicyAccepted(server.ip));
         }
         let server_ip = server.ip;
-        let listener = server.listen(&lab, &server_ns, port)?;
+        // Every replica listens: the service may send the probe to any of them.
+        let mut listeners = vec![server.listen(&lab, &server_ns, port)?];
+        if !point.topology.host_network {
+            for (r, &ip) in server_ips.iter().enumerate().skip(1) {
+                let pod = format!("server{r}");
+                let replica = End {
+                    target: EndTarget::Pod(pod.clone()),
+                    ip,
+                };
+                let ns = lab.netns(Target::Pod(&pod))?;
+                listeners.push(replica.listen(&lab, &ns, port)?);
+            }
+        }
         let probe_addr = SocketAddr::V4(SocketAddrV4::new(dest, port));
         let (probe, deltas) = lab.check_path(&counters, || {
             lab.connect_probe(client.target(), probe_addr, Duration::from_secs(2))
         })?;
-        drop(listener);
+        drop(listeners);
         let probe = probe?;
-        let deltas_json: Vec<serde_json::Value> = deltas
-            .iter()
-            .map(|d: &CounterDelta| {
-                serde_json::json!({
-                    "counter": format!("{:?}", d.counter).split([' ', '(']).next().unwrap_or_default(),
-                    "before": d.before,
-                    "after": d.after,
-                    "rose": d.rose(),
-                })
-            })
-            .collect();
         checks.insert(
             "path".into(),
-            serde_json::json!({"probe": format!("{probe:?}"), "to": probe_addr.to_string(), "counters": deltas_json}),
+            serde_json::json!({"probe": format!("{probe:?}"), "to": probe_addr.to_string(), "counters": deltas_json(&deltas)}),
         );
         if probe != ProbeOutcome::Connected {
             return Ok(Err(format!(
@@ -417,6 +450,63 @@ impl LabBackend {
                 "self-check failed: counter {:?} did not rise during a probe to {probe_addr} ({} → {})",
                 d.counter, d.before, d.after
             )));
+        }
+
+        // Self-check: a UDP point through a service also proves the UDP port's DNAT.
+        if let Some(svc) = measured.as_ref().filter(|_| uses_udp(&point.workload))
+            && let Some(&udp_port) = svc.ports.iter().find(|p| p.protocol == lab::Protocol::Udp)
+        {
+            let counters = [PathCounter::Dnat {
+                service: svc.clone(),
+                port: udp_port,
+                node: client_node,
+            }];
+            let bind = SocketAddrV4::new(server_ip, port);
+            let socket = lab
+                .run_in(server.target(), move || UdpSocket::bind(bind))?
+                .map_err(|source| LabError::Setns {
+                    netns: server_ns.clone(),
+                    source,
+                })?;
+            let receiving = std::thread::spawn(move || {
+                let mut buf = [0u8; 16];
+                socket
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .is_ok()
+                    && socket.recv_from(&mut buf).is_ok()
+            });
+            let to = SocketAddr::V4(SocketAddrV4::new(dest, port));
+            // The receiver is joined inside the probe: the counters are read after the
+            // datagram arrived (or the receiver gave up).
+            let ((sent, received), deltas) = lab.check_path(&counters, || {
+                let sent = lab.run_in(client.target(), move || -> std::io::Result<()> {
+                    let c = UdpSocket::bind("0.0.0.0:0")?;
+                    c.send_to(b"cnibench", to)?;
+                    Ok(())
+                });
+                (sent, receiving.join().unwrap_or(false))
+            })?;
+            checks.insert(
+                "path_udp".into(),
+                serde_json::json!({"to": to.to_string(), "received": received, "counters": deltas_json(&deltas)}),
+            );
+            if let Err(e) = sent? {
+                return Ok(Err(format!(
+                    "self-check failed: cannot send a UDP datagram to {to}: {e}"
+                )));
+            }
+            if !received || deltas.iter().any(|d| !d.rose()) {
+                return Ok(Err(format!(
+                    "self-check failed: a UDP datagram from the client to {to} {} (UDP DNAT counter {} → {})",
+                    if received {
+                        "arrived"
+                    } else {
+                        "did not reach the server"
+                    },
+                    deltas[0].before,
+                    deltas[0].after
+                )));
+            }
         }
 
         // Self-check: MTU and MSS match the profile (pods only).
@@ -454,6 +544,8 @@ impl LabBackend {
             }
         }
 
+        lap(&mut phases, "self_checks");
+        checks.insert("setup_s".into(), serde_json::Value::Object(phases));
         Ok(Ok(Prepared {
             servers: Vec::new(),
             server,
@@ -468,20 +560,51 @@ impl LabBackend {
     /// Waits until the server, inside its namespace, listens on `port` (read from its own
     /// view of /proc/net/tcp, which is per network namespace).
     fn wait_listening(server: &mut Proc, port: u16, cancel: &Cancel) -> Result<(), BackendError> {
-        server.wait_ready(port, cancel, |pid| {
-            [
-                format!("/proc/{pid}/net/tcp"),
-                format!("/proc/{pid}/net/tcp6"),
-            ]
-            .iter()
-            .filter_map(|t| std::fs::read_to_string(t).ok())
-            .any(|t| listening_in(&t, port))
-        })
+        server.wait_ready(port, cancel, |pid| listening_pid(pid, port))
     }
+}
+
+/// Whether the workload sends UDP (and so needs the service's UDP port).
+fn uses_udp(w: &Workload) -> bool {
+    match w {
+        Workload::Stream(s) => s.udp,
+        Workload::Rr(r) => r.mode == crate::scenario::RrMode::UdpRr,
+        Workload::Http(_) => false,
+    }
+}
+
+/// Counter deltas of a self-check as recorded in `cnibench_lab`.
+fn deltas_json(deltas: &[CounterDelta]) -> Vec<serde_json::Value> {
+    deltas
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "counter": format!("{:?}", d.counter).split([' ', '(']).next().unwrap_or_default(),
+                "before": d.before,
+                "after": d.after,
+                "rose": d.rose(),
+            })
+        })
+        .collect()
+}
+
+/// Whether process `pid` sees a socket listening on `port` in its own network namespace
+/// (`/proc/<pid>/net/tcp` is per namespace).
+fn listening_pid(pid: u32, port: u16) -> bool {
+    [
+        format!("/proc/{pid}/net/tcp"),
+        format!("/proc/{pid}/net/tcp6"),
+    ]
+    .iter()
+    .filter_map(|t| std::fs::read_to_string(t).ok())
+    .any(|t| listening_in(&t, port))
 }
 
 /// Whether the lab can run `point` with `opts` (before building anything).
 pub fn applicability(point: &Point, opts: &LabOptions) -> Readiness {
+    if let na @ Readiness::NotApplicable(_) = super::iperf3::applicability(point) {
+        return na;
+    }
     if point.topology.placement == Placement::Inter && opts.nodes < 2 {
         return Readiness::NotApplicable(format!(
             "inter-node placement needs at least 2 nodes (--nodes {})",
@@ -500,7 +623,7 @@ impl Backend for LabBackend {
     }
 
     fn tools(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut t = BTreeMap::from([
             ("netload".to_string(), self.version.clone()),
             (
                 "netload_path".to_string(),
@@ -515,16 +638,20 @@ impl Backend for LabBackend {
             ("lab_mtu".to_string(), self.opts.mtu.to_string()),
             ("lab_nodes".to_string(), self.opts.nodes.to_string()),
             ("lab_run_id".to_string(), self.lab_id.clone()),
-        ])
+        ]);
+        super::iperf3::record_tools(&mut t, self.iperf3.as_ref());
+        t
     }
 
     fn setup_estimate(&self, point: &Point) -> Duration {
         let o = point.objects;
-        // Measured (lab module docs): ~0.1 s lab, ~0.2 ms per service, ~0.1 ms per policy
-        // or filler, plus about 3 s of self-checks at most (the deny probe's timeout).
+        // Measured (lab module docs): ~0.1 s lab, ~0.2 ms per service (and ~0.1 ms for
+        // its filler backend), ~0.1 ms per policy or filler, ~7 ms per replica pod (a
+        // namespace each), plus the deny probe's 0.5 s timeout with policies.
         Duration::from_millis(
-            300 + u64::from(o.services) / 4
+            300 + u64::from(o.services) * 3 / 10
                 + u64::from(o.policies + o.filler_pods) / 10
+                + u64::from(o.replicas) * 7
                 + if o.policies > 0 { 500 } else { 0 },
         )
     }
@@ -600,6 +727,25 @@ impl Backend for LabBackend {
         };
         let bind = st.server.ip.to_string();
         let host = st.dest.to_string();
+        if let (Tool::Iperf3, Workload::Stream(s)) = (point.tool, &point.workload) {
+            let binary = &super::iperf3::configured(self.iperf3.as_ref())?.0;
+            let ends = super::iperf3::Ends {
+                binary,
+                server_prefix: &Self::prefix(&st.server_ns),
+                client_prefix: &Self::prefix(&st.client_ns),
+                bind: &bind,
+                host: &host,
+                port: SERVER_PORT,
+            };
+            let RepOutcome { metrics, mut raw } =
+                super::iperf3::run_rep(&ends, s, point, cancel, |pid| {
+                    listening_pid(pid, SERVER_PORT)
+                })?;
+            if let Some(obj) = raw.as_object_mut() {
+                obj.insert("cnibench_lab".into(), st.checks.clone());
+            }
+            return Ok(RepOutcome { metrics, raw });
+        }
         let (server, client_args) = match &point.workload {
             Workload::Stream(s) => {
                 let args = vec![
@@ -622,18 +768,7 @@ impl Backend for LabBackend {
                 Self::wait_listening(&mut p, RR_PORT, cancel)?;
                 (Some(p), rr_args(r, &host, RR_PORT))
             }
-            Workload::Http(h) => (
-                None,
-                vec![
-                    "http".into(),
-                    format!("http://{host}:{HTTP_PORT}/"),
-                    "-c".into(),
-                    h.concurrency.to_string(),
-                    "-t".into(),
-                    h.duration.0.to_string(),
-                    "--json".into(),
-                ],
-            ),
+            Workload::Http(h) => (None, http_args(h, &format!("http://{host}:{HTTP_PORT}/"))),
         };
         let mut server = server;
         let mut client = self.spawn(&st.client_ns, &client_args, true)?;

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::clock;
 use crate::metrics;
-use crate::scenario::{PathKind, Placement, Point, Workload};
+use crate::scenario::{PathKind, Placement, Point, Tool, Workload};
 
 /// Finds the netload binary: `explicit` (from `--netload` or `NETLOAD`), else next to the
 /// running executable (also one directory up, for test binaries in `target/*/deps`).
@@ -67,6 +67,7 @@ pub struct LoopbackBackend {
     netload: PathBuf,
     version: String,
     support: BTreeMap<&'static str, Option<String>>,
+    iperf3: Option<(PathBuf, String)>,
 }
 
 /// A started process whose output is collected by threads (no pipe can fill up).
@@ -190,13 +191,25 @@ impl Proc {
         capture_stdout: bool,
     ) -> Result<Proc, BackendError> {
         let name = format!("netload {}", args.first().map_or("", String::as_str));
+        Proc::spawn_tool(prefix, &name, netload, args, capture_stdout)
+    }
+
+    /// Starts `binary ARGS` behind a command `prefix`, named `name` in errors.
+    pub(crate) fn spawn_tool(
+        prefix: &[String],
+        name: &str,
+        binary: &Path,
+        args: &[String],
+        capture_stdout: bool,
+    ) -> Result<Proc, BackendError> {
+        let name = name.to_string();
         let mut command = match prefix.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
-                c.args(rest).arg(netload);
+                c.args(rest).arg(binary);
                 c
             }
-            None => Command::new(netload),
+            None => Command::new(binary),
         };
         let mut child = command
             .args(args)
@@ -210,7 +223,7 @@ impl Proc {
             .spawn()
             .map_err(|source| BackendError::Spawn {
                 tool: name.clone(),
-                path: netload.display().to_string(),
+                path: binary.display().to_string(),
                 source,
             })?;
         let stdout = child.stdout.take().map(collect);
@@ -391,7 +404,16 @@ impl LoopbackBackend {
             netload,
             version,
             support: BTreeMap::new(),
+            iperf3: None,
         })
+    }
+
+    /// Measures the points whose tool is iperf3 with this binary (see
+    /// [`super::iperf3::locate`]).
+    #[must_use]
+    pub fn with_iperf3(mut self, iperf3: (PathBuf, String)) -> Self {
+        self.iperf3 = Some(iperf3);
+        self
     }
 
     /// Whether this netload build has a subcommand; `Some(reason)` when it has not.
@@ -419,13 +441,15 @@ impl Backend for LoopbackBackend {
     }
 
     fn tools(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut t = BTreeMap::from([
             ("netload".to_string(), self.version.clone()),
             (
                 "netload_path".to_string(),
                 self.netload.display().to_string(),
             ),
-        ])
+        ]);
+        super::iperf3::record_tools(&mut t, self.iperf3.as_ref());
+        t
     }
 
     fn rep_overhead(&self) -> Duration {
@@ -433,7 +457,10 @@ impl Backend for LoopbackBackend {
     }
 
     fn applicability(&self, point: &Point) -> Readiness {
-        applicability(point)
+        match super::iperf3::applicability(point) {
+            Readiness::Ready => applicability(point),
+            na @ Readiness::NotApplicable(_) => na,
+        }
     }
 
     fn prepare(&mut self, point: &Point) -> Result<Readiness, BackendError> {
@@ -459,6 +486,20 @@ impl Backend for LoopbackBackend {
     ) -> Result<RepOutcome, BackendError> {
         let port = free_port()?;
         let host = "127.0.0.1";
+        if let (Tool::Iperf3, Workload::Stream(s)) = (point.tool, &point.workload) {
+            let binary = &super::iperf3::configured(self.iperf3.as_ref())?.0;
+            let ends = super::iperf3::Ends {
+                binary,
+                server_prefix: &[],
+                client_prefix: &[],
+                bind: host,
+                host,
+                port,
+            };
+            return super::iperf3::run_rep(&ends, s, point, cancel, |_| {
+                listening(port).unwrap_or(false)
+            });
+        }
         let (server_args, client_args) = match &point.workload {
             Workload::Stream(s) => (
                 vec![

@@ -4,11 +4,13 @@
 //! - [`loopback`]: real `netload` processes on 127.0.0.1; points that need topology or
 //!   cluster objects are reported as not applicable.
 //!
-//! - [`lab`]: real `netload` processes in a lab of network namespaces per point (root).
+//! - [`lab`]: real `netload` processes in a lab of network namespaces per point (root);
+//! - [`iperf3`]: iperf3 as the alternative stream tool of loopback and lab (`--tool`).
 //!
 //! The kube backend will implement the same trait.
 
 pub mod fake;
+pub mod iperf3;
 pub mod lab;
 pub mod loopback;
 
@@ -18,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::metrics::Metrics;
-use crate::scenario::{Direction, Point, RrMode, RrWorkload, StreamWorkload};
+use crate::scenario::{Direction, HttpWorkload, Point, RrMode, RrWorkload, StreamWorkload};
 
 /// Whether a backend can run a point.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +204,12 @@ pub fn stream_args(s: &StreamWorkload, host: &str, port: u16) -> Vec<String> {
     if let Some(m) = s.mss {
         a.extend(["--mss".into(), m.to_string()]);
     }
+    if s.nodelay {
+        a.push("--nodelay".into());
+    }
+    if s.zerocopy != crate::scenario::Zerocopy::None {
+        a.extend(["--zerocopy".into(), s.zerocopy.as_str().into()]);
+    }
     if s.udp {
         // netload's UDP default is 1G; always say what the suite asked for (0 = unlimited).
         a.extend(["--rate".into(), s.rate.0.to_string()]);
@@ -233,6 +241,22 @@ pub fn rr_args(r: &RrWorkload, host: &str, port: u16) -> Vec<String> {
     ]
 }
 
+/// Command-line arguments of `netload http URL ... --json` for an HTTP workload. Every
+/// request opens a new connection (`--new-connection`), as the thesis's curl did: service
+/// balancers pin a connection to one backend, so keep-alive would measure one replica of R.
+pub fn http_args(h: &HttpWorkload, url: &str) -> Vec<String> {
+    vec![
+        "http".into(),
+        url.into(),
+        "-c".into(),
+        h.concurrency.to_string(),
+        "-t".into(),
+        h.duration.0.to_string(),
+        "--new-connection".into(),
+        "--json".into(),
+    ]
+}
+
 /// Command-line arguments of the request/response responder.
 pub fn rr_server_args(bind: &str, port: u16) -> Vec<String> {
     vec![
@@ -260,10 +284,25 @@ mod tests {
             mss: Some(1400),
             rate: BitsPerSec(0),
             direction: Direction::Reverse,
+            nodelay: true,
+            zerocopy: crate::scenario::Zerocopy::Sendfile,
         };
         assert_eq!(
             stream_args(&s, "127.0.0.1", 9201).join(" "),
-            "tcp 127.0.0.1 --port 9201 -t 2 --omit 0.5 -P 4 -R -l 65536 --mss 1400 --json"
+            "tcp 127.0.0.1 --port 9201 -t 2 --omit 0.5 -P 4 -R -l 65536 --mss 1400 --nodelay --zerocopy sendfile --json"
+        );
+    }
+
+    #[test]
+    fn http_arguments_open_a_connection_per_request() {
+        let h = HttpWorkload {
+            file_size: Bytes(1_000_000),
+            duration: Seconds(2.0),
+            concurrency: 4,
+        };
+        assert_eq!(
+            http_args(&h, "http://198.18.0.9:8080/").join(" "),
+            "http http://198.18.0.9:8080/ -c 4 -t 2 --new-connection --json"
         );
     }
 }

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::metrics::{self, Metrics};
+use crate::metrics;
 use crate::results::{HostInfo, Meta, PointEnd, PointStatus, Record, RepRecord};
 use crate::scenario::{
     BitsPerSec, Direction, Objects, PathKind, Placement, Point, ScenarioKind, Seconds,
-    StreamWorkload, Topology, Workload,
+    StreamWorkload, Tool, Topology, Workload, Zerocopy,
 };
 use crate::stats::{Decision, StopRule};
 
@@ -25,45 +25,6 @@ pub struct ImportError {
 
 fn f(v: &Value, path: &str) -> Option<f64> {
     v.pointer(path).and_then(Value::as_f64)
-}
-
-/// Metrics of one `iperf3 -J` document.
-pub fn metrics_of(doc: &Value) -> Result<Metrics, String> {
-    if let Some(e) = doc.get("error").and_then(Value::as_str) {
-        return Err(format!("iperf3 reported an error: {e}"));
-    }
-    let udp = doc
-        .pointer("/start/test_start/protocol")
-        .and_then(Value::as_str)
-        == Some("UDP");
-    let bps = f(doc, "/end/sum_received/bits_per_second")
-        .or_else(|| f(doc, "/end/sum/bits_per_second"))
-        .ok_or("no end.sum_received.bits_per_second: not an `iperf3 -J` result")?;
-    let mut m = Metrics::new();
-    m.insert(metrics::THROUGHPUT.into(), bps / 1e9);
-    let duration = f(doc, "/end/sum_received/seconds").or_else(|| f(doc, "/end/sum/seconds"));
-    let gbit = duration.map(|d| bps * d / 1e9).filter(|g| *g > 0.0);
-    if let (Some(g), Some(d)) = (gbit, duration) {
-        // iperf3's CPU figures are process (user + system) time as % of the test duration.
-        if let Some(h) = f(doc, "/end/cpu_utilization_percent/host_total") {
-            m.insert(metrics::CLIENT_PROCESS_CPU.into(), h / 100.0 * d / g);
-        }
-        if let Some(r) = f(doc, "/end/cpu_utilization_percent/remote_total") {
-            m.insert(metrics::SERVER_PROCESS_CPU.into(), r / 100.0 * d / g);
-        }
-    }
-    if !udp && let Some(r) = f(doc, "/end/sum_sent/retransmits") {
-        m.insert(metrics::RETRANSMITS.into(), r);
-    }
-    if udp {
-        if let Some(l) = f(doc, "/end/sum/lost_percent") {
-            m.insert(metrics::LOSS.into(), l);
-        }
-        if let Some(j) = f(doc, "/end/sum/jitter_ms") {
-            m.insert(metrics::JITTER.into(), j);
-        }
-    }
-    Ok(m)
 }
 
 /// Builds a run from documents `(file name, JSON)`; every document is one measured
@@ -123,7 +84,10 @@ pub fn import(
             } else {
                 Direction::Forward
             },
+            nodelay: false,
+            zerocopy: Zerocopy::None,
         }),
+        tool: Tool::Iperf3,
         params: BTreeMap::from([("tool".to_string(), "iperf3".to_string())]),
     };
     let version = first
@@ -134,7 +98,7 @@ pub fn import(
     let mut records = Vec::new();
     let mut values = Vec::new();
     for (i, (source_name, doc)) in docs.iter().enumerate() {
-        let m = metrics_of(doc).map_err(|problem| ImportError {
+        let m = metrics::from_iperf3(doc).map_err(|problem| ImportError {
             source_name: source_name.clone(),
             problem,
         })?;
@@ -168,6 +132,7 @@ pub fn import(
                 values.len()
             )
         }),
+        setup_s: None,
     }));
     let meta = Meta {
         format_version: crate::results::FORMAT_VERSION,
@@ -186,6 +151,7 @@ pub fn import(
         ]),
         rule,
         warmup_reps: 0,
+        warmup_s: None,
         points: vec![point],
         command: Vec::new(),
     };
@@ -247,7 +213,7 @@ mod tests {
             err.to_string().starts_with("x.json: no end.sum_received"),
             "{err}"
         );
-        let err = metrics_of(&json!({"error": "unable to connect"})).unwrap_err();
+        let err = metrics::from_iperf3(&json!({"error": "unable to connect"})).unwrap_err();
         assert!(err.contains("unable to connect"));
     }
 }

@@ -28,6 +28,7 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
     let _ = writeln!(out, "# cnibench run {}\n", meta.run_id);
     let _ = writeln!(out, "- suite: {}", meta.suite);
     let _ = writeln!(out, "- backend: {}", meta.backend);
+    let _ = writeln!(out, "- measured with: {}", super::tools_used(meta));
     if let Some(l) = &meta.label {
         let _ = writeln!(out, "- label: {l}");
     }
@@ -41,11 +42,15 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
     let _ = writeln!(out, "- tools: {}", tools.join(", "));
     let _ = writeln!(
         out,
-        "- stopping rule: 95% CI within ±{:.1}% of the mean, {}..{} repetitions, {} warm-up, budget {} s per point\n",
+        "- stopping rule: 95% CI within ±{:.1}% of the mean, {}..{} repetitions, {} warm-up{}, budget {} s per point\n",
         meta.rule.ci_target * 100.0,
         meta.rule.min_reps,
         meta.rule.max_reps,
         meta.warmup_reps,
+        meta.warmup_s
+            .filter(|_| meta.warmup_reps > 0)
+            .map(|s| format!(" of at most {} s", s.ceil().max(1.0)))
+            .unwrap_or_default(),
         meta.rule.time_budget_s
     );
     let body: Vec<Vec<String>> = rows(run).iter().map(cells).collect();
@@ -84,6 +89,32 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
     }
     for w in &run.warnings {
         let _ = writeln!(out, "\n> warning: {w}");
+    }
+    let setup: Vec<Vec<String>> = run
+        .points
+        .iter()
+        .filter_map(|p| {
+            let o = p.point.objects;
+            p.setup_s.map(|s| {
+                vec![
+                    format!("`{}`", p.point.id),
+                    format!("{s:.2}"),
+                    o.services.to_string(),
+                    o.policies.to_string(),
+                    o.filler_pods.to_string(),
+                ]
+            })
+        })
+        .collect();
+    if !setup.is_empty() {
+        out.push_str("\n## Setup time per point\n\n");
+        out.push_str(
+            "Building the point's environment and its self-checks (the backend's prepare).\n\n",
+        );
+        out.push_str(&table(
+            &["point", "setup s", "services", "policies", "filler pods"],
+            &setup,
+        ));
     }
     out.push_str("\n## Raw repetitions\n\n");
     for p in &run.points {

@@ -41,6 +41,7 @@ pub fn baseline_for<'a>(run: &'a RunSummary, p: &PointSummary) -> Option<&'a Poi
     run.points.iter().find(|b| {
         b.point.kind == ScenarioKind::Baseline
             && b.point.workload.kind() == p.point.workload.kind()
+            && b.point.tool == p.point.tool
             && b.primary_summary().is_some()
     })
 }
@@ -101,13 +102,25 @@ pub fn coords(p: &PointSummary) -> String {
         .join(" ")
 }
 
+/// The traffic generators of a run's points, in first-use order (`netload, iperf3`).
+pub fn tools_used(meta: &Meta) -> String {
+    let mut tools: Vec<&str> = Vec::new();
+    for p in &meta.points {
+        if !tools.contains(&p.tool.as_str()) {
+            tools.push(p.tool.as_str());
+        }
+    }
+    tools.join(", ")
+}
+
 /// A one-line description of the run for headers.
 pub fn header(meta: &Meta) -> String {
     format!(
-        "run {} · suite {} · backend {}{} · {} · {} ({} cores, kernel {})",
+        "run {} · suite {} · backend {} · tool {}{} · {} · {} ({} cores, kernel {})",
         meta.run_id,
         meta.suite,
         meta.backend,
+        tools_used(meta),
         meta.label
             .as_ref()
             .map(|l| format!(" · label {l}"))
@@ -177,6 +190,7 @@ kind = "rr-latency"
             tools: BTreeMap::from([("cnibench".into(), "test".into())]),
             rule: StopRule::default(),
             warmup_reps: 1,
+            warmup_s: None,
             points: points.clone(),
             command: vec!["cnibench".into(), "run".into()],
         };
@@ -190,6 +204,7 @@ kind = "rr-latency"
                     status: PointStatus::NotApplicable,
                     reps: 0,
                     note: Some("needs 10 filler pods (use the lab or kube backend)".into()),
+                    setup_s: None,
                 }));
                 continue;
             }
@@ -219,6 +234,7 @@ kind = "rr-latency"
                 reps: reps - 1,
                 note: (status == PointStatus::Failed)
                     .then(|| "repetition 2 failed: injected".into()),
+                setup_s: None,
             }));
         }
         let summary = summarize(&meta, &records, &[]);

@@ -18,7 +18,8 @@ use std::fmt;
 
 use crate::scenario::{
     BitsPerSec, Bytes, Direction, HttpWorkload, Objects, PathKind, Placement, Point, RrMode,
-    RrWorkload, ScenarioKind, Seconds, StreamWorkload, Topology, Workload, WorkloadKind,
+    RrWorkload, ScenarioKind, Seconds, StreamWorkload, Tool, Topology, Workload, WorkloadKind,
+    Zerocopy,
 };
 pub use params::{Key, Raw, Value};
 
@@ -289,6 +290,9 @@ pub fn default_value(kind: ScenarioKind, key: Key) -> Option<Value> {
         Key::FileSize => Value::Bytes(10_000_000),
         Key::Duration => Value::Seconds(10.0),
         Key::Omit => Value::Seconds(1.0),
+        Key::Nodelay => Value::Bool(false),
+        Key::Zerocopy => Value::Zerocopy(Zerocopy::None),
+        Key::Tool => Value::Tool(Tool::Netload),
         Key::Policies | Key::Length | Key::Mss | Key::Mtu => return None,
     })
 }
@@ -420,6 +424,12 @@ fn build_point(spec: &ScenarioSpec, combo: &[(Key, Value, &Origin)]) -> Result<P
                 Some(Value::Direction(d)) => d,
                 _ => Direction::Forward,
             },
+            nodelay: workload == WorkloadKind::Tcp
+                && matches!(get(Key::Nodelay), Some(Value::Bool(true))),
+            zerocopy: match get(Key::Zerocopy) {
+                Some(Value::Zerocopy(z)) if workload == WorkloadKind::Tcp => z,
+                _ => Zerocopy::None,
+            },
         }),
         WorkloadKind::TcpRr | WorkloadKind::TcpCrr | WorkloadKind::UdpRr => {
             Workload::Rr(RrWorkload {
@@ -468,6 +478,10 @@ fn build_point(spec: &ScenarioSpec, combo: &[(Key, Value, &Origin)]) -> Result<P
         topology,
         objects,
         workload: workload_spec,
+        tool: match get(Key::Tool) {
+            Some(Value::Tool(t)) => t,
+            _ => Tool::Netload,
+        },
         params,
     })
 }
@@ -519,6 +533,47 @@ mod tests {
                 "pod-to-pod/placement=inter,workload=tcp-crr",
             ]
         );
+    }
+
+    #[test]
+    fn a_tool_sweep_puts_the_tools_of_a_point_next_to_each_other() {
+        let s = suite(
+            r#"
+            [[scenario]]
+            kind = "pod-to-pod"
+            workload = ["tcp", "udp"]
+            nodelay = true
+            "#,
+        )
+        .apply(&Overrides {
+            set: vec![parse_set("tool=netload,iperf3").unwrap()],
+            ..Overrides::default()
+        })
+        .unwrap();
+        let points = expand(&s).unwrap();
+        let ids: Vec<&str> = points.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "pod-to-pod/nodelay=true,placement=inter,tool=netload,workload=tcp",
+                "pod-to-pod/nodelay=true,placement=inter,tool=iperf3,workload=tcp",
+                "pod-to-pod/placement=inter,tool=netload,workload=udp",
+                "pod-to-pod/placement=inter,tool=iperf3,workload=udp",
+            ]
+        );
+        assert_eq!(points[1].tool, Tool::Iperf3);
+        let Workload::Stream(tcp) = &points[0].workload else {
+            panic!("stream")
+        };
+        assert!(tcp.nodelay);
+        let Workload::Stream(udp) = &points[2].workload else {
+            panic!("stream")
+        };
+        assert!(!udp.nodelay, "nodelay is a TCP option");
+        // Without a tool sweep, netload points keep the ids they always had.
+        let plain = expand(&presets::load("quick").unwrap()).unwrap();
+        assert_eq!(plain[0].id, "baseline/workload=tcp");
+        assert!(plain.iter().all(|p| p.tool == Tool::Netload));
     }
 
     #[test]

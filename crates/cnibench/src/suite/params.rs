@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::scenario::{Direction, PathKind, Placement, ScenarioKind, WorkloadKind};
+use crate::scenario::{Direction, PathKind, Placement, ScenarioKind, Tool, WorkloadKind, Zerocopy};
 
 /// A sweepable parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -45,6 +45,13 @@ pub enum Key {
     Duration,
     /// `omit`: warm-up seconds inside a repetition.
     Omit,
+    /// `nodelay`: disable Nagle's algorithm (TCP streams).
+    Nodelay,
+    /// `zerocopy`: none, sendfile, msg (TCP streams).
+    Zerocopy,
+    /// `tool`: netload or iperf3 (last, so a tool sweep puts the tools of one point
+    /// next to each other).
+    Tool,
 }
 
 /// The value kinds of parameters.
@@ -58,11 +65,14 @@ enum Kind {
     Bytes { min: u64, max: u64 },
     Rate,
     Seconds { min: f64, max: f64 },
+    Bool,
+    Zerocopy,
+    Tool,
 }
 
 impl Key {
     /// Every key, in the order used for matrices and point ids.
-    pub const ALL: [Key; 18] = [
+    pub const ALL: [Key; 21] = [
         Key::Workload,
         Key::Placement,
         Key::Path,
@@ -81,6 +91,9 @@ impl Key {
         Key::Mtu,
         Key::Duration,
         Key::Omit,
+        Key::Nodelay,
+        Key::Zerocopy,
+        Key::Tool,
     ];
 
     /// Name in suite files and on the command line.
@@ -104,6 +117,9 @@ impl Key {
             Key::Mtu => "mtu",
             Key::Duration => "duration",
             Key::Omit => "omit",
+            Key::Nodelay => "nodelay",
+            Key::Zerocopy => "zerocopy",
+            Key::Tool => "tool",
         }
     }
 
@@ -160,6 +176,9 @@ impl Key {
                 min: 0.0,
                 max: 600.0,
             },
+            Key::Nodelay => Kind::Bool,
+            Key::Zerocopy => Kind::Zerocopy,
+            Key::Tool => Kind::Tool,
         }
     }
 
@@ -178,6 +197,9 @@ impl Key {
             Kind::Seconds { min, max } => {
                 format!("seconds from {min} to {max}, e.g. 10, 2.5, \"10s\", \"500ms\"")
             }
+            Kind::Bool => "true, false".into(),
+            Kind::Zerocopy => "none, sendfile, msg".into(),
+            Kind::Tool => Tool::ALL.map(Tool::as_str).join(", "),
         }
     }
 
@@ -185,15 +207,20 @@ impl Key {
     pub fn applies_to(self, kind: ScenarioKind) -> bool {
         use ScenarioKind as S;
         match self {
-            Key::Workload | Key::Mtu | Key::Duration | Key::Omit => true,
+            Key::Workload | Key::Mtu | Key::Duration | Key::Omit | Key::Tool => true,
             Key::Placement => kind != S::Baseline,
             Key::Path => kind == S::RrLatency,
             Key::Services => matches!(kind, S::PodToService | S::HttpReplicas),
             Key::Pods | Key::Policies => kind == S::PodToPodPolicies,
             Key::Replicas | Key::FileSize | Key::Concurrency => kind == S::HttpReplicas,
-            Key::Streams | Key::Direction | Key::Length | Key::Mss | Key::Rate | Key::RrSize => {
-                kind != S::HttpReplicas
-            }
+            Key::Streams
+            | Key::Direction
+            | Key::Length
+            | Key::Mss
+            | Key::Rate
+            | Key::RrSize
+            | Key::Nodelay
+            | Key::Zerocopy => kind != S::HttpReplicas,
         }
     }
 
@@ -204,7 +231,7 @@ impl Key {
             Key::Streams | Key::Direction | Key::Length | Key::Omit => workload.is_stream(),
             // netload paces UDP only; TCP streams run as fast as the path allows.
             Key::Rate => workload == WorkloadKind::Udp,
-            Key::Mss => workload == WorkloadKind::Tcp,
+            Key::Mss | Key::Nodelay | Key::Zerocopy => workload == WorkloadKind::Tcp,
             Key::RrSize => workload.is_rr(),
             Key::FileSize | Key::Concurrency => workload == WorkloadKind::Http,
             _ => true,
@@ -247,6 +274,12 @@ pub enum Value {
     Rate(u64),
     /// Seconds.
     Seconds(f64),
+    /// On or off.
+    Bool(bool),
+    /// A zero-copy mode.
+    Zerocopy(Zerocopy),
+    /// A traffic generator.
+    Tool(Tool),
 }
 
 impl fmt::Display for Value {
@@ -260,6 +293,9 @@ impl fmt::Display for Value {
             Value::Bytes(b) => write!(f, "{}", crate::scenario::Bytes(b)),
             Value::Rate(r) => write!(f, "{}", crate::scenario::BitsPerSec(r)),
             Value::Seconds(s) => write!(f, "{s}s"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Zerocopy(z) => f.write_str(z.as_str()),
+            Value::Tool(t) => f.write_str(t.as_str()),
         }
     }
 }
@@ -339,6 +375,26 @@ pub fn parse_value(key: Key, raw: Raw<'_>) -> Result<Value, String> {
             } else {
                 Err(format!("{s} seconds is out of range"))
             }
+        }
+        Kind::Bool => match raw {
+            Raw::Bool(b) => Ok(Value::Bool(b)),
+            Raw::Str("true" | "on" | "yes") => Ok(Value::Bool(true)),
+            Raw::Str("false" | "off" | "no") => Ok(Value::Bool(false)),
+            Raw::Str(s) => Err(format!("`{s}` is not true or false")),
+            Raw::Int(i) => Err(format!("expected true or false, found the number {i}")),
+            Raw::Float(x) => Err(format!("expected true or false, found the number {x}")),
+        },
+        Kind::Zerocopy => match expect_str(raw)? {
+            "none" => Ok(Value::Zerocopy(Zerocopy::None)),
+            "sendfile" => Ok(Value::Zerocopy(Zerocopy::Sendfile)),
+            "msg" => Ok(Value::Zerocopy(Zerocopy::Msg)),
+            s => Err(format!("unknown zero-copy mode `{s}`")),
+        },
+        Kind::Tool => {
+            let s = expect_str(raw)?;
+            Tool::parse(s)
+                .map(Value::Tool)
+                .ok_or_else(|| format!("unknown tool `{s}`"))
         }
     }
 }
@@ -465,6 +521,19 @@ mod tests {
         assert_eq!(
             parse_value(Key::FileSize, Raw::Str("10MB")),
             Ok(Value::Bytes(10_000_000))
+        );
+        assert_eq!(
+            parse_value(Key::Tool, Raw::Str("iperf3")),
+            Ok(Value::Tool(Tool::Iperf3))
+        );
+        assert!(parse_value(Key::Tool, Raw::Str("iperf2")).is_err());
+        assert_eq!(
+            parse_value(Key::Nodelay, Raw::Bool(true)),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(
+            parse_value(Key::Zerocopy, Raw::Str("sendfile")),
+            Ok(Value::Zerocopy(Zerocopy::Sendfile))
         );
     }
 

@@ -204,3 +204,52 @@ fn fake_import_iperf3_and_compare_with_netload_baseline() {
         "{r:?}"
     );
 }
+
+#[test]
+fn fake_tool_sweep_and_noisy_points_stop_at_max_reps() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Noise ten times the default: throughput points cannot reach ±2.5 % in 5 reps.
+    let dir = fake_run(
+        tmp.path(),
+        "noisy",
+        3,
+        &[
+            "--tool",
+            "netload,iperf3",
+            "--fake-noise",
+            "10",
+            "--max-reps",
+            "5",
+        ],
+    );
+    let e = ends(&dir);
+    // 6 quick points, each with both tools.
+    assert_eq!(e.len(), 12, "{e:?}");
+    let recs = records(&dir);
+    for (point, status) in &e {
+        let measured = recs
+            .iter()
+            .filter(|r| r["type"] == "rep" && r["point"] == *point && r["warmup"] == false)
+            .count();
+        assert!(measured <= 5, "{point}: {measured} measured reps");
+        if status == "max-reps" {
+            assert_eq!(measured, 5, "{point}");
+        }
+    }
+    let not_converged: Vec<&(String, String)> = e.iter().filter(|(_, s)| s == "max-reps").collect();
+    assert!(!not_converged.is_empty(), "{e:?}");
+    let na: Vec<&String> = e
+        .iter()
+        .filter(|(_, s)| s == "not-applicable")
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(na.len(), 2, "iperf3 rr and http: {e:?}");
+    assert!(na.iter().all(|p| p.contains("tool=iperf3")), "{na:?}");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("NOT CONVERGED (max reps)"), "{md}");
+    assert!(
+        md.contains("95% CI ±"),
+        "the note says how far it got: {md}"
+    );
+    assert!(md.contains("measured with: netload, iperf3"), "{md}");
+}

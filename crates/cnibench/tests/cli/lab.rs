@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::util::{cnibench, ends, records, run};
+use super::util::{TWO_REPS, cnibench, ends, records, run};
 
 fn root() -> bool {
     if nix::unistd::geteuid().is_root() {
@@ -227,4 +227,159 @@ fn netns_lab_kill_9_then_clean_leaves_nothing() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("removed"), "{r:?}");
     assert!(leftovers(&dir).is_empty(), "{r:?}");
+}
+
+/// http-replicas in the lab: requests through the service reach several replicas (netload
+/// http's per-replica counts), and the service's DNAT counter rose during the self-check.
+#[test]
+fn netns_lab_http_replicas_spread_over_replicas() {
+    if !root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let r = lab_run(
+        tmp.path(),
+        "http",
+        &["--only", "http-replicas", "--set", "replicas=3"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let dir = tmp.path().join("http");
+    let e = ends(&dir);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].1 == "converged" || e[0].1 == "max-reps", "{e:?}");
+    let reps: Vec<serde_json::Value> = records(&dir)
+        .into_iter()
+        .filter(|r| r["type"] == "rep")
+        .collect();
+    assert!(reps.len() >= 2, "{reps:?}");
+    for rep in &reps {
+        let raw = &rep["raw"];
+        let served: Vec<&str> = raw["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["requests"].as_u64().unwrap() > 0)
+            .map(|r| r["replica"].as_str().unwrap())
+            .collect();
+        assert!(
+            served.len() >= 2 && served.iter().all(|r| r.starts_with("server")),
+            "requests spread over replicas: {}",
+            raw["replicas"]
+        );
+        let path = &raw["cnibench_lab"]["path"];
+        assert_eq!(path["counters"][0]["counter"], "Dnat", "{path}");
+        assert_eq!(path["counters"][0]["rose"], true, "{path}");
+    }
+    assert!(leftovers(&dir).is_empty());
+}
+
+/// A tiny suite file: TCP and UDP through a service between two vxlan nodes, and an rr
+/// point, measured by netload and iperf3 in one run.
+const TINY_SUITE: &str = r#"
+name = "tiny-tools"
+[defaults]
+duration = "1s"
+omit = "0s"
+[[scenario]]
+kind = "pod-to-service"
+services = 3
+placement = "inter"
+workload = ["tcp", "udp"]
+rate = "100M"
+[[scenario]]
+kind = "rr-latency"
+placement = "intra"
+"#;
+
+fn tiny_id(tool: &str, workload: &str) -> String {
+    let rate = if workload == "udp" { "rate=100M," } else { "" };
+    format!("pod-to-service/placement=inter,{rate}services=3,tool={tool},workload={workload}")
+}
+
+#[test]
+fn netns_lab_iperf3_next_to_netload_end_to_end() {
+    if !root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("tiny.toml"), TINY_SUITE).unwrap();
+    let nl = netload();
+    let r = run(
+        tmp.path(),
+        &[
+            "run",
+            "--backend",
+            "lab",
+            "--suite",
+            "tiny.toml",
+            "--tool",
+            "netload,iperf3",
+            "--profile",
+            "vxlan",
+            "--out",
+            "tools",
+            "--netload",
+            nl.to_str().unwrap(),
+        ]
+        .iter()
+        .chain(&TWO_REPS)
+        .copied()
+        .collect::<Vec<_>>(),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let dir = tmp.path().join("tools");
+    let e = ends(&dir);
+    assert_eq!(e.len(), 6, "{e:?}");
+    for w in ["tcp", "udp"] {
+        for t in ["netload", "iperf3"] {
+            let id = tiny_id(t, w);
+            let s = &e
+                .iter()
+                .find(|(p, _)| *p == id)
+                .unwrap_or_else(|| panic!("{id}: {e:?}"))
+                .1;
+            assert!(s == "converged" || s == "max-reps", "{id}: {e:?}");
+        }
+    }
+    let recs = records(&dir);
+    let rep = |tool: &str, w: &str| {
+        recs.iter()
+            .find(|r| r["type"] == "rep" && r["point"] == tiny_id(tool, w))
+            .unwrap()
+            .clone()
+    };
+    let udp = rep("iperf3", "udp");
+    assert_eq!(
+        udp["raw"]["start"]["test_start"]["protocol"], "UDP",
+        "raw -J kept"
+    );
+    assert!(
+        udp["metrics"]["throughput_gbps"].as_f64().unwrap() > 0.05,
+        "{udp}"
+    );
+    assert!(udp["metrics"]["loss_percent"].is_number() && udp["metrics"]["jitter_ms"].is_number());
+    let udp_check = &udp["raw"]["cnibench_lab"]["path_udp"];
+    assert_eq!(udp_check["received"], true, "{udp_check}");
+    assert_eq!(udp_check["counters"][0]["rose"], true, "{udp_check}");
+    let tcp = rep("iperf3", "tcp");
+    assert!(tcp["metrics"]["retransmits"].is_number(), "{tcp}");
+    assert!(
+        tcp["metrics"]["server_process_cpu_s_per_gbit"].is_number(),
+        "{tcp}"
+    );
+    assert!(rep("netload", "udp")["metrics"]["loss_percent"].is_number());
+    let na = e
+        .iter()
+        .find(|(p, _)| p.starts_with("rr-latency") && p.contains("tool=iperf3"))
+        .unwrap();
+    assert_eq!(na.1, "not-applicable", "{e:?}");
+    let meta = std::fs::read_to_string(dir.join("meta.json")).unwrap();
+    assert!(meta.contains("\"iperf3\": \"iperf 3"), "{meta}");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("measured with: netload, iperf3"), "{md}");
+    assert!(md.contains("iperf3 has no request/response mode"), "{md}");
+    assert!(md.contains("## Setup time per point"), "{md}");
+    let table = run(tmp.path(), &["report", "tools", "--format", "table"]);
+    assert!(table.stdout.contains("tool=iperf3"), "{table:?}");
+    assert!(leftovers(&dir).is_empty());
 }

@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::util::{cnibench, ends, records, run};
+use crate::util::{TWO_REPS, cnibench, ends, records, run};
 
 const STUB: &str = r#"#!/usr/bin/env python3
 import os, socket, sys
@@ -164,4 +164,79 @@ fn loopback_with_real_netload() {
             > 0.0,
         "{raw}"
     );
+}
+
+/// `--tool netload,iperf3` on loopback with the system's iperf3 (scripts/deps.sh installs
+/// it): one stream point measured by both tools, in one run and one report.
+#[test]
+fn loopback_iperf3_next_to_netload() {
+    let netload = Path::new(env!("CARGO_BIN_EXE_cnibench")).with_file_name("netload");
+    assert!(
+        netload.is_file(),
+        "build netload first: {}",
+        netload.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let r = run(
+        tmp.path(),
+        &[
+            "run",
+            "--backend",
+            "loopback",
+            "--netload",
+            netload.to_str().unwrap(),
+            "--out",
+            "both",
+            "--only",
+            "baseline,rr-latency",
+            "--tool",
+            "netload,iperf3",
+            "--set",
+            "duration=1",
+        ]
+        .iter()
+        .chain(&TWO_REPS)
+        .copied()
+        .collect::<Vec<_>>(),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let dir = tmp.path().join("both");
+    let e = ends(&dir);
+    let status = |id: &str| {
+        e.iter()
+            .find(|(p, _)| p == id)
+            .map_or_else(|| panic!("no point {id}: {e:?}"), |(_, s)| s.clone())
+    };
+    for id in [
+        "baseline/tool=netload,workload=tcp",
+        "baseline/tool=iperf3,workload=tcp",
+    ] {
+        assert!(
+            ["converged", "max-reps"].contains(&status(id).as_str()),
+            "{id}: {e:?}"
+        );
+    }
+    assert_eq!(
+        status("rr-latency/path=direct,placement=intra,tool=iperf3,workload=tcp-rr"),
+        "not-applicable"
+    );
+    let recs = records(&dir);
+    let iperf = recs
+        .iter()
+        .find(|r| r["type"] == "rep" && r["point"] == "baseline/tool=iperf3,workload=tcp")
+        .unwrap();
+    assert!(
+        iperf["raw"]["start"]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("iperf"),
+        "the raw iperf3 -J document is kept: {iperf}"
+    );
+    assert!(iperf["metrics"]["throughput_gbps"].as_f64().unwrap() > 0.0);
+    assert!(iperf["metrics"]["client_process_cpu_s_per_gbit"].is_number());
+    let meta = std::fs::read_to_string(dir.join("meta.json")).unwrap();
+    assert!(meta.contains("\"iperf3\": \"iperf 3"), "{meta}");
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("measured with: netload, iperf3"), "{md}");
+    assert!(md.contains("iperf3 has no request/response mode"), "{md}");
 }

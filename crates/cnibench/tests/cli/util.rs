@@ -10,6 +10,10 @@ pub fn cnibench() -> Command {
     c
 }
 
+/// Stopping-rule flags of the short end-to-end runs: exactly two measured repetitions, no
+/// warm-up.
+pub const TWO_REPS: [&str; 6] = ["--min-reps", "2", "--max-reps", "2", "--warmup", "0"];
+
 /// Result of one invocation.
 pub struct Run {
     pub code: i32,
