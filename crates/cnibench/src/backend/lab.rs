@@ -30,7 +30,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::loopback::{Proc, client_outcome, finish_client, listening_in, tail};
-use super::{Backend, BackendError, Cancel, Readiness, RepOutcome, rr_args, stream_args};
+use super::{
+    Backend, BackendError, Cancel, Readiness, RepOutcome, http_args, rr_args, stream_args,
+};
 use crate::lab::check::ProbeOutcome;
 use crate::lab::plan::{Policy, ServicePort};
 use crate::lab::{
@@ -622,18 +624,7 @@ impl Backend for LabBackend {
                 Self::wait_listening(&mut p, RR_PORT, cancel)?;
                 (Some(p), rr_args(r, &host, RR_PORT))
             }
-            Workload::Http(h) => (
-                None,
-                vec![
-                    "http".into(),
-                    format!("http://{host}:{HTTP_PORT}/"),
-                    "-c".into(),
-                    h.concurrency.to_string(),
-                    "-t".into(),
-                    h.duration.0.to_string(),
-                    "--json".into(),
-                ],
-            ),
+            Workload::Http(h) => (None, http_args(h, &format!("http://{host}:{HTTP_PORT}/"))),
         };
         let mut server = server;
         let mut client = self.spawn(&st.client_ns, &client_args, true)?;

@@ -6,7 +6,7 @@
 //!
 //! - [`lab`]: real `netload` processes in a lab of network namespaces per point (root).
 //!
-//! The kube backend will implement the same trait.
+//! - kube ([`crate::kube::backend`]): real pods on a Kubernetes cluster through kube-rs.
 
 pub mod fake;
 pub mod lab;
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::metrics::Metrics;
-use crate::scenario::{Direction, Point, RrMode, RrWorkload, StreamWorkload};
+use crate::scenario::{Direction, HttpWorkload, Point, RrMode, RrWorkload, StreamWorkload};
 
 /// Whether a backend can run a point.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +128,9 @@ pub enum BackendError {
         #[source]
         source: std::io::Error,
     },
+    /// The Kubernetes API or cluster failed (after retries), or a wait timed out.
+    #[error("kube: {0}")]
+    Kube(String),
     /// A failure injected by the fake backend for tests.
     #[error("injected failure at point {point} repetition {rep}")]
     Injected {
@@ -229,6 +232,19 @@ pub fn rr_args(r: &RrWorkload, host: &str, port: u16) -> Vec<String> {
         r.duration.0.to_string(),
         "--size".into(),
         r.size.0.to_string(),
+        "--json".into(),
+    ]
+}
+
+/// Command-line arguments of `netload http URL ... --json` for an HTTP workload.
+pub fn http_args(h: &HttpWorkload, url: &str) -> Vec<String> {
+    vec![
+        "http".into(),
+        url.into(),
+        "-c".into(),
+        h.concurrency.to_string(),
+        "-t".into(),
+        h.duration.0.to_string(),
         "--json".into(),
     ]
 }
