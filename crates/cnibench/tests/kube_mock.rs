@@ -175,6 +175,15 @@ fn driver(client: Client, exec: Arc<dyn Exec>, tuning: Tuning, cancel: Cancel) -
 
 /// A backend on a mocked client, with its own runtime; the mock's handle runs on it.
 fn mocked(point: &Point, tuning: Tuning, cancel: Cancel) -> (KubeBackend, ApiServer, Arc<FakeExec>) {
+    mocked_in(point, tuning, cancel, ServiceMode::Selector)
+}
+
+fn mocked_in(
+    point: &Point,
+    tuning: Tuning,
+    cancel: Cancel,
+    mode: ServiceMode,
+) -> (KubeBackend, ApiServer, Arc<FakeExec>) {
     let rt = cnibench::kube::backend::runtime().unwrap();
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = {
@@ -185,7 +194,8 @@ fn mocked(point: &Point, tuning: Tuning, cancel: Cancel) -> (KubeBackend, ApiSer
         commands: Mutex::default(),
         point: point.clone(),
     });
-    let d = driver(client, exec.clone(), tuning, cancel);
+    let mut d = driver(client, exec.clone(), tuning, cancel);
+    d.service_mode = mode;
     (
         KubeBackend::with_driver(rt, d, "mock".into()),
         ApiServer(handle),
@@ -366,24 +376,40 @@ fn backend_runtime_guard(backend: &KubeBackend) -> tokio::runtime::EnterGuard<'_
 #[test]
 fn lifecycle_of_a_service_point_with_fillers() {
     let p = point("pod-to-service/placement=intra,services=10,workload=udp");
-    let (mut backend, mut api, exec) = mocked(&p, fast(), Cancel::default());
+    let (mut backend, mut api, exec) =
+        mocked_in(&p, fast(), Cancel::default(), ServiceMode::EndpointSlice);
     let task = {
         let _g = backend_runtime_guard(&backend);
         spawn(async move {
             let (server, client) = serve_basic_creates(&mut api, 1).await;
             let s = api.expect(Method::POST, &format!("/api/v1/namespaces/{NS}/services")).await;
             assert_eq!(s.body["metadata"]["name"], "server");
+            assert_eq!(s.body["spec"]["selector"]["cnibench.io/role"], "server");
             created(s, |o| o["spec"]["clusterIP"] = json!("10.96.0.10"));
             let mut names = Vec::new();
             for _ in 0..9 {
                 let s = api.expect(Method::POST, &format!("/api/v1/namespaces/{NS}/services")).await;
-                assert_eq!(s.body["spec"]["selector"]["cnibench.io/role"], "server");
+                // Selectorless: the endpoints come from our slices.
+                assert!(s.body["spec"].get("selector").is_none(), "{}", s.body);
                 names.push(s.body["metadata"]["name"].as_str().unwrap().to_string());
                 created(s, |_| {});
             }
             names.sort();
             assert_eq!(names.first().unwrap(), "svc-00001");
             assert_eq!(names.last().unwrap(), "svc-00009");
+            let mut slices = Vec::new();
+            for _ in 0..9 {
+                let s = api
+                    .expect(Method::POST, &format!("/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"))
+                    .await;
+                let name = s.body["metadata"]["name"].as_str().unwrap().to_string();
+                assert_eq!(s.body["metadata"]["labels"]["kubernetes.io/service-name"], name.as_str());
+                assert!(s.body["endpoints"][0]["addresses"][0].as_str().unwrap().starts_with("198.18.0."));
+                slices.push(name);
+                created(s, |_| {});
+            }
+            slices.sort();
+            assert_eq!(slices, names);
             serve_ready(&mut api, &server, &client, 1).await;
             serve_teardown(&mut api, &names).await;
         })
@@ -391,7 +417,8 @@ fn lifecycle_of_a_service_point_with_fillers() {
     assert_eq!(backend.prepare(&p).unwrap(), Readiness::Ready);
     let out = backend.run_rep(&p, 0, &Cancel::default()).unwrap();
     assert_eq!(out.raw["cnibench_kube"]["dest"], "10.96.0.10");
-    assert_eq!(out.raw["cnibench_kube"]["objects"], 13);
+    // Namespace, server, client, 10 services, 9 slices.
+    assert_eq!(out.raw["cnibench_kube"]["objects"], 22);
     assert_eq!(exec.commands.lock().unwrap()[0].2[1..3], ["udp", "10.96.0.10"]);
     backend.teardown(&p).unwrap();
     join(&backend, task);
