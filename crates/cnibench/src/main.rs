@@ -481,29 +481,28 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
     let rule = rule(&a.rule)?;
     // Planning needs no tools: a loopback plan without netload still shows what applies.
     let kind = backend_kind(&a.backend);
-    let backend: Option<Box<dyn Backend>> = match backend(kind, &a.backend, "plan", &Cancel::default()) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            eprintln!("note: {e:#} (needed to run, not to plan)");
-            None
-        }
-    };
+    let backend: Option<Box<dyn Backend>> =
+        match backend(kind, &a.backend, "plan", &Cancel::default()) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("note: {e:#} (needed to run, not to plan)");
+                None
+            }
+        };
     let estimates: Vec<plan::Estimate> = points
         .iter()
         .map(|p| {
-            let (setup, overhead) = backend
-                .as_ref()
-                .map_or_else(
-                    || match kind {
-                        // The estimate needs no cluster.
-                        BackendKind::Kube => (
-                            cnibench::kube::backend::setup_estimate(p, a.backend.service_mode),
-                            Duration::from_millis(300),
-                        ),
-                        _ => (Duration::ZERO, Duration::from_millis(200)),
-                    },
-                    |b| (b.setup_estimate(p), b.rep_overhead()),
-                );
+            let (setup, overhead) = backend.as_ref().map_or_else(
+                || match kind {
+                    // The estimate needs no cluster.
+                    BackendKind::Kube => (
+                        cnibench::kube::backend::setup_estimate(p, a.backend.service_mode),
+                        Duration::from_millis(300),
+                    ),
+                    _ => (Duration::ZERO, Duration::from_millis(200)),
+                },
+                |b| (b.setup_estimate(p), b.rep_overhead()),
+            );
             plan::estimate(p, &rule, a.rule.warmup, setup, overhead)
         })
         .collect();

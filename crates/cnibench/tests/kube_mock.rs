@@ -9,9 +9,7 @@ use std::time::Duration;
 use cnibench::backend::fake::FakeBackend;
 use cnibench::backend::{Backend, Cancel, Readiness};
 use cnibench::kube::backend::{Driver, KubeBackend};
-use cnibench::kube::cluster::{
-    self, BoxFuture, Exec, ExecOutput, InFlight, KubeError, Tuning,
-};
+use cnibench::kube::cluster::{self, BoxFuture, Exec, ExecOutput, InFlight, KubeError, Tuning};
 use cnibench::kube::objects::ServiceMode;
 use cnibench::kube::preflight::{self, ClusterInfo};
 use cnibench::scenario::Point;
@@ -97,7 +95,7 @@ fn created(s: Seen, extra: impl FnOnce(&mut Value)) {
     respond(s.send, 201, &obj);
 }
 
-fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
+fn list(kind: &str, api_version: &str, items: &[Value]) -> Value {
     json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": "100"}, "items": items})
 }
 
@@ -174,7 +172,11 @@ fn driver(client: Client, exec: Arc<dyn Exec>, tuning: Tuning, cancel: Cancel) -
 }
 
 /// A backend on a mocked client, with its own runtime; the mock's handle runs on it.
-fn mocked(point: &Point, tuning: Tuning, cancel: Cancel) -> (KubeBackend, ApiServer, Arc<FakeExec>) {
+fn mocked(
+    point: &Point,
+    tuning: Tuning,
+    cancel: Cancel,
+) -> (KubeBackend, ApiServer, Arc<FakeExec>) {
     mocked_in(point, tuning, cancel, ServiceMode::Selector)
 }
 
@@ -205,7 +207,8 @@ fn mocked_in(
 
 fn ready_deployment(body: &Value, replicas: i64) -> Value {
     let mut d = body.clone();
-    d["status"] = json!({"replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas});
+    d["status"] =
+        json!({"replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas});
     d
 }
 
@@ -231,9 +234,12 @@ fn filler_list(send: Responder, names: &[String]) {
 /// Serves the teardown: the filler services (`fillers`) deleted one by one, then the
 /// namespace delete and the watch that sees it gone.
 async fn serve_teardown(api: &mut ApiServer, fillers: &[String]) {
-    let s = api.expect(Method::GET, &format!("/api/v1/namespaces/{NS}/services")).await;
+    let s = api
+        .expect(Method::GET, &format!("/api/v1/namespaces/{NS}/services"))
+        .await;
     assert!(
-        s.query.contains("labelSelector=cnibench.io%2Frun%3Dt1%2Ccnibench.io%2Frole%3Dfiller"),
+        s.query
+            .contains("labelSelector=cnibench.io%2Frun%3Dt1%2Ccnibench.io%2Frole%3Dfiller"),
         "{}",
         s.query
     );
@@ -244,12 +250,18 @@ async fn serve_teardown(api: &mut ApiServer, fillers: &[String]) {
         assert_eq!(s.method, Method::DELETE);
         let name = s.path.rsplit('/').next().unwrap().to_string();
         assert_eq!(s.path, format!("/api/v1/namespaces/{NS}/services/{name}"));
-        respond(s.send, 200, &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
+        respond(
+            s.send,
+            200,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        );
         deleted.push(name);
     }
     deleted.sort();
     assert_eq!(deleted, fillers);
-    let s = api.expect(Method::DELETE, &format!("/api/v1/namespaces/{NS}")).await;
+    let s = api
+        .expect(Method::DELETE, &format!("/api/v1/namespaces/{NS}"))
+        .await;
     assert_eq!(s.body["propagationPolicy"], "Background", "{}", s.body);
     respond(
         s.send,
@@ -257,19 +269,30 @@ async fn serve_teardown(api: &mut ApiServer, fillers: &[String]) {
         &json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": NS, "uid": "uid-ns", "deletionTimestamp": "2026-11-25T00:00:00Z"}, "status": {"phase": "Terminating"}}),
     );
     let s = api.expect(Method::GET, "/api/v1/namespaces").await;
-    assert!(s.query.contains(&format!("fieldSelector=metadata.name%3D{NS}")), "{}", s.query);
-    respond(s.send, 200, &list("NamespaceList", "v1", vec![]));
+    assert!(
+        s.query
+            .contains(&format!("fieldSelector=metadata.name%3D{NS}")),
+        "{}",
+        s.query
+    );
+    respond(s.send, 200, &list("NamespaceList", "v1", &[]));
 }
 
 /// Serves the namespace, server and client creates; returns the server and client bodies.
 async fn serve_basic_creates(api: &mut ApiServer, replicas: i64) -> (Value, Value) {
     let s = api.expect(Method::POST, "/api/v1/namespaces").await;
     assert_eq!(s.body["metadata"]["name"], NS);
-    assert_eq!(s.body["metadata"]["labels"]["app.kubernetes.io/managed-by"], "cnibench");
+    assert_eq!(
+        s.body["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "cnibench"
+    );
     assert_eq!(s.body["metadata"]["labels"]["cnibench.io/run"], "t1");
     created(s, |_| {});
     let s = api
-        .expect(Method::POST, &format!("/apis/apps/v1/namespaces/{NS}/deployments"))
+        .expect(
+            Method::POST,
+            &format!("/apis/apps/v1/namespaces/{NS}/deployments"),
+        )
         .await;
     assert_eq!(s.body["kind"], "Deployment");
     assert_eq!(s.body["metadata"]["name"], "server");
@@ -279,7 +302,9 @@ async fn serve_basic_creates(api: &mut ApiServer, replicas: i64) -> (Value, Valu
     assert_eq!(c["readinessProbe"]["tcpSocket"]["port"], 9201);
     let server = s.body.clone();
     created(s, |_| {});
-    let s = api.expect(Method::POST, &format!("/api/v1/namespaces/{NS}/pods")).await;
+    let s = api
+        .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/pods"))
+        .await;
     assert_eq!(s.body["metadata"]["name"], "client");
     assert_eq!(s.body["spec"]["containers"][0]["args"], json!(["idle"]));
     let client = s.body.clone();
@@ -295,16 +320,32 @@ async fn serve_ready(api: &mut ApiServer, server: &Value, client: &Value, replic
         assert_eq!(s.method, Method::GET);
         if s.path.ends_with("/deployments") {
             assert_eq!(s.path, format!("/apis/apps/v1/namespaces/{NS}/deployments"));
-            assert!(s.query.contains("fieldSelector=metadata.name%3Dserver"), "{}", s.query);
+            assert!(
+                s.query.contains("fieldSelector=metadata.name%3Dserver"),
+                "{}",
+                s.query
+            );
             respond(
                 s.send,
                 200,
-                &list("DeploymentList", "apps/v1", vec![ready_deployment(server, replicas)]),
+                &list(
+                    "DeploymentList",
+                    "apps/v1",
+                    &[ready_deployment(server, replicas)],
+                ),
             );
         } else {
             assert_eq!(s.path, format!("/api/v1/namespaces/{NS}/pods"));
-            assert!(s.query.contains("fieldSelector=metadata.name%3Dclient"), "{}", s.query);
-            respond(s.send, 200, &list("PodList", "v1", vec![ready_pod(client, "10.0.1.9")]));
+            assert!(
+                s.query.contains("fieldSelector=metadata.name%3Dclient"),
+                "{}",
+                s.query
+            );
+            respond(
+                s.send,
+                200,
+                &list("PodList", "v1", &[ready_pod(client, "10.0.1.9")]),
+            );
         }
     }
 }
@@ -318,7 +359,9 @@ fn join(backend: &KubeBackend, task: tokio::task::JoinHandle<()>) {
     });
 }
 
-fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(f: F) -> tokio::task::JoinHandle<()> {
+fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(
+    f: F,
+) -> tokio::task::JoinHandle<()> {
     // The backend's runtime is multi-threaded: the task runs while the test thread blocks
     // in the backend's calls.
     tokio::runtime::Handle::current().spawn(f)
@@ -333,19 +376,28 @@ fn lifecycle_of_a_direct_point() {
         spawn(async move {
             let (server, client) = serve_basic_creates(&mut api, 1).await;
             // Inter-node: the client on w2, the server on w1.
-            let aff = |v: &Value| v["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"][0].clone();
+            let aff = |v: &Value| {
+                v["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"][0].clone()
+            };
             assert_eq!(aff(&server["spec"]["template"]["spec"]), "w1");
             assert_eq!(aff(&client["spec"]), "w2");
             serve_ready(&mut api, &server, &client, 1).await;
             // The direct path dials the server pod's IP.
-            let s = api.expect(Method::GET, &format!("/api/v1/namespaces/{NS}/pods")).await;
+            let s = api
+                .expect(Method::GET, &format!("/api/v1/namespaces/{NS}/pods"))
+                .await;
             assert!(
-                s.query.contains("labelSelector=cnibench.io%2Frun%3Dt1%2Ccnibench.io%2Frole%3Dserver"),
+                s.query
+                    .contains("labelSelector=cnibench.io%2Frun%3Dt1%2Ccnibench.io%2Frole%3Dserver"),
                 "{}",
                 s.query
             );
             let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "server-abc", "namespace": NS}});
-            respond(s.send, 200, &list("PodList", "v1", vec![ready_pod(&pod, "10.0.0.5")]));
+            respond(
+                s.send,
+                200,
+                &list("PodList", "v1", &[ready_pod(&pod, "10.0.0.5")]),
+            );
             serve_teardown(&mut api, &[]).await;
         })
     };
@@ -382,13 +434,17 @@ fn lifecycle_of_a_service_point_with_fillers() {
         let _g = backend_runtime_guard(&backend);
         spawn(async move {
             let (server, client) = serve_basic_creates(&mut api, 1).await;
-            let s = api.expect(Method::POST, &format!("/api/v1/namespaces/{NS}/services")).await;
+            let s = api
+                .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/services"))
+                .await;
             assert_eq!(s.body["metadata"]["name"], "server");
             assert_eq!(s.body["spec"]["selector"]["cnibench.io/role"], "server");
             created(s, |o| o["spec"]["clusterIP"] = json!("10.96.0.10"));
             let mut names = Vec::new();
             for _ in 0..9 {
-                let s = api.expect(Method::POST, &format!("/api/v1/namespaces/{NS}/services")).await;
+                let s = api
+                    .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/services"))
+                    .await;
                 // Selectorless: the endpoints come from our slices.
                 assert!(s.body["spec"].get("selector").is_none(), "{}", s.body);
                 names.push(s.body["metadata"]["name"].as_str().unwrap().to_string());
@@ -400,11 +456,22 @@ fn lifecycle_of_a_service_point_with_fillers() {
             let mut slices = Vec::new();
             for _ in 0..9 {
                 let s = api
-                    .expect(Method::POST, &format!("/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"))
+                    .expect(
+                        Method::POST,
+                        &format!("/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"),
+                    )
                     .await;
                 let name = s.body["metadata"]["name"].as_str().unwrap().to_string();
-                assert_eq!(s.body["metadata"]["labels"]["kubernetes.io/service-name"], name.as_str());
-                assert!(s.body["endpoints"][0]["addresses"][0].as_str().unwrap().starts_with("198.18.0."));
+                assert_eq!(
+                    s.body["metadata"]["labels"]["kubernetes.io/service-name"],
+                    name.as_str()
+                );
+                assert!(
+                    s.body["endpoints"][0]["addresses"][0]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("198.18.0.")
+                );
                 slices.push(name);
                 created(s, |_| {});
             }
@@ -419,7 +486,10 @@ fn lifecycle_of_a_service_point_with_fillers() {
     assert_eq!(out.raw["cnibench_kube"]["dest"], "10.96.0.10");
     // Namespace, server, client, 10 services, 9 slices.
     assert_eq!(out.raw["cnibench_kube"]["objects"], 22);
-    assert_eq!(exec.commands.lock().unwrap()[0].2[1..3], ["udp", "10.96.0.10"]);
+    assert_eq!(
+        exec.commands.lock().unwrap()[0].2[1..3],
+        ["udp", "10.96.0.10"]
+    );
     backend.teardown(&p).unwrap();
     join(&backend, task);
 }
@@ -460,17 +530,25 @@ fn throttling_and_server_errors_are_retried() {
             // The server create's first answer is lost in a 503; its retry meets a 409,
             // which means the first attempt landed: no error.
             let s = api
-                .expect(Method::POST, &format!("/apis/apps/v1/namespaces/{NS}/deployments"))
+                .expect(
+                    Method::POST,
+                    &format!("/apis/apps/v1/namespaces/{NS}/deployments"),
+                )
                 .await;
             let server = s.body.clone();
             respond(s.send, 503, &status(503, "ServiceUnavailable"));
             let s = api
-                .expect(Method::POST, &format!("/apis/apps/v1/namespaces/{NS}/deployments"))
+                .expect(
+                    Method::POST,
+                    &format!("/apis/apps/v1/namespaces/{NS}/deployments"),
+                )
                 .await;
             respond(s.send, 409, &status(409, "AlreadyExists"));
             // The client create fails for good: every attempt (4) gets a 500.
             for _ in 0..4 {
-                let s = api.expect(Method::POST, &format!("/api/v1/namespaces/{NS}/pods")).await;
+                let s = api
+                    .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/pods"))
+                    .await;
                 respond(s.send, 500, &status(500, "InternalError"));
             }
             let _ = server;
@@ -478,7 +556,10 @@ fn throttling_and_server_errors_are_retried() {
         })
     };
     let e = backend.prepare(&p).unwrap_err().to_string();
-    assert!(e.contains("create Pod client") && e.contains("InternalError"), "{e}");
+    assert!(
+        e.contains("create Pod client") && e.contains("InternalError"),
+        "{e}"
+    );
     backend.teardown(&p).unwrap();
     join(&backend, task);
 }
@@ -501,17 +582,24 @@ fn readiness_timeout_leads_to_teardown() {
             // stays silent; the client is ready.
             while watched < 3 {
                 let s = api.next().await;
-                if s.method == Method::DELETE {
-                    panic!("teardown before the watches: {}", s.path);
-                }
+                assert_ne!(
+                    s.method,
+                    Method::DELETE,
+                    "teardown before the watches: {}",
+                    s.path
+                );
                 if s.path.ends_with("/deployments") && !s.query.contains("watch=true") {
                     let mut d = server.clone();
                     d["status"] = json!({"replicas": 1, "readyReplicas": 0});
-                    respond(s.send, 200, &list("DeploymentList", "apps/v1", vec![d]));
+                    respond(s.send, 200, &list("DeploymentList", "apps/v1", &[d]));
                 } else if s.path.ends_with("/deployments") {
                     held.push(s.send);
                 } else {
-                    respond(s.send, 200, &list("PodList", "v1", vec![ready_pod(&client, "10.0.1.9")]));
+                    respond(
+                        s.send,
+                        200,
+                        &list("PodList", "v1", &[ready_pod(&client, "10.0.1.9")]),
+                    );
                 }
                 watched += 1;
             }
@@ -520,7 +608,10 @@ fn readiness_timeout_leads_to_teardown() {
         })
     };
     let e = backend.prepare(&p).unwrap_err().to_string();
-    assert!(e.contains("not done within 0 s") || e.contains("readiness"), "{e}");
+    assert!(
+        e.contains("not done within 0 s") || e.contains("readiness"),
+        "{e}"
+    );
     assert!(e.contains("readiness of 1 server replica(s)"), "{e}");
     backend.teardown(&p).unwrap();
     join(&backend, task);
@@ -552,9 +643,13 @@ fn ctrl_c_during_creation_leads_to_teardown() {
                 if s.method == Method::DELETE {
                     // Ctrl-C: the namespace goes.
                     assert_eq!(s.path, format!("/api/v1/namespaces/{NS}"));
-                    respond(s.send, 200, &json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": NS, "uid": "uid-ns"}}));
+                    respond(
+                        s.send,
+                        200,
+                        &json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": NS, "uid": "uid-ns"}}),
+                    );
                     let s = api.expect(Method::GET, "/api/v1/namespaces").await;
-                    respond(s.send, 200, &list("NamespaceList", "v1", vec![]));
+                    respond(s.send, 200, &list("NamespaceList", "v1", &[]));
                     break;
                 }
                 assert_eq!(s.path, format!("/api/v1/namespaces/{NS}/services"));
@@ -566,12 +661,18 @@ fn ctrl_c_during_creation_leads_to_teardown() {
         })
     };
     let e = backend.prepare(&p).unwrap_err();
-    assert!(matches!(e, cnibench::backend::BackendError::Cancelled), "{e}");
+    assert!(
+        matches!(e, cnibench::backend::BackendError::Cancelled),
+        "{e}"
+    );
     backend.teardown(&p).unwrap();
     join(&backend, task);
     let n = creates.load(Ordering::SeqCst);
     // At most the creates already in flight (concurrency 4) finish after the flag is seen.
-    assert!((10..=13).contains(&n), "{n} service creates after Ctrl-C at the 10th");
+    assert!(
+        (10..=13).contains(&n),
+        "{n} service creates after Ctrl-C at the 10th"
+    );
 }
 
 #[tokio::test]
@@ -582,7 +683,9 @@ async fn ten_thousand_services_respect_the_concurrency() {
     let server = tokio::spawn(async move {
         let mut names = std::collections::BTreeSet::new();
         for _ in 0..10_000 {
-            let s = api.expect(Method::POST, &format!("/api/v1/namespaces/{NS}/services")).await;
+            let s = api
+                .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/services"))
+                .await;
             assert!(s.query.is_empty(), "{}", s.query);
             names.insert(s.body["metadata"]["name"].as_str().unwrap().to_string());
             created(s, |_| {});
@@ -621,10 +724,17 @@ async fn missing_permissions_are_named() {
     let mut api = ApiServer(handle);
     let server = tokio::spawn(async move {
         let s = api.expect(Method::GET, "/version").await;
-        respond(s.send, 200, &json!({"major": "1", "minor": "34", "gitVersion": "v1.34.1", "gitCommit": "", "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": "linux/amd64"}));
+        respond(
+            s.send,
+            200,
+            &json!({"major": "1", "minor": "34", "gitVersion": "v1.34.1", "gitCommit": "", "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": "linux/amd64"}),
+        );
         for p in cnibench::kube::rbac::PERMISSIONS {
             let s = api
-                .expect(Method::POST, "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
+                .expect(
+                    Method::POST,
+                    "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                )
                 .await;
             let a = &s.body["spec"]["resourceAttributes"];
             assert_eq!(a["verb"], p.verb);
@@ -644,8 +754,14 @@ async fn missing_permissions_are_named() {
         .unwrap_err()
         .to_string();
     server.await.unwrap();
-    assert!(e.contains("create pods/exec (in the run's namespace)"), "{e}");
-    assert!(e.contains("create networkpolicies.networking.k8s.io"), "{e}");
+    assert!(
+        e.contains("create pods/exec (in the run's namespace)"),
+        "{e}"
+    );
+    assert!(
+        e.contains("create networkpolicies.networking.k8s.io"),
+        "{e}"
+    );
     assert!(!e.contains("create services"), "{e}");
     assert!(e.contains("manifests/rbac.yaml"), "{e}");
 }
@@ -657,7 +773,11 @@ async fn preflight_records_nodes_cni_and_proxy() {
     let mut api = ApiServer(handle);
     let server = tokio::spawn(async move {
         let s = api.expect(Method::GET, "/version").await;
-        respond(s.send, 200, &json!({"major": "1", "minor": "34", "gitVersion": "v1.34.1", "gitCommit": "", "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": "linux/amd64"}));
+        respond(
+            s.send,
+            200,
+            &json!({"major": "1", "minor": "34", "gitVersion": "v1.34.1", "gitCommit": "", "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": "linux/amd64"}),
+        );
         for _ in cnibench::kube::rbac::PERMISSIONS {
             let s = api.next().await;
             let mut r = s.body.clone();
@@ -673,16 +793,49 @@ async fn preflight_records_nodes_cni_and_proxy() {
             json!({"metadata": {"name": name, "labels": labels}, "spec": {},
                    "status": {"allocatable": {"pods": "250"}, "conditions": [{"type": "Ready", "status": "True"}]}})
         };
-        respond(s.send, 200, &list("NodeList", "v1", vec![node("cp", true), node("b", false), node("a", false)]));
-        let s = api.expect(Method::GET, "/apis/apps/v1/namespaces/kube-system/daemonsets").await;
-        let ds = |name: &str, image: &str| json!({"metadata": {"name": name}, "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "c", "image": image}]}}}});
-        respond(s.send, 200, &list("DaemonSetList", "apps/v1", vec![ds("kube-proxy", "kp:v1.34"), ds("cilium", "quay.io/cilium/cilium:v1.18.0")]));
+        respond(
+            s.send,
+            200,
+            &list(
+                "NodeList",
+                "v1",
+                &[node("cp", true), node("b", false), node("a", false)],
+            ),
+        );
         let s = api
-            .expect(Method::GET, "/api/v1/namespaces/kube-system/configmaps/kube-proxy")
+            .expect(
+                Method::GET,
+                "/apis/apps/v1/namespaces/kube-system/daemonsets",
+            )
             .await;
-        respond(s.send, 200, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-proxy"}, "data": {"config.conf": "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nmode: ipvs\n"}}));
+        let ds = |name: &str, image: &str| json!({"metadata": {"name": name}, "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "c", "image": image}]}}}});
+        respond(
+            s.send,
+            200,
+            &list(
+                "DaemonSetList",
+                "apps/v1",
+                &[
+                    ds("kube-proxy", "kp:v1.34"),
+                    ds("cilium", "quay.io/cilium/cilium:v1.18.0"),
+                ],
+            ),
+        );
+        let s = api
+            .expect(
+                Method::GET,
+                "/api/v1/namespaces/kube-system/configmaps/kube-proxy",
+            )
+            .await;
+        respond(
+            s.send,
+            200,
+            &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-proxy"}, "data": {"config.conf": "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nmode: ipvs\n"}}),
+        );
     });
-    let info = preflight::preflight(&client, NS, &[], &fast()).await.unwrap();
+    let info = preflight::preflight(&client, NS, &[], &fast())
+        .await
+        .unwrap();
     server.await.unwrap();
     assert_eq!(info.nodes, ["a", "b"]);
     assert_eq!(info.pod_capacity, [250, 250]);

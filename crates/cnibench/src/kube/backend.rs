@@ -30,8 +30,8 @@ use super::cluster::{
     create_all,
 };
 use super::objects::{
-    self, CLIENT, CONTROL_PORT, HTTP_PORT, NETLOAD, PointObjects, RR_PORT, ROLE_LABEL,
-    RUN_LABEL, ServiceMode, Settings,
+    self, CLIENT, CONTROL_PORT, HTTP_PORT, NETLOAD, PointObjects, ROLE_LABEL, RR_PORT, RUN_LABEL,
+    ServiceMode, Settings,
 };
 use super::preflight::{self, ClusterInfo};
 use crate::backend::loopback::{client_outcome, tail};
@@ -175,7 +175,12 @@ impl Driver {
         Settings {
             run: self.run.clone(),
             image: self.image.clone(),
-            client_node: self.info.nodes.get(1).cloned().unwrap_or_else(|| server.clone()),
+            client_node: self
+                .info
+                .nodes
+                .get(1)
+                .cloned()
+                .unwrap_or_else(|| server.clone()),
             server_node: server,
             service_mode: self.service_mode,
         }
@@ -273,8 +278,7 @@ impl Driver {
         let c = &self.client;
         let fl = &self.in_flight;
         create_all::<Service>(c, &ns, fillers, t, &self.cancel, &bar, fl).await?;
-        create_all::<EndpointSlice>(c, &ns, &o.endpoint_slices, t, &self.cancel, &bar, fl)
-            .await?;
+        create_all::<EndpointSlice>(c, &ns, &o.endpoint_slices, t, &self.cancel, &bar, fl).await?;
         create_all::<NetworkPolicy>(c, &ns, &o.policies, t, &self.cancel, &bar, fl).await?;
         bar.finish_and_clear();
         Ok(measured)
@@ -325,9 +329,13 @@ impl Driver {
         let what = format!(
             "readiness of {} server replica(s), the client{}",
             o.server_replicas(),
-            if o.fillers.is_some() { " and the fillers" } else { "" }
+            if o.fillers.is_some() {
+                " and the fillers"
+            } else {
+                ""
+            }
         );
-        let r = bounded(&what, limit, &self.cancel, self.await_ready(&o)).await;
+        let r = Box::pin(bounded(&what, limit, &self.cancel, self.await_ready(&o))).await;
         bar.finish_and_clear();
         r?;
         let dest = match (point.topology.path, measured) {
@@ -335,7 +343,9 @@ impl Driver {
                 .spec
                 .and_then(|s| s.cluster_ip)
                 .filter(|ip| !ip.is_empty() && ip != "None")
-                .ok_or_else(|| KubeError::Preflight("the server Service has no ClusterIP".into()))?,
+                .ok_or_else(|| {
+                    KubeError::Preflight("the server Service has no ClusterIP".into())
+                })?,
             (PathKind::Service, None) => {
                 return Err(KubeError::Preflight(
                     "the server Service was created but its answer was lost; no ClusterIP".into(),
@@ -351,10 +361,8 @@ impl Driver {
 
     async fn server_ip(&self) -> Result<String, KubeError> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace());
-        let lp = ListParams::default().labels(&format!(
-            "{RUN_LABEL}={},{ROLE_LABEL}=server",
-            self.run
-        ));
+        let lp =
+            ListParams::default().labels(&format!("{RUN_LABEL}={},{ROLE_LABEL}=server", self.run));
         let (r, _) = cluster::retry(&self.tuning, || pods.list(&lp)).await;
         let list = r.map_err(|source| KubeError::Api {
             action: "list the server pods".into(),
@@ -393,10 +401,8 @@ impl Driver {
     pub async fn teardown(&self) -> Result<(), KubeError> {
         let ns = self.namespace();
         let svcs: Api<Service> = Api::namespaced(self.client.clone(), &ns);
-        let lp = ListParams::default().labels(&format!(
-            "{RUN_LABEL}={},{ROLE_LABEL}=filler",
-            self.run
-        ));
+        let lp =
+            ListParams::default().labels(&format!("{RUN_LABEL}={},{ROLE_LABEL}=filler", self.run));
         let (r, _) = cluster::retry(&self.tuning, || svcs.list_metadata(&lp)).await;
         let names: Vec<String> = r
             .map_err(|source| KubeError::Api {
@@ -409,8 +415,8 @@ impl Driver {
             .collect();
         if !names.is_empty() {
             let bar = self.bar(names.len() as u64, "deleting services");
-            let r = cluster::delete_all::<Service>(&self.client, &ns, &names, &self.tuning, &bar)
-                .await;
+            let r =
+                cluster::delete_all::<Service>(&self.client, &ns, &names, &self.tuning, &bar).await;
             bar.finish_and_clear();
             r?;
         }
@@ -441,7 +447,11 @@ pub async fn clean(
         action: format!("list namespaces labelled {sel}"),
         source,
     })?;
-    let names: Vec<String> = list.items.into_iter().filter_map(|n| n.metadata.name).collect();
+    let names: Vec<String> = list
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
     let bar = if progress {
         ProgressBar::with_draw_target(Some(names.len() as u64), ProgressDrawTarget::stderr())
     } else {
@@ -496,7 +506,8 @@ impl KubeBackend {
         let rt = runtime()?;
         let run = objects::kube_run_id(run_id);
         let (driver, context) = rt.block_on(async {
-            let (client, context) = connect(opts.kubeconfig.as_deref(), opts.context.as_deref()).await?;
+            let (client, context) =
+                connect(opts.kubeconfig.as_deref(), opts.context.as_deref()).await?;
             let ns = objects::namespace_name(&run);
             let info = preflight::preflight(&client, &ns, &opts.nodes, &opts.tuning).await?;
             let driver = Driver {
@@ -574,7 +585,10 @@ impl Backend for KubeBackend {
         if let r @ Readiness::NotApplicable(_) = self.applicability(point) {
             return Ok(r);
         }
-        let p = self.rt.block_on(self.driver.prepare(point)).map_err(backend_err)?;
+        let p = self
+            .rt
+            .block_on(self.driver.prepare(point))
+            .map_err(backend_err)?;
         self.state = Some(p);
         Ok(Readiness::Ready)
     }
@@ -603,7 +617,8 @@ impl Backend for KubeBackend {
                 stderr: tail(&out.stderr),
             });
         }
-        let RepOutcome { metrics, mut raw } = client_outcome(tool, &out.stdout, &out.stderr, point)?;
+        let RepOutcome { metrics, mut raw } =
+            client_outcome(tool, &out.stdout, &out.stderr, point)?;
         if let Some(obj) = raw.as_object_mut() {
             let s = self.driver.settings();
             obj.insert(
@@ -622,7 +637,9 @@ impl Backend for KubeBackend {
 
     fn teardown(&mut self, _point: &Point) -> Result<(), BackendError> {
         self.state = None;
-        self.rt.block_on(self.driver.teardown()).map_err(backend_err)
+        self.rt
+            .block_on(self.driver.teardown())
+            .map_err(backend_err)
     }
 }
 
@@ -659,6 +676,5 @@ pub fn api_requests(point: &Point, mode: ServiceMode) -> u64 {
 pub fn setup_estimate(point: &Point, mode: ServiceMode) -> Duration {
     let requests = api_requests(point, mode);
     let pods = u64::from(point.objects.filler_pods);
-    Duration::from_millis(requests * 1000 / CLIENT_RATE + 2 * pods * 1000 / POD_RATE)
-        + POINT_FIXED
+    Duration::from_millis(requests * 1000 / CLIENT_RATE + 2 * pods * 1000 / POD_RATE) + POINT_FIXED
 }

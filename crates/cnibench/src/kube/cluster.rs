@@ -256,10 +256,12 @@ where
             async move {
                 let (r, _) = retry(t, || api.delete(name, dp)).await;
                 match r {
-                    Ok(_) => Ok(bar.inc(1)),
-                    Err(::kube::Error::Api(s)) if s.code == 404 => Ok(bar.inc(1)),
-                    Err(e) => Err(api_err(format!("delete {} {name}", K::kind(&())))(e)),
+                    Ok(_) => {}
+                    Err(::kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(api_err(format!("delete {} {name}", K::kind(&())))(e)),
                 }
+                bar.inc(1);
+                Ok(())
             }
         })
         .buffer_unordered(t.concurrency.max(1))
@@ -304,7 +306,9 @@ where
     let what = format!("{} {name}", K::kind(&()));
     match await_condition(api, name, cond).await {
         Ok(Some(k)) => Ok(k),
-        Ok(None) => Err(KubeError::Preflight(format!("{what} disappeared while awaited"))),
+        Ok(None) => Err(KubeError::Preflight(format!(
+            "{what} disappeared while awaited"
+        ))),
         Err(e) => Err(KubeError::Exec {
             pod: what,
             message: format!("watch failed: {e}"),

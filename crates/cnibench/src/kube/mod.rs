@@ -7,9 +7,9 @@
 //! - [`preflight`]: reachability, RBAC, nodes, CNI and kube-proxy detection;
 //! - [`backend`]: the [`crate::backend::Backend`] implementation and `clean`.
 
-pub mod objects;
-pub mod rbac;
-pub mod render;
 pub mod backend;
 pub mod cluster;
+pub mod objects;
 pub mod preflight;
+pub mod rbac;
+pub mod render;

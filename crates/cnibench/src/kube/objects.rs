@@ -35,8 +35,8 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, Namespace,
     NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
-    Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
+    Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::api::networking::v1::{
@@ -338,13 +338,7 @@ fn pod_spec(containers: Vec<Container>, node: Option<&str>, host_network: bool) 
     }
 }
 
-fn deployment(
-    s: &Settings,
-    name: &str,
-    role: &str,
-    replicas: i32,
-    spec: PodSpec,
-) -> Deployment {
+fn deployment(s: &Settings, name: &str, role: &str, replicas: i32, spec: PodSpec) -> Deployment {
     Deployment {
         metadata: meta(s, name, Some(role)),
         spec: DeploymentSpec {
@@ -421,11 +415,7 @@ pub fn server(s: &Settings, point: &Point) -> Deployment {
         failure_threshold: Some(3),
         ..Probe::default()
     });
-    let spec = pod_spec(
-        vec![c],
-        Some(&s.server_node),
-        point.topology.host_network,
-    );
+    let spec = pod_spec(vec![c], Some(&s.server_node), point.topology.host_network);
     deployment(
         s,
         SERVER,
@@ -506,8 +496,8 @@ pub fn filler_endpoint(k: u32) -> Ipv4Addr {
 /// Filler service `k` (1-based) and, for [`ServiceMode::EndpointSlice`], its slice.
 pub fn filler_service(s: &Settings, k: u32) -> (Service, Option<EndpointSlice>) {
     let name = filler_service_name(k);
-    let selector = (s.service_mode == ServiceMode::Selector)
-        .then(|| role_selector(&s.run, "server"));
+    let selector =
+        (s.service_mode == ServiceMode::Selector).then(|| role_selector(&s.run, "server"));
     let svc = Service {
         metadata: meta(s, &name, Some("filler")),
         spec: Some(ServiceSpec {
@@ -675,7 +665,10 @@ mod tests {
 
     #[test]
     fn run_ids_become_dns_labels() {
-        assert_eq!(kube_run_id("20261125T083100Z-quick"), "20261125t083100z-quick");
+        assert_eq!(
+            kube_run_id("20261125T083100Z-quick"),
+            "20261125t083100z-quick"
+        );
         assert_eq!(kube_run_id("a_b.C"), "a-b-c");
         let long = kube_run_id(&"x".repeat(100));
         assert!(long.len() <= 54, "{long}");
@@ -716,7 +709,10 @@ mod tests {
         let o = point_objects(&settings(), &p);
         assert_eq!(o.server_replicas(), p.objects.replicas as i32);
         insta::assert_snapshot!("server_http", yaml(&o.server));
-        assert_eq!(o.measured_service().unwrap().metadata.name.as_deref(), Some("server"));
+        assert_eq!(
+            o.measured_service().unwrap().metadata.name.as_deref(),
+            Some("server")
+        );
     }
 
     #[test]

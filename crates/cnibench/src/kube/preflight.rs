@@ -152,7 +152,11 @@ pub fn choose_nodes(nodes: &[NodeFacts], wanted: &[String]) -> Result<Vec<NodeFa
                 let n = nodes.iter().find(|n| &n.name == w).ok_or_else(|| {
                     KubeError::Preflight(format!(
                         "--nodes: no node {w} (nodes: {})",
-                        nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+                        nodes
+                            .iter()
+                            .map(|n| n.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ))
                 })?;
                 if !n.ready || n.unschedulable {
@@ -309,7 +313,9 @@ mod tests {
         let nodes = [node("w1"), node("w2")];
         let chosen = choose_nodes(&nodes, &["w2".into(), "w1".into()]).unwrap();
         assert_eq!(chosen[0].name, "w2");
-        let e = choose_nodes(&nodes, &["nope".into()]).unwrap_err().to_string();
+        let e = choose_nodes(&nodes, &["nope".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no node nope") && e.contains("w1, w2"), "{e}");
     }
 
@@ -317,7 +323,10 @@ mod tests {
     fn cni_and_proxy_are_recognised() {
         let ds = |n: &str, i: &str| (n.to_string(), i.to_string());
         assert_eq!(
-            detect_cni(&[ds("kube-proxy", "kp:1"), ds("calico-node", "calico/node:v3.28")]),
+            detect_cni(&[
+                ds("kube-proxy", "kp:1"),
+                ds("calico-node", "calico/node:v3.28")
+            ]),
             ("calico".into(), "calico/node:v3.28".into())
         );
         assert_eq!(
@@ -329,6 +338,9 @@ mod tests {
         assert_eq!(detect_cni(&[ds("something", "x")]).0, "unknown");
         assert_eq!(proxy_mode("apiVersion: x\nmode: \"ipvs\"\n"), "ipvs");
         assert_eq!(proxy_mode("mode: nftables"), "nftables");
-        assert_eq!(proxy_mode("mode: \"\"\nipvs:\n  scheduler: rr\n"), "iptables (default)");
+        assert_eq!(
+            proxy_mode("mode: \"\"\nipvs:\n  scheduler: rr\n"),
+            "iptables (default)"
+        );
     }
 }

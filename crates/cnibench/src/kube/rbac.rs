@@ -38,7 +38,12 @@ pub struct Permission {
 }
 
 impl Permission {
-    const fn new(group: &'static str, resource: &'static str, verb: &'static str, scope: Scope) -> Self {
+    const fn new(
+        group: &'static str,
+        resource: &'static str,
+        verb: &'static str,
+        scope: Scope,
+    ) -> Self {
         Permission {
             group,
             resource,
@@ -143,7 +148,10 @@ pub fn cluster_role() -> ClusterRole {
     ClusterRole {
         metadata: ObjectMeta {
             name: Some(ROLE_NAME.into()),
-            labels: Some(BTreeMap::from([(MANAGED_BY.to_string(), MANAGER.to_string())])),
+            labels: Some(BTreeMap::from([(
+                MANAGED_BY.to_string(),
+                MANAGER.to_string(),
+            )])),
             ..ObjectMeta::default()
         },
         rules: Some(
@@ -169,7 +177,10 @@ pub fn cluster_role_binding(user: &str) -> ClusterRoleBinding {
     ClusterRoleBinding {
         metadata: ObjectMeta {
             name: Some(ROLE_NAME.into()),
-            labels: Some(BTreeMap::from([(MANAGED_BY.to_string(), MANAGER.to_string())])),
+            labels: Some(BTreeMap::from([(
+                MANAGED_BY.to_string(),
+                MANAGER.to_string(),
+            )])),
             ..ObjectMeta::default()
         },
         role_ref: RoleRef {
@@ -200,9 +211,11 @@ mod tests {
                 None => p.resource.to_string(),
             };
             assert!(
-                rules.iter().any(|r| r.api_groups.as_ref().unwrap()[0] == p.group
-                    && r.resources.as_ref().unwrap()[0] == res
-                    && r.verbs.iter().any(|v| v == p.verb)),
+                rules
+                    .iter()
+                    .any(|r| r.api_groups.as_ref().unwrap()[0] == p.group
+                        && r.resources.as_ref().unwrap()[0] == res
+                        && r.verbs.iter().any(|v| v == p.verb)),
                 "{}",
                 p.describe()
             );
@@ -211,10 +224,19 @@ mod tests {
 
     #[test]
     fn descriptions_name_verb_and_resource() {
-        let exec = PERMISSIONS.iter().find(|p| p.subresource.is_some()).unwrap();
+        let exec = PERMISSIONS
+            .iter()
+            .find(|p| p.subresource.is_some())
+            .unwrap();
         assert_eq!(exec.describe(), "create pods/exec (in the run's namespace)");
-        let d = PERMISSIONS.iter().find(|p| p.resource == "deployments").unwrap();
-        assert_eq!(d.describe(), "create deployments.apps (in the run's namespace)");
+        let d = PERMISSIONS
+            .iter()
+            .find(|p| p.resource == "deployments")
+            .unwrap();
+        assert_eq!(
+            d.describe(),
+            "create deployments.apps (in the run's namespace)"
+        );
         let r = review(exec, "cnibench-x");
         let a = r.spec.resource_attributes.unwrap();
         assert_eq!(a.namespace.as_deref(), Some("cnibench-x"));

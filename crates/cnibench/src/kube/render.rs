@@ -91,9 +91,7 @@ fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
 }
 
 /// The documents of a point's own file and the scale files it shares (name → text).
-fn point_documents(
-    o: &PointObjects,
-) -> Result<(String, Vec<(String, String)>), RenderError> {
+fn point_documents(o: &PointObjects) -> Result<(String, Vec<(String, String)>), RenderError> {
     let mut own = String::new();
     own += &document("namespace", &o.namespace)?;
     own += &document("server", &o.server)?;
@@ -228,12 +226,23 @@ mod tests {
         assert!(paths.contains(&"rbac.yaml"), "{paths:?}");
         assert!(paths.contains(&"quick/scale/services-9.yaml"), "{paths:?}");
         assert!(paths.contains(&"quick/scale/policies-20.yaml"), "{paths:?}");
-        let svc = &a.iter().find(|f| f.path.ends_with("services-9.yaml")).unwrap().text;
+        let svc = &a
+            .iter()
+            .find(|f| f.path.ends_with("services-9.yaml"))
+            .unwrap()
+            .text;
         // Nine services and their nine slices.
         assert_eq!(svc.matches("\n---\n").count() + 1, 18);
         assert!(svc.contains("kind: EndpointSlice"));
-        let point = a.iter().find(|f| f.path.contains("pod-to-service")).unwrap();
-        assert!(point.text.contains("# applied with this point: scale/services-9.yaml"));
+        let point = a
+            .iter()
+            .find(|f| f.path.contains("pod-to-service"))
+            .unwrap();
+        assert!(
+            point
+                .text
+                .contains("# applied with this point: scale/services-9.yaml")
+        );
         assert!(point.text.starts_with("# cnibench render"));
     }
 }
