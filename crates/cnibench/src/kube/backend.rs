@@ -87,14 +87,23 @@ pub async fn connect(
             Config::from_custom_kubeconfig(kc, &opts).await
         }
         None if context.is_some() => Config::from_kubeconfig(&opts).await,
-        None => Config::infer().await.map_err(|e| {
-            ::kube::config::KubeconfigError::ReadConfig(
-                std::io::Error::other(e.to_string()),
-                PathBuf::from("(KUBECONFIG, ~/.kube/config or in-cluster)"),
-            )
-        }),
+        None => {
+            return connect_inferred(context).await;
+        }
     }
     .map_err(|e| KubeError::Config(e.to_string()))?;
+    let name = context.map_or_else(|| config.cluster_url.to_string(), ToString::to_string);
+    let client = Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))?;
+    Ok((client, name))
+}
+
+async fn connect_inferred(context: Option<&str>) -> Result<(Client, String), KubeError> {
+    let config = Config::infer().await.map_err(|e| {
+        KubeError::Config(format!(
+            "no cluster found: neither KUBECONFIG nor ~/.kube/config nor a pod's service account \
+             ({e}); name a kubeconfig with --kubeconfig"
+        ))
+    })?;
     let name = context.map_or_else(|| config.cluster_url.to_string(), ToString::to_string);
     let client = Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))?;
     Ok((client, name))
@@ -677,4 +686,51 @@ pub fn setup_estimate(point: &Point, mode: ServiceMode) -> Duration {
     let requests = api_requests(point, mode);
     let pods = u64::from(point.objects.filler_pods);
     Duration::from_millis(requests * 1000 / CLIENT_RATE + 2 * pods * 1000 / POD_RATE) + POINT_FIXED
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::{expand, presets};
+
+    #[test]
+    fn exec_commands_per_workload() {
+        let points = expand(&presets::load("thesis").unwrap()).unwrap();
+        let find = |p: &str| points.iter().find(|x| x.id.starts_with(p)).unwrap();
+        assert_eq!(
+            exec_command(find("pod-to-pod/placement=inter,workload=udp"), "10.0.0.5").join(" "),
+            "/netload udp 10.0.0.5 --port 9201 -t 10 --omit 1 -P 1 --rate 0 --json"
+        );
+        assert_eq!(
+            exec_command(find("rr-latency/path=service"), "10.96.0.1").join(" "),
+            "/netload rr 10.96.0.1 --port 9202 --mode tcp-rr -t 10 --size 1 --json"
+        );
+        let http = exec_command(find("http-replicas/"), "10.96.0.2").join(" ");
+        assert!(
+            http.starts_with("/netload http http://10.96.0.2:8080/ -c "),
+            "{http}"
+        );
+    }
+
+    /// The paper estimate of docs/kube.md, from the code's own request count.
+    #[test]
+    fn thesis_requests_and_setup() {
+        let points = expand(&presets::load("thesis").unwrap()).unwrap();
+        let total = |mode| points.iter().map(|p| api_requests(p, mode)).sum::<u64>();
+        assert_eq!(total(ServiceMode::EndpointSlice), 377_364);
+        assert_eq!(total(ServiceMode::Selector), 266_340);
+        let setup: Duration = points
+            .iter()
+            .map(|p| setup_estimate(p, ServiceMode::EndpointSlice))
+            .sum();
+        assert_eq!(setup.as_secs(), 4686);
+        let p = points
+            .iter()
+            .find(|p| {
+                p.id.starts_with("pod-to-service/placement=inter,services=10000,")
+            })
+            .unwrap();
+        // 3 + 10 000 services + 9 999 slices + 9 999 deletes + the namespace delete.
+        assert_eq!(api_requests(p, ServiceMode::EndpointSlice), 30_002);
+    }
 }

@@ -96,6 +96,8 @@ pub const PERMISSIONS: &[Permission] = &[
         scope: Scope::Run,
     },
     Permission::new("", "services", "create", Scope::Run),
+    Permission::new("", "services", "list", Scope::Run),
+    Permission::new("", "services", "delete", Scope::Run),
     Permission::new("apps", "deployments", "create", Scope::Run),
     Permission::new("apps", "deployments", "list", Scope::Run),
     Permission::new("apps", "deployments", "watch", Scope::Run),
