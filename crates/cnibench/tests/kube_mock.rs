@@ -187,10 +187,9 @@ fn mocked_in(
     mode: ServiceMode,
 ) -> (KubeBackend, ApiServer, Arc<FakeExec>) {
     let rt = cnibench::kube::backend::runtime().unwrap();
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = {
+    let (client, api) = {
         let _guard = rt.enter();
-        Client::new(svc, "default")
+        mock_client()
     };
     let exec = Arc::new(FakeExec {
         commands: Mutex::default(),
@@ -198,11 +197,7 @@ fn mocked_in(
     });
     let mut d = driver(client, exec.clone(), tuning, cancel);
     d.service_mode = mode;
-    (
-        KubeBackend::with_driver(rt, d, "mock".into()),
-        ApiServer(handle),
-        exec,
-    )
+    (KubeBackend::with_driver(rt, d, "mock".into()), api, exec)
 }
 
 fn ready_deployment(body: &Value, replicas: i64) -> Value {
@@ -359,48 +354,61 @@ fn join(backend: &KubeBackend, task: tokio::task::JoinHandle<()>) {
     });
 }
 
-fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(
-    f: F,
-) -> tokio::task::JoinHandle<()> {
-    // The backend's runtime is multi-threaded: the task runs while the test thread blocks
-    // in the backend's calls.
-    tokio::runtime::Handle::current().spawn(f)
+/// A client whose requests the returned mock API server answers (inside a runtime).
+fn mock_client() -> (Client, ApiServer) {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(svc, "default"), ApiServer(handle))
+}
+
+async fn serve_version(api: &mut ApiServer) {
+    let s = api.expect(Method::GET, "/version").await;
+    respond(
+        s.send,
+        200,
+        &json!({"major": "1", "minor": "34", "gitVersion": "v1.34.1", "gitCommit": "", "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": "linux/amd64"}),
+    );
+}
+
+/// Runs the mock API server's script on the backend's (multi-threaded) runtime, so it
+/// answers while the test thread blocks in the backend's calls.
+fn serve<F>(backend: &KubeBackend, script: F) -> tokio::task::JoinHandle<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    backend.runtime().spawn(script)
 }
 
 #[test]
 fn lifecycle_of_a_direct_point() {
     let p = point("pod-to-pod/placement=inter,workload=tcp");
     let (mut backend, mut api, exec) = mocked(&p, fast(), Cancel::default());
-    let task = {
-        let _g = backend_runtime_guard(&backend);
-        spawn(async move {
-            let (server, client) = serve_basic_creates(&mut api, 1).await;
-            // Inter-node: the client on w2, the server on w1.
-            let aff = |v: &Value| {
-                v["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"][0].clone()
-            };
-            assert_eq!(aff(&server["spec"]["template"]["spec"]), "w1");
-            assert_eq!(aff(&client["spec"]), "w2");
-            serve_ready(&mut api, &server, &client, 1).await;
-            // The direct path dials the server pod's IP.
-            let s = api
-                .expect(Method::GET, &format!("/api/v1/namespaces/{NS}/pods"))
-                .await;
-            assert!(
-                s.query
-                    .contains("labelSelector=cnibench.io%2Frun%3Dt1%2Ccnibench.io%2Frole%3Dserver"),
-                "{}",
-                s.query
-            );
-            let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "server-abc", "namespace": NS}});
-            respond(
-                s.send,
-                200,
-                &list("PodList", "v1", &[ready_pod(&pod, "10.0.0.5")]),
-            );
-            serve_teardown(&mut api, &[]).await;
-        })
-    };
+    let task = serve(&backend, async move {
+        let (server, client) = serve_basic_creates(&mut api, 1).await;
+        // Inter-node: the client on w2, the server on w1.
+        let aff = |v: &Value| {
+            v["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"][0].clone()
+        };
+        assert_eq!(aff(&server["spec"]["template"]["spec"]), "w1");
+        assert_eq!(aff(&client["spec"]), "w2");
+        serve_ready(&mut api, &server, &client, 1).await;
+        // The direct path dials the server pod's IP.
+        let s = api
+            .expect(Method::GET, &format!("/api/v1/namespaces/{NS}/pods"))
+            .await;
+        assert!(
+            s.query
+                .contains("labelSelector=cnibench.io%2Frun%3Dt1%2Ccnibench.io%2Frole%3Dserver"),
+            "{}",
+            s.query
+        );
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "server-abc", "namespace": NS}});
+        respond(
+            s.send,
+            200,
+            &list("PodList", "v1", &[ready_pod(&pod, "10.0.0.5")]),
+        );
+        serve_teardown(&mut api, &[]).await;
+    });
     assert_eq!(backend.prepare(&p).unwrap(), Readiness::Ready);
     let out = backend.run_rep(&p, 0, &Cancel::default()).unwrap();
     assert!(!out.metrics.is_empty());
@@ -421,66 +429,59 @@ fn lifecycle_of_a_direct_point() {
     assert_eq!(tools["kube_namespace"], NS);
 }
 
-fn backend_runtime_guard(backend: &KubeBackend) -> tokio::runtime::EnterGuard<'_> {
-    backend.runtime().enter()
-}
-
 #[test]
 fn lifecycle_of_a_service_point_with_fillers() {
     let p = point("pod-to-service/placement=intra,services=10,workload=udp");
     let (mut backend, mut api, exec) =
         mocked_in(&p, fast(), Cancel::default(), ServiceMode::EndpointSlice);
-    let task = {
-        let _g = backend_runtime_guard(&backend);
-        spawn(async move {
-            let (server, client) = serve_basic_creates(&mut api, 1).await;
+    let task = serve(&backend, async move {
+        let (server, client) = serve_basic_creates(&mut api, 1).await;
+        let s = api
+            .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/services"))
+            .await;
+        assert_eq!(s.body["metadata"]["name"], "server");
+        assert_eq!(s.body["spec"]["selector"]["cnibench.io/role"], "server");
+        created(s, |o| o["spec"]["clusterIP"] = json!("10.96.0.10"));
+        let mut names = Vec::new();
+        for _ in 0..9 {
             let s = api
                 .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/services"))
                 .await;
-            assert_eq!(s.body["metadata"]["name"], "server");
-            assert_eq!(s.body["spec"]["selector"]["cnibench.io/role"], "server");
-            created(s, |o| o["spec"]["clusterIP"] = json!("10.96.0.10"));
-            let mut names = Vec::new();
-            for _ in 0..9 {
-                let s = api
-                    .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/services"))
-                    .await;
-                // Selectorless: the endpoints come from our slices.
-                assert!(s.body["spec"].get("selector").is_none(), "{}", s.body);
-                names.push(s.body["metadata"]["name"].as_str().unwrap().to_string());
-                created(s, |_| {});
-            }
-            names.sort();
-            assert_eq!(names.first().unwrap(), "svc-00001");
-            assert_eq!(names.last().unwrap(), "svc-00009");
-            let mut slices = Vec::new();
-            for _ in 0..9 {
-                let s = api
-                    .expect(
-                        Method::POST,
-                        &format!("/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"),
-                    )
-                    .await;
-                let name = s.body["metadata"]["name"].as_str().unwrap().to_string();
-                assert_eq!(
-                    s.body["metadata"]["labels"]["kubernetes.io/service-name"],
-                    name.as_str()
-                );
-                assert!(
-                    s.body["endpoints"][0]["addresses"][0]
-                        .as_str()
-                        .unwrap()
-                        .starts_with("198.18.0.")
-                );
-                slices.push(name);
-                created(s, |_| {});
-            }
-            slices.sort();
-            assert_eq!(slices, names);
-            serve_ready(&mut api, &server, &client, 1).await;
-            serve_teardown(&mut api, &names).await;
-        })
-    };
+            // Selectorless: the endpoints come from our slices.
+            assert!(s.body["spec"].get("selector").is_none(), "{}", s.body);
+            names.push(s.body["metadata"]["name"].as_str().unwrap().to_string());
+            created(s, |_| {});
+        }
+        names.sort();
+        assert_eq!(names.first().unwrap(), "svc-00001");
+        assert_eq!(names.last().unwrap(), "svc-00009");
+        let mut slices = Vec::new();
+        for _ in 0..9 {
+            let s = api
+                .expect(
+                    Method::POST,
+                    &format!("/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"),
+                )
+                .await;
+            let name = s.body["metadata"]["name"].as_str().unwrap().to_string();
+            assert_eq!(
+                s.body["metadata"]["labels"]["kubernetes.io/service-name"],
+                name.as_str()
+            );
+            assert!(
+                s.body["endpoints"][0]["addresses"][0]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("198.18.0.")
+            );
+            slices.push(name);
+            created(s, |_| {});
+        }
+        slices.sort();
+        assert_eq!(slices, names);
+        serve_ready(&mut api, &server, &client, 1).await;
+        serve_teardown(&mut api, &names).await;
+    });
     assert_eq!(backend.prepare(&p).unwrap(), Readiness::Ready);
     let out = backend.run_rep(&p, 0, &Cancel::default()).unwrap();
     assert_eq!(out.raw["cnibench_kube"]["dest"], "10.96.0.10");
@@ -498,15 +499,12 @@ fn lifecycle_of_a_service_point_with_fillers() {
 fn namespace_that_already_exists_names_clean() {
     let p = point("pod-to-pod/placement=inter,workload=tcp");
     let (mut backend, mut api, _) = mocked(&p, fast(), Cancel::default());
-    let task = {
-        let _g = backend_runtime_guard(&backend);
-        spawn(async move {
-            let s = api.expect(Method::POST, "/api/v1/namespaces").await;
-            respond(s.send, 409, &status(409, "AlreadyExists"));
-            // The runner tears down after a failed prepare.
-            serve_teardown(&mut api, &[]).await;
-        })
-    };
+    let task = serve(&backend, async move {
+        let s = api.expect(Method::POST, "/api/v1/namespaces").await;
+        respond(s.send, 409, &status(409, "AlreadyExists"));
+        // The runner tears down after a failed prepare.
+        serve_teardown(&mut api, &[]).await;
+    });
     let e = backend.prepare(&p).unwrap_err().to_string();
     assert!(e.contains("Namespace cnibench-t1 already exists"), "{e}");
     assert!(e.contains("cnibench clean --backend kube"), "{e}");
@@ -518,43 +516,40 @@ fn namespace_that_already_exists_names_clean() {
 fn throttling_and_server_errors_are_retried() {
     let p = point("pod-to-pod/placement=inter,workload=tcp");
     let (mut backend, mut api, _) = mocked(&p, fast(), Cancel::default());
-    let task = {
-        let _g = backend_runtime_guard(&backend);
-        spawn(async move {
-            let s = api.expect(Method::POST, "/api/v1/namespaces").await;
-            respond(s.send, 429, &status(429, "TooManyRequests"));
-            let s = api.expect(Method::POST, "/api/v1/namespaces").await;
+    let task = serve(&backend, async move {
+        let s = api.expect(Method::POST, "/api/v1/namespaces").await;
+        respond(s.send, 429, &status(429, "TooManyRequests"));
+        let s = api.expect(Method::POST, "/api/v1/namespaces").await;
+        respond(s.send, 500, &status(500, "InternalError"));
+        let s = api.expect(Method::POST, "/api/v1/namespaces").await;
+        created(s, |_| {});
+        // The server create's first answer is lost in a 503; its retry meets a 409,
+        // which means the first attempt landed: no error.
+        let s = api
+            .expect(
+                Method::POST,
+                &format!("/apis/apps/v1/namespaces/{NS}/deployments"),
+            )
+            .await;
+        let server = s.body.clone();
+        respond(s.send, 503, &status(503, "ServiceUnavailable"));
+        let s = api
+            .expect(
+                Method::POST,
+                &format!("/apis/apps/v1/namespaces/{NS}/deployments"),
+            )
+            .await;
+        respond(s.send, 409, &status(409, "AlreadyExists"));
+        // The client create fails for good: every attempt (4) gets a 500.
+        for _ in 0..4 {
+            let s = api
+                .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/pods"))
+                .await;
             respond(s.send, 500, &status(500, "InternalError"));
-            let s = api.expect(Method::POST, "/api/v1/namespaces").await;
-            created(s, |_| {});
-            // The server create's first answer is lost in a 503; its retry meets a 409,
-            // which means the first attempt landed: no error.
-            let s = api
-                .expect(
-                    Method::POST,
-                    &format!("/apis/apps/v1/namespaces/{NS}/deployments"),
-                )
-                .await;
-            let server = s.body.clone();
-            respond(s.send, 503, &status(503, "ServiceUnavailable"));
-            let s = api
-                .expect(
-                    Method::POST,
-                    &format!("/apis/apps/v1/namespaces/{NS}/deployments"),
-                )
-                .await;
-            respond(s.send, 409, &status(409, "AlreadyExists"));
-            // The client create fails for good: every attempt (4) gets a 500.
-            for _ in 0..4 {
-                let s = api
-                    .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/pods"))
-                    .await;
-                respond(s.send, 500, &status(500, "InternalError"));
-            }
-            let _ = server;
-            serve_teardown(&mut api, &[]).await;
-        })
-    };
+        }
+        let _ = server;
+        serve_teardown(&mut api, &[]).await;
+    });
     let e = backend.prepare(&p).unwrap_err().to_string();
     assert!(
         e.contains("create Pod client") && e.contains("InternalError"),
@@ -572,41 +567,38 @@ fn readiness_timeout_leads_to_teardown() {
         ..fast()
     };
     let (mut backend, mut api, _) = mocked(&p, tuning, Cancel::default());
-    let task = {
-        let _g = backend_runtime_guard(&backend);
-        spawn(async move {
-            let (server, client) = serve_basic_creates(&mut api, 1).await;
-            let mut held = Vec::new();
-            let mut watched = 0;
-            // The server never becomes ready: its list shows 0 ready replicas and its watch
-            // stays silent; the client is ready.
-            while watched < 3 {
-                let s = api.next().await;
-                assert_ne!(
-                    s.method,
-                    Method::DELETE,
-                    "teardown before the watches: {}",
-                    s.path
+    let task = serve(&backend, async move {
+        let (server, client) = serve_basic_creates(&mut api, 1).await;
+        let mut held = Vec::new();
+        let mut watched = 0;
+        // The server never becomes ready: its list shows 0 ready replicas and its watch
+        // stays silent; the client is ready.
+        while watched < 3 {
+            let s = api.next().await;
+            assert_ne!(
+                s.method,
+                Method::DELETE,
+                "teardown before the watches: {}",
+                s.path
+            );
+            if s.path.ends_with("/deployments") && !s.query.contains("watch=true") {
+                let mut d = server.clone();
+                d["status"] = json!({"replicas": 1, "readyReplicas": 0});
+                respond(s.send, 200, &list("DeploymentList", "apps/v1", &[d]));
+            } else if s.path.ends_with("/deployments") {
+                held.push(s.send);
+            } else {
+                respond(
+                    s.send,
+                    200,
+                    &list("PodList", "v1", &[ready_pod(&client, "10.0.1.9")]),
                 );
-                if s.path.ends_with("/deployments") && !s.query.contains("watch=true") {
-                    let mut d = server.clone();
-                    d["status"] = json!({"replicas": 1, "readyReplicas": 0});
-                    respond(s.send, 200, &list("DeploymentList", "apps/v1", &[d]));
-                } else if s.path.ends_with("/deployments") {
-                    held.push(s.send);
-                } else {
-                    respond(
-                        s.send,
-                        200,
-                        &list("PodList", "v1", &[ready_pod(&client, "10.0.1.9")]),
-                    );
-                }
-                watched += 1;
             }
-            serve_teardown(&mut api, &[]).await;
-            drop(held);
-        })
-    };
+            watched += 1;
+        }
+        serve_teardown(&mut api, &[]).await;
+        drop(held);
+    });
     let e = backend.prepare(&p).unwrap_err().to_string();
     assert!(
         e.contains("not done within 0 s") || e.contains("readiness"),
@@ -627,39 +619,37 @@ fn ctrl_c_during_creation_leads_to_teardown() {
     };
     let (mut backend, mut api, _) = mocked(&p, tuning, cancel.clone());
     let creates = Arc::new(AtomicUsize::new(0));
-    let task = {
-        let _g = backend_runtime_guard(&backend);
-        let creates = creates.clone();
-        spawn(async move {
-            let _ = serve_basic_creates(&mut api, 1).await;
-            loop {
-                let s = api.next().await;
-                if s.method == Method::GET {
-                    // Teardown: nothing to list here, the namespace takes the services.
-                    assert_eq!(s.path, format!("/api/v1/namespaces/{NS}/services"));
-                    filler_list(s.send, &[]);
-                    continue;
-                }
-                if s.method == Method::DELETE {
-                    // Ctrl-C: the namespace goes.
-                    assert_eq!(s.path, format!("/api/v1/namespaces/{NS}"));
-                    respond(
-                        s.send,
-                        200,
-                        &json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": NS, "uid": "uid-ns"}}),
-                    );
-                    let s = api.expect(Method::GET, "/api/v1/namespaces").await;
-                    respond(s.send, 200, &list("NamespaceList", "v1", &[]));
-                    break;
-                }
+    let served = creates.clone();
+    let task = serve(&backend, async move {
+        let creates = served;
+        let _ = serve_basic_creates(&mut api, 1).await;
+        loop {
+            let s = api.next().await;
+            if s.method == Method::GET {
+                // Teardown: nothing to list here, the namespace takes the services.
                 assert_eq!(s.path, format!("/api/v1/namespaces/{NS}/services"));
-                if creates.fetch_add(1, Ordering::SeqCst) + 1 == 10 {
-                    cancel.cancel();
-                }
-                created(s, |o| o["spec"]["clusterIP"] = json!("10.96.0.10"));
+                filler_list(s.send, &[]);
+                continue;
             }
-        })
-    };
+            if s.method == Method::DELETE {
+                // Ctrl-C: the namespace goes.
+                assert_eq!(s.path, format!("/api/v1/namespaces/{NS}"));
+                respond(
+                    s.send,
+                    200,
+                    &json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": NS, "uid": "uid-ns"}}),
+                );
+                let s = api.expect(Method::GET, "/api/v1/namespaces").await;
+                respond(s.send, 200, &list("NamespaceList", "v1", &[]));
+                break;
+            }
+            assert_eq!(s.path, format!("/api/v1/namespaces/{NS}/services"));
+            if creates.fetch_add(1, Ordering::SeqCst) + 1 == 10 {
+                cancel.cancel();
+            }
+            created(s, |o| o["spec"]["clusterIP"] = json!("10.96.0.10"));
+        }
+    });
     let e = backend.prepare(&p).unwrap_err();
     assert!(
         matches!(e, cnibench::backend::BackendError::Cancelled),
@@ -677,9 +667,7 @@ fn ctrl_c_during_creation_leads_to_teardown() {
 
 #[tokio::test]
 async fn ten_thousand_services_respect_the_concurrency() {
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(svc, "default");
-    let mut api = ApiServer(handle);
+    let (client, mut api) = mock_client();
     let server = tokio::spawn(async move {
         let mut names = std::collections::BTreeSet::new();
         for _ in 0..10_000 {
@@ -719,16 +707,9 @@ async fn ten_thousand_services_respect_the_concurrency() {
 
 #[tokio::test]
 async fn missing_permissions_are_named() {
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(svc, "default");
-    let mut api = ApiServer(handle);
+    let (client, mut api) = mock_client();
     let server = tokio::spawn(async move {
-        let s = api.expect(Method::GET, "/version").await;
-        respond(
-            s.send,
-            200,
-            &json!({"major": "1", "minor": "34", "gitVersion": "v1.34.1", "gitCommit": "", "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": "linux/amd64"}),
-        );
+        serve_version(&mut api).await;
         for p in cnibench::kube::rbac::PERMISSIONS {
             let s = api
                 .expect(
@@ -768,16 +749,9 @@ async fn missing_permissions_are_named() {
 
 #[tokio::test]
 async fn preflight_records_nodes_cni_and_proxy() {
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(svc, "default");
-    let mut api = ApiServer(handle);
+    let (client, mut api) = mock_client();
     let server = tokio::spawn(async move {
-        let s = api.expect(Method::GET, "/version").await;
-        respond(
-            s.send,
-            200,
-            &json!({"major": "1", "minor": "34", "gitVersion": "v1.34.1", "gitCommit": "", "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": "linux/amd64"}),
-        );
+        serve_version(&mut api).await;
         for _ in cnibench::kube::rbac::PERMISSIONS {
             let s = api.next().await;
             let mut r = s.body.clone();

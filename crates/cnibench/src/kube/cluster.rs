@@ -196,6 +196,23 @@ impl InFlight {
     }
 }
 
+/// Runs `f` on every item, at most `concurrency` at once, stopping at the first error.
+async fn bounded_each<'a, T, F, Fut>(
+    items: &'a [T],
+    concurrency: usize,
+    f: F,
+) -> Result<(), KubeError>
+where
+    F: Fn(&'a T) -> Fut,
+    Fut: Future<Output = Result<(), KubeError>>,
+{
+    futures::stream::iter(items)
+        .map(f)
+        .buffer_unordered(concurrency.max(1))
+        .try_for_each(|()| futures::future::ready(Ok(())))
+        .await
+}
+
 /// Creates every object of `objs` in `namespace`, at most `t.concurrency` at once,
 /// stopping at the first failure or at Ctrl-C (no new request starts once it is seen).
 pub async fn create_all<K>(
@@ -215,22 +232,19 @@ where
         + Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    futures::stream::iter(objs)
-        .map(|obj| {
-            let api = &api;
-            async move {
-                if cancel.is_cancelled() {
-                    return Err(KubeError::Cancelled);
-                }
-                in_flight.enter();
-                let r = create(api, obj, t).await;
-                in_flight.leave();
-                r.map(|_| bar.inc(1))
+    bounded_each(objs, t.concurrency, |obj| {
+        let api = &api;
+        async move {
+            if cancel.is_cancelled() {
+                return Err(KubeError::Cancelled);
             }
-        })
-        .buffer_unordered(t.concurrency.max(1))
-        .try_for_each(|()| futures::future::ready(Ok(())))
-        .await
+            in_flight.enter();
+            let r = create(api, obj, t).await;
+            in_flight.leave();
+            r.map(|_| bar.inc(1))
+        }
+    })
+    .await
 }
 
 /// Deletes the named objects of kind `K` in `namespace`, at most `t.concurrency` at once
@@ -250,23 +264,20 @@ where
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let dp = DeleteParams::background();
-    futures::stream::iter(names)
-        .map(|name| {
-            let (api, dp) = (&api, &dp);
-            async move {
-                let (r, _) = retry(t, || api.delete(name, dp)).await;
-                match r {
-                    Ok(_) => {}
-                    Err(::kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(api_err(format!("delete {} {name}", K::kind(&())))(e)),
-                }
-                bar.inc(1);
-                Ok(())
+    bounded_each(names, t.concurrency, |name| {
+        let (api, dp) = (&api, &dp);
+        async move {
+            let (r, _) = retry(t, || api.delete(name, dp)).await;
+            match r {
+                Ok(_) => {}
+                Err(::kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(api_err(format!("delete {} {name}", K::kind(&())))(e)),
             }
-        })
-        .buffer_unordered(t.concurrency.max(1))
-        .try_for_each(|()| futures::future::ready(Ok(())))
-        .await
+            bar.inc(1);
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// Resolves when `cancel` is set (checked every 100 ms: the flag is an atomic that a

@@ -53,7 +53,15 @@ impl Permission {
         }
     }
 
-    /// `verb group/resource[/sub]` as a reader would type it for `kubectl auth can-i`.
+    /// `resource[/sub]`, as an RBAC rule names it.
+    pub fn resource_path(&self) -> String {
+        match self.subresource {
+            Some(s) => format!("{}/{s}", self.resource),
+            None => self.resource.to_string(),
+        }
+    }
+
+    /// `verb resource.group[/sub]` as a reader would type it for `kubectl auth can-i`.
     pub fn describe(&self) -> String {
         let mut r = self.resource.to_string();
         if !self.group.is_empty() {
@@ -130,32 +138,32 @@ pub fn review(p: &Permission, namespace: &str) -> SelfSubjectAccessReview {
     }
 }
 
-/// Name of the rendered ClusterRole.
+/// Name of the rendered ClusterRole and its binding.
 pub const ROLE_NAME: &str = "cnibench";
+
+fn role_meta() -> ObjectMeta {
+    ObjectMeta {
+        name: Some(ROLE_NAME.into()),
+        labels: Some(BTreeMap::from([(
+            MANAGED_BY.to_string(),
+            MANAGER.to_string(),
+        )])),
+        ..ObjectMeta::default()
+    }
+}
 
 /// The ClusterRole granting [`PERMISSIONS`] (one rule per group and resource). Cluster-wide
 /// because the run's namespace does not exist before the run creates it.
 pub fn cluster_role() -> ClusterRole {
     let mut rules: BTreeMap<(&str, String), Vec<String>> = BTreeMap::new();
     for p in PERMISSIONS {
-        let resource = match p.subresource {
-            Some(s) => format!("{}/{s}", p.resource),
-            None => p.resource.to_string(),
-        };
-        let verbs = rules.entry((p.group, resource)).or_default();
+        let verbs = rules.entry((p.group, p.resource_path())).or_default();
         if !verbs.iter().any(|v| v == p.verb) {
             verbs.push(p.verb.into());
         }
     }
     ClusterRole {
-        metadata: ObjectMeta {
-            name: Some(ROLE_NAME.into()),
-            labels: Some(BTreeMap::from([(
-                MANAGED_BY.to_string(),
-                MANAGER.to_string(),
-            )])),
-            ..ObjectMeta::default()
-        },
+        metadata: role_meta(),
         rules: Some(
             rules
                 .into_iter()
@@ -177,14 +185,7 @@ pub fn cluster_role() -> ClusterRole {
 /// A binding of [`cluster_role`] to user `user`.
 pub fn cluster_role_binding(user: &str) -> ClusterRoleBinding {
     ClusterRoleBinding {
-        metadata: ObjectMeta {
-            name: Some(ROLE_NAME.into()),
-            labels: Some(BTreeMap::from([(
-                MANAGED_BY.to_string(),
-                MANAGER.to_string(),
-            )])),
-            ..ObjectMeta::default()
-        },
+        metadata: role_meta(),
         role_ref: RoleRef {
             api_group: Some("rbac.authorization.k8s.io".into()),
             kind: "ClusterRole".into(),
@@ -208,10 +209,7 @@ mod tests {
         let role = cluster_role();
         let rules = role.rules.unwrap();
         for p in PERMISSIONS {
-            let res = match p.subresource {
-                Some(s) => format!("{}/{s}", p.resource),
-                None => p.resource.to_string(),
-            };
+            let res = p.resource_path();
             assert!(
                 rules
                     .iter()
