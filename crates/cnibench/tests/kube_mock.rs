@@ -818,3 +818,27 @@ async fn preflight_records_nodes_cni_and_proxy() {
     assert_eq!(info.proxy_mode, "ipvs");
     assert_eq!(info.server_version, "v1.34.1");
 }
+
+#[test]
+fn dropping_a_prepared_backend_tears_down() {
+    let p = point("pod-to-pod/placement=inter,workload=tcp");
+    let (mut backend, mut api, _) = mocked(&p, fast(), Cancel::default());
+    let task = serve(&backend, async move {
+        let s = api.expect(Method::POST, "/api/v1/namespaces").await;
+        respond(s.send, 500, &status(400, "BadRequest"));
+        serve_teardown(&mut api, &[]).await;
+    });
+    assert!(backend.prepare(&p).is_err());
+    // No teardown call: the drop deletes the namespace.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    drop(backend);
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("mock API server did not finish")
+            .expect("mock API server assertions failed");
+    });
+}

@@ -487,6 +487,18 @@ pub struct KubeBackend {
     driver: Driver,
     context: String,
     state: Option<Prepared>,
+    /// Objects may exist in the cluster (set before creating, cleared by a teardown).
+    dirty: bool,
+}
+
+impl Drop for KubeBackend {
+    /// A guard for paths that skip `teardown` (the runner calls it after every point): the
+    /// namespace is deleted before the process ends.
+    fn drop(&mut self) {
+        if self.dirty {
+            let _ = self.rt.block_on(self.driver.teardown());
+        }
+    }
 }
 
 impl std::fmt::Debug for KubeBackend {
@@ -545,6 +557,7 @@ impl KubeBackend {
             driver,
             context,
             state: None,
+            dirty: false,
         }
     }
 
@@ -594,6 +607,7 @@ impl Backend for KubeBackend {
         if let r @ Readiness::NotApplicable(_) = self.applicability(point) {
             return Ok(r);
         }
+        self.dirty = true;
         let p = self
             .rt
             .block_on(self.driver.prepare(point))
@@ -648,7 +662,9 @@ impl Backend for KubeBackend {
         self.state = None;
         self.rt
             .block_on(self.driver.teardown())
-            .map_err(backend_err)
+            .map_err(backend_err)?;
+        self.dirty = false;
+        Ok(())
     }
 }
 
