@@ -18,6 +18,7 @@
 //! - [`report`]: renderers returning strings (pure), `compare`, iperf3 import;
 //! - [`lab`]: a small cluster of network namespaces on this host (datapath, services,
 //!   policies, self-checks, clean-up);
+//! - [`kube`]: Kubernetes objects, rendering and the cluster backend's operations;
 //! - [`host`]: host facts for `meta.json`;
 //! - [`clock`]: the one owner of time.
 //!
@@ -26,6 +27,7 @@
 pub mod backend;
 pub mod clock;
 pub mod host;
+pub mod kube;
 pub mod lab;
 pub mod metrics;
 pub mod plan;

@@ -14,6 +14,9 @@ use cnibench::backend::iperf3;
 use cnibench::backend::lab::{LabBackend, LabOptions};
 use cnibench::backend::loopback::{LoopbackBackend, locate_netload};
 use cnibench::backend::{Backend, Cancel, Readiness};
+use cnibench::kube::backend::{KubeBackend, KubeOptions};
+use cnibench::kube::cluster::Tuning;
+use cnibench::kube::objects::ServiceMode;
 use cnibench::results::{LoadedRun, Meta, RunDir};
 use cnibench::runner::{self, RunConfig};
 use cnibench::stats::StopRule;
@@ -42,8 +45,11 @@ enum Command {
     /// Turn `iperf3 -J` results (one file per repetition) into a run directory.
     #[command(name = "import-iperf3")]
     ImportIperf3(ImportArgs),
-    /// Remove what lab runs left behind (namespaces, and with them links, rules and sets).
+    /// Remove what runs left behind: lab namespaces (links, rules, sets with them), or with
+    /// `--backend kube` the cluster namespaces labelled by cnibench.
     Clean(CleanArgs),
+    /// Write the Kubernetes objects the kube backend applies, as YAML (one file per point).
+    Render(RenderArgs),
     /// Print a built-in suite as TOML (a starting point for your own suite file).
     Suite {
         /// Built-in suite name.
@@ -60,16 +66,56 @@ enum BackendKind {
     Loopback,
     /// Real netload processes in a lab of network namespaces, one per point (root).
     Lab,
+    /// Pods on a Kubernetes cluster (kubeconfig from the usual places).
+    Kube,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum CleanBackend {
+    /// Lab namespaces on this host.
+    Lab,
+    /// Labelled namespaces on the cluster of the kubeconfig.
+    Kube,
+}
+
+#[derive(Args, Debug, Clone)]
+struct KubeArgs {
+    /// Kube: kubeconfig file (default: KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Kube: kubeconfig context (default: the current one).
+    #[arg(long)]
+    context: Option<String>,
 }
 
 #[derive(Args, Debug)]
+struct RenderArgs {
+    #[command(flatten)]
+    suite: SuiteArgs,
+    /// Output directory (files are replaced; `manifests` holds the rendered thesis suite).
+    #[arg(long)]
+    out: PathBuf,
+    /// The netload image.
+    #[arg(long, default_value_t = cnibench::kube::objects::default_image())]
+    image: String,
+    /// How filler services get endpoints (selector, endpointslice).
+    #[arg(long, value_enum, default_value = "endpointslice")]
+    service_mode: ServiceMode,
+}
+#[derive(Args, Debug)]
 struct CleanArgs {
-    /// The cnibench run id whose lab leftovers to remove (its `meta.json` `run_id`).
+    /// The cnibench run id whose leftovers to remove (its `meta.json` `run_id`).
     #[arg(required_unless_present = "all", conflicts_with = "all")]
     run_id: Option<String>,
-    /// Remove the leftovers of every lab run (every `cnb-` namespace).
+    /// Remove the leftovers of every run (lab: every `cnb-` namespace; kube: every
+    /// namespace labelled app.kubernetes.io/managed-by=cnibench).
     #[arg(long)]
     all: bool,
+    /// What to clean: the lab on this host, or the cluster.
+    #[arg(long, value_enum, default_value = "lab")]
+    backend: CleanBackend,
+    #[command(flatten)]
+    kube: KubeArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -110,9 +156,22 @@ struct BackendArgs {
     /// Lab: underlay MTU in bytes (pods get it less 50 with vxlan).
     #[arg(long, default_value_t = 1500)]
     mtu: u32,
-    /// Lab: number of nodes.
-    #[arg(long, default_value_t = 2)]
-    nodes: usize,
+    /// Lab: number of nodes. Kube: the two nodes to use, server first (`A,B`), instead of
+    /// the first two schedulable workers.
+    #[arg(long, default_value = "2")]
+    nodes: String,
+    #[command(flatten)]
+    kube: KubeArgs,
+    /// Kube: the netload image.
+    #[arg(long, default_value_t = cnibench::kube::objects::default_image())]
+    image: String,
+    /// Kube: how filler services get endpoints (selector: they select the server pods;
+    /// endpointslice: selectorless, with EndpointSlices cnibench writes).
+    #[arg(long, value_enum, default_value = "endpointslice")]
+    service_mode: ServiceMode,
+    /// Kube: most create requests in flight.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: u16,
     /// netload binary (default: next to cnibench).
     #[arg(long, env = "NETLOAD")]
     netload: Option<PathBuf>,
@@ -243,6 +302,7 @@ fn main() -> ExitCode {
         Command::Compare(a) => cmd_compare(&a).map(|()| ExitCode::SUCCESS),
         Command::ImportIperf3(a) => cmd_import(a).map(|()| ExitCode::SUCCESS),
         Command::Clean(a) => cmd_clean(&a).map(|()| ExitCode::SUCCESS),
+        Command::Render(a) => cmd_render(&a).map(|()| ExitCode::SUCCESS),
         Command::Suite { name } => {
             print!("{}", presets::text(&name).unwrap_or_default());
             Ok(ExitCode::SUCCESS)
@@ -338,13 +398,43 @@ fn backend_kind(a: &BackendArgs) -> BackendKind {
     })
 }
 
-fn lab_options(a: &BackendArgs) -> LabOptions {
-    LabOptions {
+fn lab_options(a: &BackendArgs) -> Result<LabOptions> {
+    Ok(LabOptions {
         profile: a.profile,
         proxy: a.proxy,
         policy_mode: a.policy_mode,
         mtu: a.mtu,
-        nodes: a.nodes,
+        nodes: a.nodes.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "--nodes {}: the lab wants a number of nodes (node names are for --backend kube)",
+                a.nodes
+            )
+        })?,
+    })
+}
+
+fn kube_options(a: &BackendArgs) -> KubeOptions {
+    // A bare count (the lab's default "2") means: let the preflight choose.
+    let nodes = if a.nodes.chars().all(|c| c.is_ascii_digit()) {
+        Vec::new()
+    } else {
+        a.nodes
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    KubeOptions {
+        kubeconfig: a.kube.kubeconfig.clone(),
+        context: a.kube.context.clone(),
+        image: a.image.clone(),
+        service_mode: a.service_mode,
+        nodes,
+        tuning: Tuning {
+            concurrency: usize::from(a.concurrency),
+            ..Tuning::default()
+        },
     }
 }
 
@@ -355,6 +445,7 @@ fn backend(
     a: &BackendArgs,
     run_id: &str,
     points: &[cnibench::scenario::Point],
+    cancel: &Cancel,
 ) -> Result<Box<dyn Backend>> {
     let iperf3 = || -> Result<Option<(PathBuf, String)>> {
         if kind == BackendKind::Fake || !iperf3::needed(points) {
@@ -380,17 +471,36 @@ fn backend(
         }
         BackendKind::Lab => {
             let path = locate_netload(a.netload.as_deref())?;
-            let mut b = LabBackend::new(path, lab_options(a), run_id)?;
+            let mut b = LabBackend::new(path, lab_options(a)?, run_id)?;
             if let Some(i) = iperf3()? {
                 b = b.with_iperf3(i);
             }
             Box::new(b)
         }
+        BackendKind::Kube => Box::new(
+            KubeBackend::connect(&kube_options(a), run_id, cancel.clone())
+                .context("kube backend")?,
+        ),
     })
 }
 
 fn cmd_clean(a: &CleanArgs) -> Result<()> {
-    let removed = cnibench::backend::lab::clean(if a.all { None } else { a.run_id.as_deref() })?;
+    let run_id = if a.all { None } else { a.run_id.as_deref() };
+    let removed = match a.backend {
+        CleanBackend::Lab => cnibench::backend::lab::clean(run_id)?,
+        CleanBackend::Kube => {
+            let rt = cnibench::kube::backend::runtime()?;
+            rt.block_on(async {
+                let (client, _) = cnibench::kube::backend::connect(
+                    a.kube.kubeconfig.as_deref(),
+                    a.kube.context.as_deref(),
+                )
+                .await?;
+                cnibench::kube::backend::clean(&client, run_id, &Tuning::default(), true).await
+            })
+            .context("kube clean")?
+        }
+    };
     if removed.is_empty() {
         println!("nothing to clean");
     } else {
@@ -400,6 +510,23 @@ fn cmd_clean(a: &CleanArgs) -> Result<()> {
             removed.join(" ")
         );
     }
+    Ok(())
+}
+
+fn cmd_render(a: &RenderArgs) -> Result<()> {
+    let suite = load_suite(&a.suite)?;
+    let points = suite::expand(&suite)?;
+    let settings = cnibench::kube::render::render_settings(a.image.clone(), a.service_mode);
+    let files = cnibench::kube::render::render(&suite.name, &points, &settings)?;
+    cnibench::kube::render::write(&a.out, &files)?;
+    let bytes: usize = files.iter().map(|f| f.text.len()).sum();
+    eprintln!(
+        "wrote {} files ({} points, {:.1} MB) under {}",
+        files.len(),
+        points.len(),
+        bytes as f64 / 1e6,
+        a.out.display()
+    );
     Ok(())
 }
 
@@ -413,21 +540,28 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
     };
     // Planning needs no tools: a loopback plan without netload still shows what applies.
     let kind = backend_kind(&a.backend);
-    let backend: Option<Box<dyn Backend>> = match backend(kind, &a.backend, "plan", &points) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            eprintln!("note: {e:#} (needed to run, not to plan)");
-            None
-        }
-    };
+    let backend: Option<Box<dyn Backend>> =
+        match backend(kind, &a.backend, "plan", &points, &Cancel::default()) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!("note: {e:#} (needed to run, not to plan)");
+                None
+            }
+        };
     let estimates: Vec<plan::Estimate> = points
         .iter()
         .map(|p| {
-            let (setup, overhead) = backend
-                .as_ref()
-                .map_or((Duration::ZERO, Duration::from_millis(200)), |b| {
-                    (b.setup_estimate(p), b.rep_overhead())
-                });
+            let (setup, overhead) = backend.as_ref().map_or_else(
+                || match kind {
+                    // The estimate needs no cluster.
+                    BackendKind::Kube => (
+                        cnibench::kube::backend::setup_estimate(p, a.backend.service_mode),
+                        Duration::from_millis(300),
+                    ),
+                    _ => (Duration::ZERO, Duration::from_millis(200)),
+                },
+                |b| (b.setup_estimate(p), b.rep_overhead()),
+            );
             plan::estimate(p, &rule, warmup, setup, overhead)
         })
         .collect();
@@ -440,10 +574,15 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
                     Readiness::Ready => cnibench::backend::loopback::applicability(p),
                     na @ Readiness::NotApplicable(_) => na,
                 },
-                (None, BackendKind::Lab) => {
-                    cnibench::backend::lab::applicability(p, &lab_options(&a.backend))
-                }
+                (None, BackendKind::Lab) => match lab_options(&a.backend) {
+                    Ok(o) => match iperf3::applicability(p) {
+                        Readiness::Ready => cnibench::backend::lab::applicability(p, &o),
+                        na @ Readiness::NotApplicable(_) => na,
+                    },
+                    Err(e) => Readiness::NotApplicable(e.to_string()),
+                },
                 (None, BackendKind::Fake) => iperf3::applicability(p),
+                (None, BackendKind::Kube) => cnibench::kube::backend::tool_applicability(p),
             };
             match readiness {
                 Readiness::NotApplicable(why) => Some(format!("not applicable: {why}")),
@@ -501,6 +640,7 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
             "fake" => BackendKind::Fake,
             "loopback" => BackendKind::Loopback,
             "lab" => BackendKind::Lab,
+            "kube" => BackendKind::Kube,
             other => bail!(
                 "{}: cannot resume a run of backend `{other}` with this cnibench",
                 resume.display()
@@ -521,9 +661,18 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
             args.mtu = v.parse()?;
         }
         if let Some(v) = t.get("lab_nodes") {
-            args.nodes = v.parse()?;
+            args.nodes.clone_from(v);
         }
-        let backend = backend(kind, &args, &loaded.meta.run_id, &loaded.meta.points)?;
+        if let Some(v) = t.get("kube_nodes") {
+            args.nodes.clone_from(v);
+        }
+        if let Some(v) = t.get("kube_image") {
+            args.image.clone_from(v);
+        }
+        if let Some(v) = t.get("kube_service_mode") {
+            args.service_mode = ServiceMode::from_str(v, false).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        let backend = backend(kind, &args, &loaded.meta.run_id, &loaded.meta.points, &cancel)?;
         let LoadedRun { meta, parsed, .. } = loaded;
         eprintln!(
             "resuming {} ({} records so far)",
@@ -550,7 +699,7 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
                 }
             );
         }
-        let backend = backend(kind, &a.backend, &run_id, &points)?;
+        let backend = backend(kind, &a.backend, &run_id, &points, &cancel)?;
         let out = a
             .out
             .clone()

@@ -7,7 +7,7 @@
 //! - [`lab`]: real `netload` processes in a lab of network namespaces per point (root);
 //! - [`iperf3`]: iperf3 as the alternative stream tool of loopback and lab (`--tool`).
 //!
-//! The kube backend will implement the same trait.
+//! - kube ([`crate::kube::backend`]): real pods on a Kubernetes cluster through kube-rs.
 
 pub mod fake;
 pub mod iperf3;
@@ -130,6 +130,9 @@ pub enum BackendError {
         #[source]
         source: std::io::Error,
     },
+    /// The Kubernetes API or cluster failed (after retries), or a wait timed out.
+    #[error("kube: {0}")]
+    Kube(String),
     /// A failure injected by the fake backend for tests.
     #[error("injected failure at point {point} repetition {rep}")]
     Injected {

@@ -223,3 +223,85 @@ fn bad_stopping_rule_flags() {
         "nothing created"
     );
 }
+
+#[test]
+fn kube_without_a_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kc = tmp.path().join("kubeconfig");
+    std::fs::write(&kc, "this: [is not a kubeconfig").unwrap();
+    for kubeconfig in ["/nonexistent/kubeconfig", kc.to_str().unwrap()] {
+        let r = run(
+            tmp.path(),
+            &[
+                "run",
+                "--backend",
+                "kube",
+                "--kubeconfig",
+                kubeconfig,
+                "--out",
+                "x",
+            ],
+        );
+        assert_eq!(r.code, 1, "{r:?}");
+        assert!(r.stderr.contains("kube backend: kubeconfig:"), "{r:?}");
+        assert!(r.stderr.contains(kubeconfig), "{r:?}");
+        assert!(
+            !tmp.path().join("x").exists(),
+            "no run directory without a cluster"
+        );
+    }
+    let r = run(
+        tmp.path(),
+        &[
+            "clean",
+            "--backend",
+            "kube",
+            "--all",
+            "--kubeconfig",
+            "/nonexistent/kc",
+        ],
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("kube clean"), "{r:?}");
+    // Lab node counts and kube node names share --nodes; the lab says which it wants.
+    let r = run(tmp.path(), &["plan", "--backend", "lab", "--nodes", "a,b"]);
+    assert!(
+        r.stdout.contains("node names are for --backend kube")
+            || r.stderr.contains("node names are for --backend kube"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn render_writes_the_objects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = run(
+        tmp.path(),
+        &[
+            "render",
+            "--suite",
+            "quick",
+            "--out",
+            "m",
+            "--image",
+            "reg/netload:9",
+            "--service-mode",
+            "selector",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let point = std::fs::read_dir(tmp.path().join("m/quick"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("pod-to-service"))
+        .unwrap();
+    let text = std::fs::read_to_string(point).unwrap();
+    assert!(text.contains("image: reg/netload:9"), "{text}");
+    assert!(text.contains("service mode selector"), "{text}");
+    let svcs = std::fs::read_to_string(tmp.path().join("m/quick/scale/services-9.yaml")).unwrap();
+    assert!(
+        !svcs.contains("EndpointSlice"),
+        "selector mode writes no slices"
+    );
+    assert!(tmp.path().join("m/rbac.yaml").is_file());
+}

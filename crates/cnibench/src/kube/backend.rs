@@ -1,0 +1,767 @@
+//! The kube backend: every point in the run's namespace on a real cluster.
+//!
+//! Per point, [`Driver::prepare`] creates the namespace and the point's objects
+//! ([`super::objects`]; bulk objects with bounded concurrency), then watches until the
+//! server replicas, the client pod and the fillers are ready. Each repetition execs the
+//! netload client in the client pod and parses its `--json` like the other backends.
+//! [`Driver::teardown`] deletes the namespace and waits until it is gone, so the next point
+//! starts from nothing; the runner calls it after every prepared point, also after a
+//! failed or cancelled prepare (Ctrl-C during creation) and a readiness timeout.
+//!
+//! [`KubeBackend`] wraps the async [`Driver`] in its own tokio runtime for the synchronous
+//! [`Backend`] trait.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::kube::api::{Api, ListParams};
+use ::kube::config::{KubeConfigOptions, Kubeconfig};
+use ::kube::{Client, Config};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+
+use super::cluster::{
+    self, ExecOutput, InFlight, KubeError, KubeExec, SharedExec, Tuning, bounded, create,
+    create_all,
+};
+use super::objects::{
+    self, CLIENT, CONTROL_PORT, HTTP_PORT, NETLOAD, PointObjects, ROLE_LABEL, RR_PORT, RUN_LABEL,
+    ServiceMode, Settings,
+};
+use super::preflight::{self, ClusterInfo};
+use crate::backend::loopback::{client_outcome, tail};
+use crate::backend::{
+    Backend, BackendError, Cancel, Readiness, RepOutcome, http_args, rr_args, stream_args,
+};
+use crate::scenario::{PathKind, Placement, Point, Tool, Workload};
+
+/// The run-wide choices of `cnibench run --backend kube`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubeOptions {
+    /// Kubeconfig file (default: `KUBECONFIG`, `~/.kube/config`, in-cluster).
+    pub kubeconfig: Option<PathBuf>,
+    /// Context of the kubeconfig (default: its current context).
+    pub context: Option<String>,
+    /// The netload image.
+    pub image: String,
+    /// Filler service flavour.
+    pub service_mode: ServiceMode,
+    /// Nodes to use (server first); empty: chosen by the preflight.
+    pub nodes: Vec<String>,
+    /// Concurrency, retries, timeouts.
+    pub tuning: Tuning,
+}
+
+impl Default for KubeOptions {
+    fn default() -> Self {
+        KubeOptions {
+            kubeconfig: None,
+            context: None,
+            image: objects::default_image(),
+            service_mode: ServiceMode::default(),
+            nodes: Vec::new(),
+            tuning: Tuning::default(),
+        }
+    }
+}
+
+/// A client from the kubeconfig (`path` or the usual places, `context` or the current
+/// one; in a pod, its service account). Returns the client and the context's name.
+pub async fn connect(
+    path: Option<&Path>,
+    context: Option<&str>,
+) -> Result<(Client, String), KubeError> {
+    let opts = KubeConfigOptions {
+        context: context.map(Into::into),
+        ..KubeConfigOptions::default()
+    };
+    let config = match path {
+        Some(p) => {
+            let kc = Kubeconfig::read_from(p)
+                .map_err(|e| KubeError::Config(format!("{}: {e}", p.display())))?;
+            Config::from_custom_kubeconfig(kc, &opts).await
+        }
+        None if context.is_some() => Config::from_kubeconfig(&opts).await,
+        None => {
+            return connect_inferred(context).await;
+        }
+    }
+    .map_err(|e| KubeError::Config(e.to_string()))?;
+    let name = context.map_or_else(|| config.cluster_url.to_string(), ToString::to_string);
+    let client = Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))?;
+    Ok((client, name))
+}
+
+async fn connect_inferred(context: Option<&str>) -> Result<(Client, String), KubeError> {
+    let config = Config::infer().await.map_err(|e| {
+        KubeError::Config(format!(
+            "no cluster found: neither KUBECONFIG nor ~/.kube/config nor a pod's service account \
+             ({e}); name a kubeconfig with --kubeconfig"
+        ))
+    })?;
+    let name = context.map_or_else(|| config.cluster_url.to_string(), ToString::to_string);
+    let client = Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))?;
+    Ok((client, name))
+}
+
+/// A prepared point: where the client sends its traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// The server's address as the client dials it (pod, node or ClusterIP).
+    pub dest: String,
+    /// Objects created.
+    pub objects: usize,
+}
+
+/// The async core of the backend (testable against a mocked API server).
+pub struct Driver {
+    /// The API client.
+    pub client: Client,
+    /// How commands run in the client pod.
+    pub exec: SharedExec,
+    /// Kubernetes-safe run id.
+    pub run: String,
+    /// The netload image.
+    pub image: String,
+    /// Filler service flavour.
+    pub service_mode: ServiceMode,
+    /// What the preflight found (nodes first of all).
+    pub info: ClusterInfo,
+    /// Concurrency, retries, timeouts.
+    pub tuning: Tuning,
+    /// Ctrl-C.
+    pub cancel: Cancel,
+    /// Draw progress bars on stderr.
+    pub progress: bool,
+    /// Create requests in flight (the maximum is kept for tests).
+    pub in_flight: Arc<InFlight>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("run", &self.run)
+            .field("image", &self.image)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The netload command exec'd in the client pod for one repetition against `dest`.
+pub fn exec_command(point: &Point, dest: &str) -> Vec<String> {
+    let args = match &point.workload {
+        Workload::Stream(s) => stream_args(s, dest, CONTROL_PORT),
+        Workload::Rr(r) => rr_args(r, dest, RR_PORT),
+        Workload::Http(h) => http_args(h, &format!("http://{dest}:{HTTP_PORT}/")),
+    };
+    std::iter::once(NETLOAD.to_string()).chain(args).collect()
+}
+
+fn deployment_ready(want: i32) -> impl Fn(Option<&Deployment>) -> bool {
+    move |d| {
+        d.and_then(|d| d.status.as_ref())
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0)
+            >= want
+    }
+}
+
+fn pod_ready(p: Option<&Pod>) -> bool {
+    p.and_then(|p| p.status.as_ref())
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+impl Driver {
+    /// The builders' settings for this run.
+    pub fn settings(&self) -> Settings {
+        let server = self.info.nodes.first().cloned().unwrap_or_default();
+        Settings {
+            run: self.run.clone(),
+            image: self.image.clone(),
+            client_node: self
+                .info
+                .nodes
+                .get(1)
+                .cloned()
+                .unwrap_or_else(|| server.clone()),
+            server_node: server,
+            service_mode: self.service_mode,
+        }
+    }
+
+    /// The run's namespace.
+    pub fn namespace(&self) -> String {
+        objects::namespace_name(&self.run)
+    }
+
+    /// Whether the cluster can run `point` (tool, nodes, pod capacity), without API calls.
+    pub fn applicability(&self, point: &Point) -> Readiness {
+        if let r @ Readiness::NotApplicable(_) = tool_applicability(point) {
+            return r;
+        }
+        if point.topology.placement == Placement::Inter && self.info.nodes.len() < 2 {
+            return Readiness::NotApplicable(format!(
+                "inter-node placement needs two schedulable workers; found {} ({})",
+                self.info.nodes.len(),
+                self.info.nodes.join(", ")
+            ));
+        }
+        if point.topology.host_network && point.topology.path == PathKind::Service {
+            return Readiness::NotApplicable("the baseline has no service path".into());
+        }
+        if let Some(mtu) = point.topology.mtu {
+            return Readiness::NotApplicable(format!(
+                "mtu={mtu}: on a cluster the CNI sets the pod MTU; configure it there and label the run"
+            ));
+        }
+        let replicas = u64::from(point.objects.replicas.max(1));
+        let server_cap = self.info.pod_capacity.first().copied().unwrap_or(0);
+        if replicas + 1 > server_cap {
+            return Readiness::NotApplicable(format!(
+                "{replicas} server replicas and the client on node {} exceed its {server_cap} allocatable pods",
+                self.info.nodes.first().map_or("?", String::as_str)
+            ));
+        }
+        let total: u64 = self.info.pod_capacity.iter().sum();
+        let want = u64::from(point.objects.filler_pods) + replicas + 1;
+        if want > total {
+            return Readiness::NotApplicable(format!(
+                "{want} pods exceed the {total} allocatable pods of nodes {} (kubelet maxPods); \
+                 raise maxPods or name more capacity with --nodes",
+                self.info.nodes.join(", ")
+            ));
+        }
+        Readiness::Ready
+    }
+
+    fn bar(&self, len: u64, what: &str) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("  {msg:24} [{bar:30}] {pos}/{len} {per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(what.to_string());
+        bar
+    }
+
+    async fn create_objects(&self, o: &PointObjects) -> Result<Option<Service>, KubeError> {
+        let ns = self.namespace();
+        let t = &self.tuning;
+        let bar = self.bar(o.count() as u64, "creating objects");
+        let nss: Api<Namespace> = Api::all(self.client.clone());
+        create(&nss, &o.namespace, t)
+            .await
+            .map_err(|e| match e {
+                KubeError::AlreadyExists { what, .. } => KubeError::AlreadyExists {
+                    what,
+                    hint: " (left by an interrupted run with this id?); remove it with `cnibench clean --backend kube`".into(),
+                },
+                e => e,
+            })?;
+        bar.inc(1);
+        let deploys: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let svcs: Api<Service> = Api::namespaced(self.client.clone(), &ns);
+        create(&deploys, &o.server, t).await?;
+        bar.inc(1);
+        create(&pods, &o.client, t).await?;
+        bar.inc(1);
+        if let Some(f) = &o.fillers {
+            create(&deploys, f, t).await?;
+            bar.inc(1);
+        }
+        let mut measured = None;
+        let mut fillers = o.services.as_slice();
+        if let Some(m) = o.measured_service() {
+            measured = create(&svcs, m, t).await?;
+            bar.inc(1);
+            fillers = &o.services[1..];
+        }
+        let c = &self.client;
+        let fl = &self.in_flight;
+        create_all::<Service>(c, &ns, fillers, t, &self.cancel, &bar, fl).await?;
+        create_all::<EndpointSlice>(c, &ns, &o.endpoint_slices, t, &self.cancel, &bar, fl).await?;
+        create_all::<NetworkPolicy>(c, &ns, &o.policies, t, &self.cancel, &bar, fl).await?;
+        bar.finish_and_clear();
+        Ok(measured)
+    }
+
+    async fn await_ready(&self, o: &PointObjects) -> Result<Option<Pod>, KubeError> {
+        let ns = self.namespace();
+        let deploys: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let server = cluster::await_ready(
+            deploys.clone(),
+            objects::SERVER,
+            deployment_ready(o.server_replicas()),
+        );
+        let client = cluster::await_ready(pods.clone(), CLIENT, pod_ready);
+        let fillers = async {
+            match &o.fillers {
+                Some(f) => {
+                    let want = f.spec.replicas.unwrap_or(0);
+                    cluster::await_ready(deploys.clone(), objects::FILLER, deployment_ready(want))
+                        .await
+                        .map(Some)
+                }
+                None => Ok(None),
+            }
+        };
+        let (_, client, _) = futures::try_join!(server, client, fillers)?;
+        Ok(Some(client))
+    }
+
+    /// Creates the point's objects and waits until they are ready.
+    pub async fn prepare(&self, point: &Point) -> Result<Prepared, KubeError> {
+        let s = self.settings();
+        let o = objects::point_objects(&s, point);
+        let t = &self.tuning;
+        let pods_total = o.server_replicas()
+            + o.fillers
+                .as_ref()
+                .and_then(|f| f.spec.replicas)
+                .unwrap_or(0);
+        let measured = tokio::select! {
+            r = self.create_objects(&o) => r?,
+            () = cluster::cancelled(&self.cancel) => return Err(KubeError::Cancelled),
+        };
+        let limit = t.ready_timeout + t.ready_per_pod * pods_total.unsigned_abs();
+        let bar = self.bar(1, "waiting for pods");
+        bar.enable_steady_tick(Duration::from_millis(200));
+        let what = format!(
+            "readiness of {} server replica(s), the client{}",
+            o.server_replicas(),
+            if o.fillers.is_some() {
+                " and the fillers"
+            } else {
+                ""
+            }
+        );
+        let r = Box::pin(bounded(&what, limit, &self.cancel, self.await_ready(&o))).await;
+        bar.finish_and_clear();
+        r?;
+        let dest = match (point.topology.path, measured) {
+            (PathKind::Service, Some(svc)) => svc
+                .spec
+                .and_then(|s| s.cluster_ip)
+                .filter(|ip| !ip.is_empty() && ip != "None")
+                .ok_or_else(|| {
+                    KubeError::Preflight("the server Service has no ClusterIP".into())
+                })?,
+            (PathKind::Service, None) => {
+                return Err(KubeError::Preflight(
+                    "the server Service was created but its answer was lost; no ClusterIP".into(),
+                ));
+            }
+            (PathKind::Direct, _) => self.server_ip().await?,
+        };
+        Ok(Prepared {
+            dest,
+            objects: o.count(),
+        })
+    }
+
+    async fn server_ip(&self) -> Result<String, KubeError> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace());
+        let lp =
+            ListParams::default().labels(&format!("{RUN_LABEL}={},{ROLE_LABEL}=server", self.run));
+        let (r, _) = cluster::retry(&self.tuning, || pods.list(&lp)).await;
+        let list = r.map_err(|source| KubeError::Api {
+            action: "list the server pods".into(),
+            source,
+        })?;
+        list.items
+            .iter()
+            .filter(|p| pod_ready(Some(p)))
+            .find_map(|p| p.status.as_ref().and_then(|s| s.pod_ip.clone()))
+            .ok_or_else(|| KubeError::Preflight("no ready server pod has an IP".into()))
+    }
+
+    /// Runs one repetition: execs the client in the client pod.
+    pub async fn run_rep(
+        &self,
+        point: &Point,
+        prepared: &Prepared,
+        cancel: &Cancel,
+    ) -> Result<ExecOutput, KubeError> {
+        let cmd = exec_command(point, &prepared.dest);
+        let ns = self.namespace();
+        let limit = point.workload.nominal_duration() + Duration::from_secs(60);
+        bounded(
+            "the netload client",
+            limit,
+            cancel,
+            self.exec.exec(&ns, CLIENT, cmd),
+        )
+        .await
+    }
+
+    /// Deletes the filler services (Services have no `deletecollection`: the namespace
+    /// controller would delete them one by one at the controller-manager's client rate,
+    /// 20/s by default, so 10k take 8 minutes; here they go at this client's concurrency),
+    /// then the namespace, and waits until it is gone.
+    pub async fn teardown(&self) -> Result<(), KubeError> {
+        let ns = self.namespace();
+        let svcs: Api<Service> = Api::namespaced(self.client.clone(), &ns);
+        let lp =
+            ListParams::default().labels(&format!("{RUN_LABEL}={},{ROLE_LABEL}=filler", self.run));
+        let (r, _) = cluster::retry(&self.tuning, || svcs.list_metadata(&lp)).await;
+        let names: Vec<String> = r
+            .map_err(|source| KubeError::Api {
+                action: "list the filler services".into(),
+                source,
+            })?
+            .items
+            .into_iter()
+            .filter_map(|m| m.metadata.name)
+            .collect();
+        if !names.is_empty() {
+            let bar = self.bar(names.len() as u64, "deleting services");
+            let r =
+                cluster::delete_all::<Service>(&self.client, &ns, &names, &self.tuning, &bar).await;
+            bar.finish_and_clear();
+            r?;
+        }
+        let bar = self.bar(1, "deleting");
+        bar.enable_steady_tick(Duration::from_millis(200));
+        let r = cluster::delete_namespace(&self.client, &ns, &self.tuning, &bar).await;
+        bar.finish_and_clear();
+        r
+    }
+}
+
+/// Deletes every namespace cnibench left (`run`: only that run's, by its cnibench run id);
+/// returns their names.
+pub async fn clean(
+    client: &Client,
+    run_id: Option<&str>,
+    t: &Tuning,
+    progress: bool,
+) -> Result<Vec<String>, KubeError> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let mut sel = format!("{}={}", objects::MANAGED_BY, objects::MANAGER);
+    if let Some(id) = run_id {
+        sel = format!("{sel},{RUN_LABEL}={}", objects::kube_run_id(id));
+    }
+    let lp = ListParams::default().labels(&sel);
+    let (r, _) = cluster::retry(t, || api.list(&lp)).await;
+    let list = r.map_err(|source| KubeError::Api {
+        action: format!("list namespaces labelled {sel}"),
+        source,
+    })?;
+    let names: Vec<String> = list
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    let bar = if progress {
+        ProgressBar::with_draw_target(Some(names.len() as u64), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    for n in &names {
+        cluster::delete_namespace(client, n, t, &bar).await?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(names)
+}
+
+fn backend_err(e: KubeError) -> BackendError {
+    match e {
+        KubeError::Cancelled => BackendError::Cancelled,
+        e => BackendError::Kube(e.to_string()),
+    }
+}
+
+/// The kube backend ([`Backend`] over [`Driver`]).
+pub struct KubeBackend {
+    rt: tokio::runtime::Runtime,
+    driver: Driver,
+    context: String,
+    state: Option<Prepared>,
+    /// Objects may exist in the cluster (set before creating, cleared by a teardown).
+    dirty: bool,
+}
+
+impl Drop for KubeBackend {
+    /// A guard for paths that skip `teardown` (the runner calls it after every point): the
+    /// namespace is deleted before the process ends.
+    fn drop(&mut self) {
+        if self.dirty {
+            let _ = self.rt.block_on(self.driver.teardown());
+        }
+    }
+}
+
+impl std::fmt::Debug for KubeBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeBackend")
+            .field("driver", &self.driver)
+            .field("prepared", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A runtime for the backend's async work (two workers: the exec streams and the watches
+/// are I/O-bound).
+pub fn runtime() -> Result<tokio::runtime::Runtime, KubeError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| KubeError::Config(format!("cannot start the async runtime: {e}")))
+}
+
+impl KubeBackend {
+    /// Connects with `opts`, runs the preflight and returns the backend for cnibench run
+    /// `run_id`; `cancel` is the run's Ctrl-C flag.
+    pub fn connect(opts: &KubeOptions, run_id: &str, cancel: Cancel) -> Result<Self, KubeError> {
+        let rt = runtime()?;
+        let run = objects::kube_run_id(run_id);
+        let (driver, context) = rt.block_on(async {
+            let (client, context) =
+                connect(opts.kubeconfig.as_deref(), opts.context.as_deref()).await?;
+            let ns = objects::namespace_name(&run);
+            let info = preflight::preflight(&client, &ns, &opts.nodes, &opts.tuning).await?;
+            let driver = Driver {
+                exec: Arc::new(KubeExec {
+                    client: client.clone(),
+                }),
+                client,
+                run,
+                image: opts.image.clone(),
+                service_mode: opts.service_mode,
+                info,
+                tuning: opts.tuning.clone(),
+                cancel,
+                progress: true,
+                in_flight: Arc::default(),
+            };
+            Ok::<_, KubeError>((driver, context))
+        })?;
+        Ok(KubeBackend::with_driver(rt, driver, context))
+    }
+
+    /// A backend over an existing driver (tests build one on a mocked client).
+    pub fn with_driver(rt: tokio::runtime::Runtime, driver: Driver, context: String) -> Self {
+        KubeBackend {
+            rt,
+            driver,
+            context,
+            state: None,
+            dirty: false,
+        }
+    }
+
+    /// The backend's runtime (tests run a mocked API server on it).
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
+
+    /// The driver.
+    pub fn driver(&self) -> &Driver {
+        &self.driver
+    }
+}
+
+impl Backend for KubeBackend {
+    fn name(&self) -> &'static str {
+        "kube"
+    }
+
+    fn tools(&self) -> BTreeMap<String, String> {
+        let d = &self.driver;
+        let mut t = d.info.to_tools();
+        t.insert("kube_context".into(), self.context.clone());
+        t.insert("kube_image".into(), d.image.clone());
+        t.insert("kube_namespace".into(), d.namespace());
+        t.insert("kube_service_mode".into(), d.service_mode.as_str().into());
+        t.insert("kube_concurrency".into(), d.tuning.concurrency.to_string());
+        t.insert("netload".into(), format!("image {}", d.image));
+        t
+    }
+
+    fn setup_estimate(&self, point: &Point) -> Duration {
+        setup_estimate(point, self.driver.service_mode)
+    }
+
+    fn rep_overhead(&self) -> Duration {
+        // One exec: a WebSocket upgrade through the API server and kubelet.
+        Duration::from_millis(300)
+    }
+
+    fn applicability(&self, point: &Point) -> Readiness {
+        self.driver.applicability(point)
+    }
+
+    fn prepare(&mut self, point: &Point) -> Result<Readiness, BackendError> {
+        self.state = None;
+        if let r @ Readiness::NotApplicable(_) = self.applicability(point) {
+            return Ok(r);
+        }
+        self.dirty = true;
+        let p = self
+            .rt
+            .block_on(self.driver.prepare(point))
+            .map_err(backend_err)?;
+        self.state = Some(p);
+        Ok(Readiness::Ready)
+    }
+
+    fn run_rep(
+        &mut self,
+        point: &Point,
+        _rep: u32,
+        cancel: &Cancel,
+    ) -> Result<RepOutcome, BackendError> {
+        let Some(p) = &self.state else {
+            return Err(BackendError::NotSupported {
+                what: point.id.clone(),
+                reason: "the point was not prepared".into(),
+            });
+        };
+        let out = self
+            .rt
+            .block_on(self.driver.run_rep(point, p, cancel))
+            .map_err(backend_err)?;
+        let tool = "netload (exec in the client pod)";
+        if !out.success {
+            return Err(BackendError::Tool {
+                tool: tool.into(),
+                status: out.status,
+                stderr: tail(&out.stderr),
+            });
+        }
+        let RepOutcome { metrics, mut raw } =
+            client_outcome(tool, &out.stdout, &out.stderr, point)?;
+        if let Some(obj) = raw.as_object_mut() {
+            let s = self.driver.settings();
+            obj.insert(
+                "cnibench_kube".into(),
+                serde_json::json!({
+                    "namespace": self.driver.namespace(),
+                    "server_node": s.server_node,
+                    "client_node": if point.topology.placement == Placement::Inter { s.client_node } else { s.server_node },
+                    "dest": p.dest,
+                    "objects": p.objects,
+                }),
+            );
+        }
+        Ok(RepOutcome { metrics, raw })
+    }
+
+    fn teardown(&mut self, _point: &Point) -> Result<(), BackendError> {
+        self.state = None;
+        self.rt
+            .block_on(self.driver.teardown())
+            .map_err(backend_err)?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+/// Requests per second this client is assumed to get through for creates and deletes
+/// (32 in flight at about 160 ms each on a loaded API server; an idle one does several
+/// times more). The paper estimate in docs/kube.md uses the same figure.
+pub const CLIENT_RATE: u64 = 200;
+/// Pods per second the cluster is assumed to start and to stop: the ReplicaSet and
+/// namespace controllers' client rate (kube-controller-manager `--kube-api-qps`, 20).
+pub const POD_RATE: u64 = 20;
+/// Fixed part of a point: server and client ready (image present), namespace gone.
+pub const POINT_FIXED: Duration = Duration::from_secs(10);
+
+/// Creates and deletes cnibench itself sends for `point`: the objects, then the filler
+/// services' deletes (Services have no `deletecollection`) and the namespace delete. The
+/// readiness watches (a list each, three at most) and reads are left out: they are a
+/// handful per point.
+pub fn api_requests(point: &Point, mode: ServiceMode) -> u64 {
+    let services = u64::from(objects::service_count(point));
+    let fillers = services.saturating_sub(1);
+    let slices = if mode == ServiceMode::EndpointSlice {
+        fillers
+    } else {
+        0
+    };
+    let filler_deploy = u64::from(point.objects.filler_pods > 0);
+    let creates = 3 + filler_deploy + services + slices + u64::from(point.objects.policies);
+    creates + fillers + 1
+}
+
+/// Expected preparation and teardown time of a point (for `cnibench plan`):
+/// [`api_requests`] at [`CLIENT_RATE`], filler pods started and stopped at [`POD_RATE`],
+/// plus [`POINT_FIXED`].
+pub fn setup_estimate(point: &Point, mode: ServiceMode) -> Duration {
+    let requests = api_requests(point, mode);
+    let pods = u64::from(point.objects.filler_pods);
+    Duration::from_millis(requests * 1000 / CLIENT_RATE + 2 * pods * 1000 / POD_RATE) + POINT_FIXED
+}
+
+/// Whether the kube backend can run `point`'s tool: the image holds netload only.
+pub fn tool_applicability(point: &Point) -> Readiness {
+    if point.tool == Tool::Netload {
+        Readiness::Ready
+    } else {
+        Readiness::NotApplicable(format!(
+            "tool={}: the kube backend runs only netload (the image holds nothing else)",
+            point.tool
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::{expand, presets};
+
+    #[test]
+    fn exec_commands_per_workload() {
+        let points = expand(&presets::load("thesis").unwrap()).unwrap();
+        let find = |p: &str| points.iter().find(|x| x.id.starts_with(p)).unwrap();
+        assert_eq!(
+            exec_command(find("pod-to-pod/placement=inter,workload=udp"), "10.0.0.5").join(" "),
+            "/netload udp 10.0.0.5 --port 9201 -t 10 --omit 1 -P 1 --rate 0 --json"
+        );
+        assert_eq!(
+            exec_command(find("rr-latency/path=service"), "10.96.0.1").join(" "),
+            "/netload rr 10.96.0.1 --port 9202 --mode tcp-rr -t 10 --size 1 --json"
+        );
+        let http = exec_command(find("http-replicas/"), "10.96.0.2").join(" ");
+        assert!(
+            http.starts_with("/netload http http://10.96.0.2:8080/ -c "),
+            "{http}"
+        );
+    }
+
+    /// The paper estimate of docs/kube.md, from the code's own request count.
+    #[test]
+    fn thesis_requests_and_setup() {
+        let points = expand(&presets::load("thesis").unwrap()).unwrap();
+        let total = |mode| points.iter().map(|p| api_requests(p, mode)).sum::<u64>();
+        assert_eq!(total(ServiceMode::EndpointSlice), 377_364);
+        assert_eq!(total(ServiceMode::Selector), 266_340);
+        let setup: Duration = points
+            .iter()
+            .map(|p| setup_estimate(p, ServiceMode::EndpointSlice))
+            .sum();
+        assert_eq!(setup.as_secs(), 4686);
+        let p = points
+            .iter()
+            .find(|p| {
+                p.id.starts_with("pod-to-service/placement=inter,services=10000,")
+            })
+            .unwrap();
+        // 3 + 10 000 services + 9 999 slices + 9 999 deletes + the namespace delete.
+        assert_eq!(api_requests(p, ServiceMode::EndpointSlice), 30_002);
+    }
+}

@@ -1,0 +1,844 @@
+//! The kube backend against a mocked API server (tower-test, as kube-rs tests itself):
+//! every request's method, path, query and body is checked and answered as the API server
+//! would. Exec (a WebSocket upgrade a mock cannot serve) goes through a fake [`Exec`].
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cnibench::backend::fake::FakeBackend;
+use cnibench::backend::{Backend, Cancel, Readiness};
+use cnibench::kube::backend::{Driver, KubeBackend};
+use cnibench::kube::cluster::{self, BoxFuture, Exec, ExecOutput, InFlight, KubeError, Tuning};
+use cnibench::kube::objects::ServiceMode;
+use cnibench::kube::preflight::{self, ClusterInfo};
+use cnibench::scenario::Point;
+use cnibench::suite::{expand, presets};
+use http::{Method, Request, Response};
+use k8s_openapi::api::core::v1::Service;
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+use tower_test::mock::{Handle, SendResponse};
+
+const NS: &str = "cnibench-t1";
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+type Responder = SendResponse<Response<Body>>;
+
+/// One request as the mock saw it.
+struct Seen {
+    method: Method,
+    path: String,
+    query: String,
+    body: Value,
+    send: Responder,
+}
+
+struct ApiServer(ApiHandle);
+
+impl ApiServer {
+    async fn next(&mut self) -> Seen {
+        let (req, send) = tokio::time::timeout(Duration::from_secs(10), self.0.next_request())
+            .await
+            .expect("the backend sent no further request within 10 s")
+            .expect("the client went away");
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or("").to_string();
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        Seen {
+            method,
+            path,
+            query,
+            body,
+            send,
+        }
+    }
+
+    /// The next request, which must be `method path`.
+    async fn expect(&mut self, method: Method, path: &str) -> Seen {
+        let s = self.next().await;
+        assert_eq!(
+            (&s.method, s.path.as_str()),
+            (&method, path),
+            "unexpected request (query {})",
+            s.query
+        );
+        s
+    }
+}
+
+fn respond(send: Responder, code: u16, body: &Value) {
+    send.send_response(
+        Response::builder()
+            .status(code)
+            .body(Body::from(serde_json::to_vec(body).unwrap()))
+            .unwrap(),
+    );
+}
+
+fn status(code: u16, reason: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": format!("{reason} (mock)")})
+}
+
+/// Answers a create by echoing the object, as the server stores it.
+fn created(s: Seen, extra: impl FnOnce(&mut Value)) {
+    let mut obj = s.body.clone();
+    obj["metadata"]["uid"] = json!(format!("uid-{}", obj["metadata"]["name"].as_str().unwrap()));
+    extra(&mut obj);
+    respond(s.send, 201, &obj);
+}
+
+fn list(kind: &str, api_version: &str, items: &[Value]) -> Value {
+    json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": "100"}, "items": items})
+}
+
+struct FakeExec {
+    commands: Mutex<Vec<(String, String, Vec<String>)>>,
+    point: Point,
+}
+
+impl Exec for FakeExec {
+    fn exec<'a>(
+        &'a self,
+        namespace: &'a str,
+        pod: &'a str,
+        command: Vec<String>,
+    ) -> BoxFuture<'a, Result<ExecOutput, KubeError>> {
+        self.commands
+            .lock()
+            .unwrap()
+            .push((namespace.into(), pod.into(), command));
+        let raw = FakeBackend::new(1)
+            .run_rep(&self.point, 0, &Cancel::default())
+            .unwrap()
+            .raw;
+        Box::pin(async move {
+            Ok(ExecOutput {
+                success: true,
+                status: "Success".into(),
+                stdout: raw.to_string(),
+                stderr: String::new(),
+            })
+        })
+    }
+}
+
+fn point(prefix: &str) -> Point {
+    expand(&presets::load("thesis").unwrap())
+        .unwrap()
+        .into_iter()
+        .find(|p| p.id.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no point {prefix}"))
+}
+
+fn fast() -> Tuning {
+    Tuning {
+        concurrency: 32,
+        attempts: 4,
+        backoff: Duration::from_millis(1),
+        ready_timeout: Duration::from_secs(5),
+        ready_per_pod: Duration::ZERO,
+        delete_timeout: Duration::from_secs(5),
+    }
+}
+
+fn driver(client: Client, exec: Arc<dyn Exec>, tuning: Tuning, cancel: Cancel) -> Driver {
+    Driver {
+        client,
+        exec,
+        run: "t1".into(),
+        image: "img:1".into(),
+        service_mode: ServiceMode::Selector,
+        info: ClusterInfo {
+            server_version: "v1.34.0".into(),
+            nodes: vec!["w1".into(), "w2".into()],
+            pod_capacity: vec![110, 110],
+            cni: "calico".into(),
+            cni_image: "calico/node:v3".into(),
+            proxy_mode: "iptables".into(),
+        },
+        tuning,
+        cancel,
+        progress: false,
+        in_flight: Arc::default(),
+    }
+}
+
+/// A backend on a mocked client, with its own runtime; the mock's handle runs on it.
+fn mocked(
+    point: &Point,
+    tuning: Tuning,
+    cancel: Cancel,
+) -> (KubeBackend, ApiServer, Arc<FakeExec>) {
+    mocked_in(point, tuning, cancel, ServiceMode::Selector)
+}
+
+fn mocked_in(
+    point: &Point,
+    tuning: Tuning,
+    cancel: Cancel,
+    mode: ServiceMode,
+) -> (KubeBackend, ApiServer, Arc<FakeExec>) {
+    let rt = cnibench::kube::backend::runtime().unwrap();
+    let (client, api) = {
+        let _guard = rt.enter();
+        mock_client()
+    };
+    let exec = Arc::new(FakeExec {
+        commands: Mutex::default(),
+        point: point.clone(),
+    });
+    let mut d = driver(client, exec.clone(), tuning, cancel);
+    d.service_mode = mode;
+    (KubeBackend::with_driver(rt, d, "mock".into()), api, exec)
+}
+
+fn ready_deployment(body: &Value, replicas: i64) -> Value {
+    let mut d = body.clone();
+    d["status"] =
+        json!({"replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas});
+    d
+}
+
+fn ready_pod(body: &Value, ip: &str) -> Value {
+    let mut p = body.clone();
+    p["status"] = json!({"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]});
+    p
+}
+
+/// Answers the teardown's list of filler services with `names`.
+fn filler_list(send: Responder, names: &[String]) {
+    let items: Vec<Value> = names
+        .iter()
+        .map(|n| json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": {"name": n, "namespace": NS}}))
+        .collect();
+    respond(
+        send,
+        200,
+        &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": {}, "items": items}),
+    );
+}
+
+/// Serves the teardown: the filler services (`fillers`) deleted one by one, then the
+/// namespace delete and the watch that sees it gone.
+async fn serve_teardown(api: &mut ApiServer, fillers: &[String]) {
+    let s = api
+        .expect(Method::GET, &format!("/api/v1/namespaces/{NS}/services"))
+        .await;
+    assert!(
+        s.query
+            .contains("labelSelector=cnibench.io%2Frun%3Dt1%2Ccnibench.io%2Frole%3Dfiller"),
+        "{}",
+        s.query
+    );
+    filler_list(s.send, fillers);
+    let mut deleted = Vec::new();
+    for _ in fillers {
+        let s = api.next().await;
+        assert_eq!(s.method, Method::DELETE);
+        let name = s.path.rsplit('/').next().unwrap().to_string();
+        assert_eq!(s.path, format!("/api/v1/namespaces/{NS}/services/{name}"));
+        respond(
+            s.send,
+            200,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        );
+        deleted.push(name);
+    }
+    deleted.sort();
+    assert_eq!(deleted, fillers);
+    let s = api
+        .expect(Method::DELETE, &format!("/api/v1/namespaces/{NS}"))
+        .await;
+    assert_eq!(s.body["propagationPolicy"], "Background", "{}", s.body);
+    respond(
+        s.send,
+        200,
+        &json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": NS, "uid": "uid-ns", "deletionTimestamp": "2026-11-25T00:00:00Z"}, "status": {"phase": "Terminating"}}),
+    );
+    let s = api.expect(Method::GET, "/api/v1/namespaces").await;
+    assert!(
+        s.query
+            .contains(&format!("fieldSelector=metadata.name%3D{NS}")),
+        "{}",
+        s.query
+    );
+    respond(s.send, 200, &list("NamespaceList", "v1", &[]));
+}
+
+/// Serves the namespace, server and client creates; returns the server and client bodies.
+async fn serve_basic_creates(api: &mut ApiServer, replicas: i64) -> (Value, Value) {
+    let s = api.expect(Method::POST, "/api/v1/namespaces").await;
+    assert_eq!(s.body["metadata"]["name"], NS);
+    assert_eq!(
+        s.body["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "cnibench"
+    );
+    assert_eq!(s.body["metadata"]["labels"]["cnibench.io/run"], "t1");
+    created(s, |_| {});
+    let s = api
+        .expect(
+            Method::POST,
+            &format!("/apis/apps/v1/namespaces/{NS}/deployments"),
+        )
+        .await;
+    assert_eq!(s.body["kind"], "Deployment");
+    assert_eq!(s.body["metadata"]["name"], "server");
+    assert_eq!(s.body["spec"]["replicas"], replicas);
+    let c = &s.body["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "img:1");
+    assert_eq!(c["readinessProbe"]["tcpSocket"]["port"], 9201);
+    let server = s.body.clone();
+    created(s, |_| {});
+    let s = api
+        .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/pods"))
+        .await;
+    assert_eq!(s.body["metadata"]["name"], "client");
+    assert_eq!(s.body["spec"]["containers"][0]["args"], json!(["idle"]));
+    let client = s.body.clone();
+    created(s, |_| {});
+    (server, client)
+}
+
+/// Serves the two readiness watches (in whichever order they come): each list answers
+/// the object already ready.
+async fn serve_ready(api: &mut ApiServer, server: &Value, client: &Value, replicas: i64) {
+    for _ in 0..2 {
+        let s = api.next().await;
+        assert_eq!(s.method, Method::GET);
+        if s.path.ends_with("/deployments") {
+            assert_eq!(s.path, format!("/apis/apps/v1/namespaces/{NS}/deployments"));
+            assert!(
+                s.query.contains("fieldSelector=metadata.name%3Dserver"),
+                "{}",
+                s.query
+            );
+            respond(
+                s.send,
+                200,
+                &list(
+                    "DeploymentList",
+                    "apps/v1",
+                    &[ready_deployment(server, replicas)],
+                ),
+            );
+        } else {
+            assert_eq!(s.path, format!("/api/v1/namespaces/{NS}/pods"));
+            assert!(
+                s.query.contains("fieldSelector=metadata.name%3Dclient"),
+                "{}",
+                s.query
+            );
+            respond(
+                s.send,
+                200,
+                &list("PodList", "v1", &[ready_pod(client, "10.0.1.9")]),
+            );
+        }
+    }
+}
+
+fn join(backend: &KubeBackend, task: tokio::task::JoinHandle<()>) {
+    backend.runtime().block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("mock API server did not finish")
+            .expect("mock API server assertions failed");
+    });
+}
+
+/// A client whose requests the returned mock API server answers (inside a runtime).
+fn mock_client() -> (Client, ApiServer) {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(svc, "default"), ApiServer(handle))
+}
+
+async fn serve_version(api: &mut ApiServer) {
+    let s = api.expect(Method::GET, "/version").await;
+    respond(
+        s.send,
+        200,
+        &json!({"major": "1", "minor": "34", "gitVersion": "v1.34.1", "gitCommit": "", "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": "linux/amd64"}),
+    );
+}
+
+/// Runs the mock API server's script on the backend's (multi-threaded) runtime, so it
+/// answers while the test thread blocks in the backend's calls.
+fn serve<F>(backend: &KubeBackend, script: F) -> tokio::task::JoinHandle<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    backend.runtime().spawn(script)
+}
+
+#[test]
+fn lifecycle_of_a_direct_point() {
+    let p = point("pod-to-pod/placement=inter,workload=tcp");
+    let (mut backend, mut api, exec) = mocked(&p, fast(), Cancel::default());
+    let task = serve(&backend, async move {
+        let (server, client) = serve_basic_creates(&mut api, 1).await;
+        // Inter-node: the client on w2, the server on w1.
+        let aff = |v: &Value| {
+            v["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"][0].clone()
+        };
+        assert_eq!(aff(&server["spec"]["template"]["spec"]), "w1");
+        assert_eq!(aff(&client["spec"]), "w2");
+        serve_ready(&mut api, &server, &client, 1).await;
+        // The direct path dials the server pod's IP.
+        let s = api
+            .expect(Method::GET, &format!("/api/v1/namespaces/{NS}/pods"))
+            .await;
+        assert!(
+            s.query
+                .contains("labelSelector=cnibench.io%2Frun%3Dt1%2Ccnibench.io%2Frole%3Dserver"),
+            "{}",
+            s.query
+        );
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "server-abc", "namespace": NS}});
+        respond(
+            s.send,
+            200,
+            &list("PodList", "v1", &[ready_pod(&pod, "10.0.0.5")]),
+        );
+        serve_teardown(&mut api, &[]).await;
+    });
+    assert_eq!(backend.prepare(&p).unwrap(), Readiness::Ready);
+    let out = backend.run_rep(&p, 0, &Cancel::default()).unwrap();
+    assert!(!out.metrics.is_empty());
+    assert_eq!(out.raw["cnibench_kube"]["dest"], "10.0.0.5");
+    assert_eq!(out.raw["cnibench_kube"]["client_node"], "w2");
+    {
+        let cmds = exec.commands.lock().unwrap();
+        assert_eq!(cmds.len(), 1);
+        let (ns, pod, cmd) = &cmds[0];
+        assert_eq!((ns.as_str(), pod.as_str()), (NS, "client"));
+        assert_eq!(cmd[..4], ["/netload", "tcp", "10.0.0.5", "--port"]);
+        assert_eq!(cmd.last().unwrap(), "--json");
+    }
+    backend.teardown(&p).unwrap();
+    join(&backend, task);
+    let tools = backend.tools();
+    assert_eq!(tools["kube_cni"], "calico");
+    assert_eq!(tools["kube_namespace"], NS);
+}
+
+#[test]
+fn lifecycle_of_a_service_point_with_fillers() {
+    let p = point("pod-to-service/placement=intra,services=10,workload=udp");
+    let (mut backend, mut api, exec) =
+        mocked_in(&p, fast(), Cancel::default(), ServiceMode::EndpointSlice);
+    let task = serve(&backend, async move {
+        let (server, client) = serve_basic_creates(&mut api, 1).await;
+        let s = api
+            .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/services"))
+            .await;
+        assert_eq!(s.body["metadata"]["name"], "server");
+        assert_eq!(s.body["spec"]["selector"]["cnibench.io/role"], "server");
+        created(s, |o| o["spec"]["clusterIP"] = json!("10.96.0.10"));
+        let mut names = Vec::new();
+        for _ in 0..9 {
+            let s = api
+                .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/services"))
+                .await;
+            // Selectorless: the endpoints come from our slices.
+            assert!(s.body["spec"].get("selector").is_none(), "{}", s.body);
+            names.push(s.body["metadata"]["name"].as_str().unwrap().to_string());
+            created(s, |_| {});
+        }
+        names.sort();
+        assert_eq!(names.first().unwrap(), "svc-00001");
+        assert_eq!(names.last().unwrap(), "svc-00009");
+        let mut slices = Vec::new();
+        for _ in 0..9 {
+            let s = api
+                .expect(
+                    Method::POST,
+                    &format!("/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"),
+                )
+                .await;
+            let name = s.body["metadata"]["name"].as_str().unwrap().to_string();
+            assert_eq!(
+                s.body["metadata"]["labels"]["kubernetes.io/service-name"],
+                name.as_str()
+            );
+            assert!(
+                s.body["endpoints"][0]["addresses"][0]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("198.18.0.")
+            );
+            slices.push(name);
+            created(s, |_| {});
+        }
+        slices.sort();
+        assert_eq!(slices, names);
+        serve_ready(&mut api, &server, &client, 1).await;
+        serve_teardown(&mut api, &names).await;
+    });
+    assert_eq!(backend.prepare(&p).unwrap(), Readiness::Ready);
+    let out = backend.run_rep(&p, 0, &Cancel::default()).unwrap();
+    assert_eq!(out.raw["cnibench_kube"]["dest"], "10.96.0.10");
+    // Namespace, server, client, 10 services, 9 slices.
+    assert_eq!(out.raw["cnibench_kube"]["objects"], 22);
+    assert_eq!(
+        exec.commands.lock().unwrap()[0].2[1..3],
+        ["udp", "10.96.0.10"]
+    );
+    backend.teardown(&p).unwrap();
+    join(&backend, task);
+}
+
+#[test]
+fn namespace_that_already_exists_names_clean() {
+    let p = point("pod-to-pod/placement=inter,workload=tcp");
+    let (mut backend, mut api, _) = mocked(&p, fast(), Cancel::default());
+    let task = serve(&backend, async move {
+        let s = api.expect(Method::POST, "/api/v1/namespaces").await;
+        respond(s.send, 409, &status(409, "AlreadyExists"));
+        // The runner tears down after a failed prepare.
+        serve_teardown(&mut api, &[]).await;
+    });
+    let e = backend.prepare(&p).unwrap_err().to_string();
+    assert!(e.contains("Namespace cnibench-t1 already exists"), "{e}");
+    assert!(e.contains("cnibench clean --backend kube"), "{e}");
+    backend.teardown(&p).unwrap();
+    join(&backend, task);
+}
+
+#[test]
+fn throttling_and_server_errors_are_retried() {
+    let p = point("pod-to-pod/placement=inter,workload=tcp");
+    let (mut backend, mut api, _) = mocked(&p, fast(), Cancel::default());
+    let task = serve(&backend, async move {
+        let s = api.expect(Method::POST, "/api/v1/namespaces").await;
+        respond(s.send, 429, &status(429, "TooManyRequests"));
+        let s = api.expect(Method::POST, "/api/v1/namespaces").await;
+        respond(s.send, 500, &status(500, "InternalError"));
+        let s = api.expect(Method::POST, "/api/v1/namespaces").await;
+        created(s, |_| {});
+        // The server create's first answer is lost in a 503; its retry meets a 409,
+        // which means the first attempt landed: no error.
+        let s = api
+            .expect(
+                Method::POST,
+                &format!("/apis/apps/v1/namespaces/{NS}/deployments"),
+            )
+            .await;
+        let server = s.body.clone();
+        respond(s.send, 503, &status(503, "ServiceUnavailable"));
+        let s = api
+            .expect(
+                Method::POST,
+                &format!("/apis/apps/v1/namespaces/{NS}/deployments"),
+            )
+            .await;
+        respond(s.send, 409, &status(409, "AlreadyExists"));
+        // The client create fails for good: every attempt (4) gets a 500.
+        for _ in 0..4 {
+            let s = api
+                .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/pods"))
+                .await;
+            respond(s.send, 500, &status(500, "InternalError"));
+        }
+        let _ = server;
+        serve_teardown(&mut api, &[]).await;
+    });
+    let e = backend.prepare(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("create Pod client") && e.contains("InternalError"),
+        "{e}"
+    );
+    backend.teardown(&p).unwrap();
+    join(&backend, task);
+}
+
+#[test]
+fn readiness_timeout_leads_to_teardown() {
+    let p = point("pod-to-pod/placement=inter,workload=tcp");
+    let tuning = Tuning {
+        ready_timeout: Duration::from_millis(300),
+        ..fast()
+    };
+    let (mut backend, mut api, _) = mocked(&p, tuning, Cancel::default());
+    let task = serve(&backend, async move {
+        let (server, client) = serve_basic_creates(&mut api, 1).await;
+        let mut held = Vec::new();
+        let mut watched = 0;
+        // The server never becomes ready: its list shows 0 ready replicas and its watch
+        // stays silent; the client is ready.
+        while watched < 3 {
+            let s = api.next().await;
+            assert_ne!(
+                s.method,
+                Method::DELETE,
+                "teardown before the watches: {}",
+                s.path
+            );
+            if s.path.ends_with("/deployments") && !s.query.contains("watch=true") {
+                let mut d = server.clone();
+                d["status"] = json!({"replicas": 1, "readyReplicas": 0});
+                respond(s.send, 200, &list("DeploymentList", "apps/v1", &[d]));
+            } else if s.path.ends_with("/deployments") {
+                held.push(s.send);
+            } else {
+                respond(
+                    s.send,
+                    200,
+                    &list("PodList", "v1", &[ready_pod(&client, "10.0.1.9")]),
+                );
+            }
+            watched += 1;
+        }
+        serve_teardown(&mut api, &[]).await;
+        drop(held);
+    });
+    let e = backend.prepare(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("not done within 0 s") || e.contains("readiness"),
+        "{e}"
+    );
+    assert!(e.contains("readiness of 1 server replica(s)"), "{e}");
+    backend.teardown(&p).unwrap();
+    join(&backend, task);
+}
+
+#[test]
+fn ctrl_c_during_creation_leads_to_teardown() {
+    let p = point("pod-to-service/placement=inter,services=100,workload=tcp");
+    let cancel = Cancel::default();
+    let tuning = Tuning {
+        concurrency: 4,
+        ..fast()
+    };
+    let (mut backend, mut api, _) = mocked(&p, tuning, cancel.clone());
+    let creates = Arc::new(AtomicUsize::new(0));
+    let served = creates.clone();
+    let task = serve(&backend, async move {
+        let creates = served;
+        let _ = serve_basic_creates(&mut api, 1).await;
+        loop {
+            let s = api.next().await;
+            if s.method == Method::GET {
+                // Teardown: nothing to list here, the namespace takes the services.
+                assert_eq!(s.path, format!("/api/v1/namespaces/{NS}/services"));
+                filler_list(s.send, &[]);
+                continue;
+            }
+            if s.method == Method::DELETE {
+                // Ctrl-C: the namespace goes.
+                assert_eq!(s.path, format!("/api/v1/namespaces/{NS}"));
+                respond(
+                    s.send,
+                    200,
+                    &json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": NS, "uid": "uid-ns"}}),
+                );
+                let s = api.expect(Method::GET, "/api/v1/namespaces").await;
+                respond(s.send, 200, &list("NamespaceList", "v1", &[]));
+                break;
+            }
+            assert_eq!(s.path, format!("/api/v1/namespaces/{NS}/services"));
+            if creates.fetch_add(1, Ordering::SeqCst) + 1 == 10 {
+                cancel.cancel();
+            }
+            created(s, |o| o["spec"]["clusterIP"] = json!("10.96.0.10"));
+        }
+    });
+    let e = backend.prepare(&p).unwrap_err();
+    assert!(
+        matches!(e, cnibench::backend::BackendError::Cancelled),
+        "{e}"
+    );
+    backend.teardown(&p).unwrap();
+    join(&backend, task);
+    let n = creates.load(Ordering::SeqCst);
+    // At most the creates already in flight (concurrency 4) finish after the flag is seen.
+    assert!(
+        (10..=13).contains(&n),
+        "{n} service creates after Ctrl-C at the 10th"
+    );
+}
+
+#[tokio::test]
+async fn ten_thousand_services_respect_the_concurrency() {
+    let (client, mut api) = mock_client();
+    let server = tokio::spawn(async move {
+        let mut names = std::collections::BTreeSet::new();
+        for _ in 0..10_000 {
+            let s = api
+                .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/services"))
+                .await;
+            assert!(s.query.is_empty(), "{}", s.query);
+            names.insert(s.body["metadata"]["name"].as_str().unwrap().to_string());
+            created(s, |_| {});
+        }
+        names.len()
+    });
+    let s = cnibench::kube::objects::Settings {
+        run: "t1".into(),
+        image: "img:1".into(),
+        server_node: "w1".into(),
+        client_node: "w2".into(),
+        service_mode: ServiceMode::Selector,
+    };
+    let svcs: Vec<Service> = (1..=10_000)
+        .map(|k| cnibench::kube::objects::filler_service(&s, k).0)
+        .collect();
+    let in_flight = InFlight::default();
+    let bar = indicatif::ProgressBar::hidden();
+    let t = Tuning {
+        concurrency: 32,
+        ..fast()
+    };
+    cluster::create_all(&client, NS, &svcs, &t, &Cancel::default(), &bar, &in_flight)
+        .await
+        .unwrap();
+    assert_eq!(server.await.unwrap(), 10_000);
+    assert_eq!(bar.position(), 10_000);
+    // 32 start at once (buffer_unordered fills up before any answer), never more.
+    assert_eq!(in_flight.max.load(Ordering::SeqCst), 32);
+}
+
+#[tokio::test]
+async fn missing_permissions_are_named() {
+    let (client, mut api) = mock_client();
+    let server = tokio::spawn(async move {
+        serve_version(&mut api).await;
+        for p in cnibench::kube::rbac::PERMISSIONS {
+            let s = api
+                .expect(
+                    Method::POST,
+                    "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                )
+                .await;
+            let a = &s.body["spec"]["resourceAttributes"];
+            assert_eq!(a["verb"], p.verb);
+            assert_eq!(a["resource"], p.resource);
+            let denied = p.resource == "pods" && a["subresource"] == "exec" && p.verb == "create"
+                || p.resource == "networkpolicies";
+            if p.resource == "pods" && p.verb == "create" && p.subresource.is_none() {
+                assert_eq!(a["namespace"], NS);
+            }
+            let mut r = s.body.clone();
+            r["status"] = json!({"allowed": !denied});
+            respond(s.send, 201, &r);
+        }
+    });
+    let e = preflight::preflight(&client, NS, &[], &fast())
+        .await
+        .unwrap_err()
+        .to_string();
+    server.await.unwrap();
+    assert!(
+        e.contains("create pods/exec (in the run's namespace)"),
+        "{e}"
+    );
+    assert!(
+        e.contains("create networkpolicies.networking.k8s.io"),
+        "{e}"
+    );
+    assert!(!e.contains("create services"), "{e}");
+    assert!(e.contains("manifests/rbac.yaml"), "{e}");
+}
+
+#[tokio::test]
+async fn preflight_records_nodes_cni_and_proxy() {
+    let (client, mut api) = mock_client();
+    let server = tokio::spawn(async move {
+        serve_version(&mut api).await;
+        for _ in cnibench::kube::rbac::PERMISSIONS {
+            let s = api.next().await;
+            let mut r = s.body.clone();
+            r["status"] = json!({"allowed": true});
+            respond(s.send, 201, &r);
+        }
+        let s = api.expect(Method::GET, "/api/v1/nodes").await;
+        let node = |name: &str, cp: bool| {
+            let mut labels = json!({"kubernetes.io/hostname": name});
+            if cp {
+                labels["node-role.kubernetes.io/control-plane"] = json!("");
+            }
+            json!({"metadata": {"name": name, "labels": labels}, "spec": {},
+                   "status": {"allocatable": {"pods": "250"}, "conditions": [{"type": "Ready", "status": "True"}]}})
+        };
+        respond(
+            s.send,
+            200,
+            &list(
+                "NodeList",
+                "v1",
+                &[node("cp", true), node("b", false), node("a", false)],
+            ),
+        );
+        let s = api
+            .expect(
+                Method::GET,
+                "/apis/apps/v1/namespaces/kube-system/daemonsets",
+            )
+            .await;
+        let ds = |name: &str, image: &str| json!({"metadata": {"name": name}, "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "c", "image": image}]}}}});
+        respond(
+            s.send,
+            200,
+            &list(
+                "DaemonSetList",
+                "apps/v1",
+                &[
+                    ds("kube-proxy", "kp:v1.34"),
+                    ds("cilium", "quay.io/cilium/cilium:v1.18.0"),
+                ],
+            ),
+        );
+        let s = api
+            .expect(
+                Method::GET,
+                "/api/v1/namespaces/kube-system/configmaps/kube-proxy",
+            )
+            .await;
+        respond(
+            s.send,
+            200,
+            &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-proxy"}, "data": {"config.conf": "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nmode: ipvs\n"}}),
+        );
+    });
+    let info = preflight::preflight(&client, NS, &[], &fast())
+        .await
+        .unwrap();
+    server.await.unwrap();
+    assert_eq!(info.nodes, ["a", "b"]);
+    assert_eq!(info.pod_capacity, [250, 250]);
+    assert_eq!(info.cni, "cilium");
+    assert_eq!(info.cni_image, "quay.io/cilium/cilium:v1.18.0");
+    assert_eq!(info.proxy_mode, "ipvs");
+    assert_eq!(info.server_version, "v1.34.1");
+}
+
+#[test]
+fn dropping_a_prepared_backend_tears_down() {
+    let p = point("pod-to-pod/placement=inter,workload=tcp");
+    let (mut backend, mut api, _) = mocked(&p, fast(), Cancel::default());
+    let task = serve(&backend, async move {
+        let s = api.expect(Method::POST, "/api/v1/namespaces").await;
+        respond(s.send, 500, &status(400, "BadRequest"));
+        serve_teardown(&mut api, &[]).await;
+    });
+    assert!(backend.prepare(&p).is_err());
+    // No teardown call: the drop deletes the namespace.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    drop(backend);
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("mock API server did not finish")
+            .expect("mock API server assertions failed");
+    });
+}
