@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import datetime as _dt
 import json
 import os
-import platform
-import resource
 import re
 import shlex
-import shutil
 import signal
 import statistics
 import subprocess
@@ -32,12 +28,42 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-RUNS_DIR = BENCH_DIR / "runs"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# Shared with the other benches/ scripts; re-exported here under the names this script
+# always had (tests and other tools import them from this module).
+from benchlib import (  # noqa: E402,F401
+    BENCH_DIR,
+    REPO_ROOT,
+    RUNS_DIR,
+    STAT_FIELDS,
+    Interrupted,
+    Procs,
+    _die_with_parent,
+    _raise_interrupted,
+    _short,
+    _tail,
+    children_cpu_s,
+    cpu_model,
+    ensure_tools,
+    fmt,
+    fmt_spread,
+    git_rev,
+    ignore_interrupts,
+    install_interrupt_handlers,
+    log,
+    node_busy_sample,
+    read_proc_stat,
+    restore_handlers,
+    sh,
+    stat_delta,
+    summary,
+    tcp_listening,
+    tool_version,
+    write_report,
+)
 
 NS_PREFIX = "nlbench-"
 NS_RE = re.compile(r"^nlbench-(\d+)-[cs]$")
@@ -264,46 +290,8 @@ def parse_netload(doc: dict[str, Any], proto: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------
-# /proc helpers
+# /proc helpers (the generic ones are in benchlib)
 # --------------------------------------------------------------------------------------
-
-STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
-
-
-def read_proc_stat() -> dict[str, float]:
-    tck = os.sysconf("SC_CLK_TCK")
-    with open("/proc/stat") as f:
-        parts = f.readline().split()
-    assert parts[0] == "cpu"
-    vals = [int(x) for x in parts[1 : 1 + len(STAT_FIELDS)]]
-    return {k: v / tck for k, v in zip(STAT_FIELDS, vals)}
-
-
-def stat_delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
-    d = {k: round(b[k] - a[k], 3) for k in STAT_FIELDS}
-    d["busy"] = round(sum(d[k] for k in STAT_FIELDS if k not in ("idle", "iowait")), 3)
-    return d
-
-
-def tcp_listening(pid: int, port: int) -> bool:
-    """Whether the network namespace of `pid` has a TCP socket listening on `port`.
-
-    Reads /proc/PID/net/tcp{,6}, which show the sockets of PID's network namespace. This is
-    used instead of a test connect because iperf3 -s -1 treats any connection as its one
-    test and exits when the probe closes (netload --once may do the same).
-    """
-    for name in ("tcp", "tcp6"):
-        try:
-            with open("/proc/%d/net/%s" % (pid, name)) as f:
-                next(f, None)
-                for line in f:
-                    cols = line.split()
-                    if len(cols) > 3 and cols[3] == "0A":
-                        if int(cols[1].rsplit(":", 1)[1], 16) == port:
-                            return True
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            return False
-    return False
 
 
 def pid_is_harness(pid: int) -> bool:
@@ -318,75 +306,6 @@ def pid_is_harness(pid: int) -> bool:
 # --------------------------------------------------------------------------------------
 # Process and namespace management
 # --------------------------------------------------------------------------------------
-
-
-class Interrupted(Exception):
-    pass
-
-
-def _raise_interrupted(signum: int, _frame: Any) -> None:
-    raise Interrupted("signal %d" % signum)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent: int) -> Callable[[], None]:
-    """preexec_fn: the kernel SIGKILLs the child if the harness dies, even by kill -9."""
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def setup() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != parent:  # the harness died before prctl took effect
-            os._exit(1)
-
-    return setup
-
-
-class Procs:
-    """Every child process we start, so cleanup can kill them (by their own group id).
-
-    Children get their own session (Ctrl-C in the terminal reaches only the harness, which
-    then cleans up in order) and PR_SET_PDEATHSIG, so no server outlives a killed harness.
-    """
-
-    def __init__(self) -> None:
-        self.live: dict[int, subprocess.Popen[bytes]] = {}
-        self.preexec = _die_with_parent(os.getpid())
-
-    def start(self, argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
-        p = subprocess.Popen(argv, start_new_session=True, preexec_fn=self.preexec, **kw)
-        self.live[p.pid] = p
-        return p
-
-    def kill(self, p: subprocess.Popen[bytes], grace: float = 0.0) -> bool:
-        """Wait up to `grace` s, then TERM/KILL the group. True if it exited on its own."""
-        if p.poll() is None and grace > 0:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=grace)
-        own = p.poll() is not None
-        if not own:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(p.pid, sig)
-                try:
-                    p.wait(timeout=2)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        self.live.pop(p.pid, None)
-        return own
-
-    def kill_all(self) -> None:
-        for p in list(self.live.values()):
-            self.kill(p)
-
-
-def sh(argv: list[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise RuntimeError("%s failed (%d): %s" % (shlex.join(argv), r.returncode, r.stderr.strip()))
-    return r
 
 
 def list_netns() -> list[str]:
@@ -510,16 +429,6 @@ def commands(
     return server, client
 
 
-def _tail(text: str, n: int = 300) -> str:
-    text = " ".join(text.strip().split())
-    return text if len(text) <= n else "…" + text[-n:]
-
-
-def children_cpu_s() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
-
-
 def run_once(*args: Any, **kw: Any) -> RunResult:
     """One client run with a fresh server; adds the harness's own CPU measurement."""
     c0 = children_cpu_s()
@@ -614,36 +523,6 @@ def _run_once(
 # --------------------------------------------------------------------------------------
 # Statistics and table
 # --------------------------------------------------------------------------------------
-
-
-def summary(values: list[float]) -> Optional[dict[str, float]]:
-    if not values:
-        return None
-    v = sorted(values)
-    s = {"n": len(v), "median": statistics.median(v), "min": v[0], "max": v[-1]}
-    if len(v) >= 2:
-        q1, _, q3 = statistics.quantiles(v, n=4, method="inclusive")
-        s["iqr"] = q3 - q1
-    else:
-        s["iqr"] = 0.0
-    return s
-
-
-def fmt(x: Optional[float], nd: int = 2) -> str:
-    return "—" if x is None else ("%.*f" % (nd, x))
-
-
-def fmt_spread(s: Optional[dict[str, float]], total: int, nd: int = 2) -> str:
-    if s is None:
-        return "—"
-    cell = "%s (%s–%s, IQR %s)" % (fmt(s["median"], nd), fmt(s["min"], nd), fmt(s["max"], nd), fmt(s["iqr"], nd))
-    if s["n"] < total:
-        cell += " n=%d/%d" % (s["n"], total)
-    return cell
-
-
-def _short(text: str, n: int = 120) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _vals(rs: list[RunResult], attr: str) -> list[float]:
@@ -758,45 +637,6 @@ def render_raw(results: list[RunResult]) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def tool_version(argv: list[str]) -> str:
-    try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return "unavailable (%s)" % e
-    text = (r.stdout or r.stderr).strip().splitlines()
-    if r.returncode != 0:
-        return "unavailable (exit %d: %s)" % (r.returncode, text[0] if text else "")
-    return text[0] if text else "unknown"
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def git_rev() -> str:
-    r = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    if r.returncode != 0:
-        return "unknown"
-    dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain"], capture_output=True, text=True)
-    return r.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def node_busy_sample(secs: float = 1.0) -> tuple[float, str]:
-    """Share of all cores busy over `secs` (before the benchmark starts), and /proc/loadavg."""
-    a = read_proc_stat()
-    time.sleep(secs)
-    d = stat_delta(a, read_proc_stat())
-    total = d["busy"] + d["idle"] + d["iowait"]
-    with open("/proc/loadavg") as f:
-        load = " ".join(f.read().split()[:3])
-    return (100.0 * d["busy"] / total if total > 0 else 0.0), load
-
-
 def render_setup(args: argparse.Namespace, netload: str, iperf3: str, started: str, results: list[RunResult],
                  idle: tuple[float, str], no_offload: str) -> str:
     uname = os.uname()
@@ -839,23 +679,7 @@ def ensure_iperf3(path: Optional[str], log: Callable[[str], None]) -> str:
         if not (os.path.isfile(path) and os.access(path, os.X_OK)):
             sys.exit("error: --iperf3 %s is not an executable file" % path)
         return path
-    found = shutil.which("iperf3")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        sys.exit("error: iperf3 is not installed; install Debian's package: sudo apt-get install -y iperf3 "
-                 "(or run this script as root and it installs it)")
-    log("iperf3 missing: running apt-get install -y iperf3")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = ["apt-get", "install", "-y", "--no-install-recommends", "iperf3"]
-    if subprocess.run(cmd, env=env).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env)
-        if subprocess.run(cmd, env=env).returncode != 0:
-            sys.exit("error: apt-get install -y iperf3 failed; install iperf3 and retry")
-    found = shutil.which("iperf3")
-    if not found:
-        sys.exit("error: iperf3 still not on PATH after apt-get install")
-    return found
+    return ensure_tools({"iperf3": "iperf3"}, log)["iperf3"]
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -900,9 +724,6 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
 
-    def log(msg: str) -> None:
-        print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
-
     if "veth" in args.paths and os.geteuid() != 0:
         if args.self_test or args.paths == ["loopback", "veth"]:
             log("not root: skipping the veth path (needs CAP_NET_ADMIN)")
@@ -925,9 +746,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     procs = Procs()
     results: list[RunResult] = []
     ports = PortPool()
-    # SIGINT explicitly too: a shell without job control starts background jobs with SIGINT
-    # ignored, and Python then never installs its KeyboardInterrupt handler.
-    old_handlers = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    old_handlers = install_interrupt_handlers()
     interrupted = False
     try:
         if os.geteuid() == 0:
@@ -953,8 +772,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         interrupted = True
         log("interrupted (%s): cleaning up; partial results follow" % (e.__class__.__name__))
     finally:
-        for s_ in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s_, signal.SIG_IGN)  # let cleanup finish
+        ignore_interrupts()
         procs.kill_all()
         # veth_path's own finally has removed its namespaces; make sure nothing of ours is left.
         if os.geteuid() == 0:
@@ -962,8 +780,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 m = NS_RE.match(name)
                 if m and int(m.group(1)) == os.getpid():
                     delete_netns(name, log)
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
+        restore_handlers(old_handlers)
 
     title = "# netload vs iperf3 — stream throughput%s" % (" (self-test)" if args.self_test else "")
     doc = "\n\n".join([
@@ -979,18 +796,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "## Setup",
         render_setup(args, netload, iperf3, started, results, idle, no_offload),
     ]) + "\n"
-    sys.stdout.write(doc)
-    sys.stdout.flush()
-    if args.out:
-        out = Path(args.out)
-        if out.parent == Path("."):
-            out = RUNS_DIR / out
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(doc)
-        out.with_suffix(".json").write_text(json.dumps(
-            {"started_utc": started, "runs": args.runs, "time_s": args.time, "results": [asdict(r) for r in results]},
-            indent=1) + "\n")
-        log("wrote %s and %s" % (out, out.with_suffix(".json")))
+    write_report(args.out, doc, {"started_utc": started, "runs": args.runs, "time_s": args.time,
+                                 "results": [asdict(r) for r in results]}, log)
 
     leftover = [n for n in list_netns() if n.startswith(NS_PREFIX)] if os.geteuid() == 0 else []
     if leftover:
