@@ -1119,7 +1119,7 @@ pub fn render_table(r: &RrReport) -> String {
     let s = &r.spec;
     let _ = writeln!(
         out,
-        "netload rr {} to {}:{}, {}/{} bytes, {} connection(s), {}; latency is the round trip",
+        "netload rr {} to {}:{}, {}/{} bytes, {} connection(s), {}{}; latency is the round trip",
         s.mode.as_str(),
         s.host,
         s.port,
@@ -1130,6 +1130,12 @@ pub fn render_table(r: &RrReport) -> String {
             || "closed loop".to_owned(),
             |r| format!("open loop at {r} tps")
         ),
+        // Spinning changes what is measured (no wake-up on the client), so say so.
+        if s.busy_poll {
+            ", busy-poll (client spins on a non-blocking socket)"
+        } else {
+            ""
+        },
     );
     let _ = writeln!(
         out,
@@ -1263,6 +1269,16 @@ mod tests {
         assert_eq!(r.intervals.len(), 2);
         assert_eq!(r.intervals[0].transactions, 50);
         insta::assert_snapshot!("rr_table", render_table(&r));
+        assert!(!render_table(&r).contains("busy-poll"));
+        let mut busy = r.clone();
+        busy.spec.busy_poll = true;
+        assert!(
+            render_table(&busy)
+                .lines()
+                .next()
+                .unwrap()
+                .contains("busy-poll (client spins")
+        );
     }
 
     fn args() -> RrArgs {

@@ -171,8 +171,9 @@ pub struct HttpTotals {
     pub connections: u64,
     /// Connect time of new connections (TCP handshake).
     pub connect: LatencySummary,
-    /// Time to first byte: request start (intended start in open loop, connect included)
-    /// until the response head was received.
+    /// Time to first byte: request start (intended start in open loop; the connect is
+    /// included when the request opened a connection, as with `--new-connection`) until the
+    /// first response byte was read from the socket, as curl's `time_starttransfer`.
     pub ttfb: LatencySummary,
     /// Request start until the last body byte.
     pub total: LatencySummary,
