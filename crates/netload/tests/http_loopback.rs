@@ -543,8 +543,7 @@ fn first_byte_then_pause(mut s: TcpStream, _: u64) {
             return;
         }
         std::thread::sleep(Duration::from_millis(300));
-        if s
-            .write_all(b"TTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        if s.write_all(b"TTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
             .is_err()
         {
             return;

@@ -13,29 +13,22 @@
 //! reach at most `-c` replicas. Use `--new-connection` (or a large `-c`) to measure the
 //! spread over replicas.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use clap::Args;
-use http_body_util::{BodyExt, Empty};
-use hyper::Request;
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{CONTENT_LENGTH, HOST, HeaderValue};
-use hyper_util::rt::TokioIo;
+use hyper::header::HeaderValue;
 
+use super::h1::{Broken, Conn};
 use super::{
-    ErrorCount, ErrorKind, HTTP_SCHEMA_VERSION, HttpReport, HttpSpec, HttpTotals, REPLICA_HEADER,
-    ReplicaReport, UNKNOWN_REPLICA,
+    ErrorCount, ErrorKind, HTTP_SCHEMA_VERSION, HttpReport, HttpSpec, HttpTotals, ReplicaReport,
+    UNKNOWN_REPLICA,
 };
 use crate::clock;
 use crate::cpu::{self, CpuSample};
@@ -197,6 +190,8 @@ pub struct Target {
     pub path: String,
     /// Origin-form URI of the request line (parsed once).
     pub uri: hyper::Uri,
+    /// The request head sent for every GET (built once).
+    pub request: Vec<u8>,
 }
 
 /// Parses and resolves `url` (`http://` only).
@@ -232,6 +227,7 @@ pub fn resolve(url: &str) -> Result<Target, ClientError> {
         addr,
         host: HeaderValue::from_str(authority.as_str()).map_err(|_| bad("bad host"))?,
         uri: path.parse().map_err(|_| bad("bad path"))?,
+        request: super::h1::get_request(&path, authority.as_str()),
         path,
     })
 }
@@ -339,97 +335,6 @@ impl Recorder {
     }
 }
 
-/// When the first bytes of the current response were read from the socket.
-type FirstByte = Rc<Cell<Option<Instant>>>;
-
-/// The client socket, noting the moment the first bytes of each response arrive: TTFB ends
-/// there, as curl's `time_starttransfer` does, not when hyper has parsed the head and the
-/// worker has been polled again (that adds parsing, a first body read and scheduling).
-struct Stamped {
-    io: tokio::net::TcpStream,
-    first: FirstByte,
-}
-
-impl tokio::io::AsyncRead for Stamped {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.io).poll_read(cx, buf);
-        if this.first.get().is_none()
-            && matches!(r, Poll::Ready(Ok(())))
-            && buf.filled().len() > before
-        {
-            this.first.set(Some(clock::now()));
-        }
-        r
-    }
-}
-
-impl tokio::io::AsyncWrite for Stamped {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
-type Dispatch = hyper::client::conn::http1::Connection<TokioIo<Stamped>, Empty<Bytes>>;
-
-/// A keep-alive connection. Its dispatcher is polled by the worker itself, beside the
-/// request ([`drive`]), instead of by a spawned task: no wake-up of a second task and no
-/// channel hand-over per request (wrk's single event loop has neither).
-struct Conn {
-    sender: SendRequest<Empty<Bytes>>,
-    /// `None` once the dispatcher has finished (closed by either side): dropping it closes
-    /// the request channel, so the sender and any request in flight see the end at once.
-    dispatch: Option<Pin<Box<Dispatch>>>,
-    first: FirstByte,
-}
-
-/// Runs `fut` while polling the connection's dispatcher in the same task.
-async fn drive<F: Future>(dispatch: &mut Option<Pin<Box<Dispatch>>>, fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-            return Poll::Ready(v);
-        }
-        if let Some(d) = dispatch.as_mut()
-            && d.as_mut().poll(cx).is_ready()
-        {
-            *dispatch = None;
-            return fut.as_mut().poll(cx);
-        }
-        Poll::Pending
-    })
-    .await
-}
-
 struct Ctx {
     targets: Vec<Target>,
     stop: Arc<AtomicBool>,
@@ -467,70 +372,17 @@ async fn connect(target: &Target, rec: &RefCell<Recorder>) -> Result<Conn, Failu
         rec.connections += 1;
     }
     let _ = stream.set_nodelay(true);
-    let first = FirstByte::default();
-    let io = Stamped {
-        io: stream,
-        first: first.clone(),
+    Ok(Conn::new(stream))
+}
+
+fn failure(b: &Broken) -> Failure {
+    let kind = match b {
+        Broken::Io(e) => ErrorKind::of_io(e.kind()),
+        Broken::ClosedBeforeAnswer | Broken::IncompleteHead => ErrorKind::Reset,
+        Broken::NotHttp(_) => ErrorKind::NotHttp,
+        Broken::ShortBody(..) => ErrorKind::ShortBody,
     };
-    let (sender, dispatch) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| fail(ErrorKind::of_hyper_head(&e), e))?;
-    Ok(Conn {
-        sender,
-        dispatch: Some(Box::pin(dispatch)),
-        first,
-    })
-}
-
-/// What one exchange on a connection returns: status, replica header, and byte counts.
-struct Answer {
-    status: hyper::StatusCode,
-    replica: Option<HeaderValue>,
-    ttfb: Duration,
-    bytes: u64,
-    announced: Option<u64>,
-}
-
-/// Sends one GET on `conn` and reads the whole answer, driving the dispatcher meanwhile.
-async fn exchange(conn: &mut Conn, target: &Target, start: Instant) -> Result<Answer, Broken> {
-    let Conn {
-        sender,
-        dispatch,
-        first,
-    } = conn;
-    first.set(None);
-    drive(dispatch, async {
-        let mut req = Request::new(Empty::<Bytes>::new());
-        *req.uri_mut() = target.uri.clone();
-        req.headers_mut().insert(HOST, target.host.clone());
-        let resp = sender.send_request(req).await.map_err(Broken::Head)?;
-        // The head has been parsed, so bytes have arrived and been stamped.
-        let ttfb = first.get().unwrap_or_else(clock::now) - start;
-        let status = resp.status();
-        // A cheap reference-counted handle on the received header, not a copy.
-        let replica = resp.headers().get(REPLICA_HEADER).cloned();
-        let announced: Option<u64> = resp
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        let mut body = resp.into_body();
-        let mut bytes = 0u64;
-        // Bounded by the announced length or the connection's end, and by the caller's timeout.
-        while let Some(frame) = body.frame().await {
-            if let Some(d) = frame.map_err(Broken::Body)?.data_ref() {
-                bytes += d.len() as u64;
-            }
-        }
-        Ok(Answer {
-            status,
-            replica,
-            ttfb,
-            bytes,
-            announced,
-        })
-    })
-    .await
+    fail(kind, b)
 }
 
 async fn one_request(
@@ -539,30 +391,30 @@ async fn one_request(
     start: Instant,
     rec: &RefCell<Recorder>,
 ) -> Result<(), Failure> {
-    if let Some(c) = slot.as_mut()
-        && drive(&mut c.dispatch, c.sender.ready()).await.is_err()
-    {
-        // The server closed the idle connection (keep-alive timeout, request limit):
-        // not a failure of this request, just reconnect.
-        *slot = None;
-    }
     let reused = slot.is_some();
-    let conn = match slot {
-        Some(c) => c,
-        None => slot.insert(connect(target, rec).await?),
-    };
-    let answer = match exchange(conn, target, start).await {
-        Ok(a) => a,
-        // The server closed a kept-alive connection just as the request was queued, and
-        // hyper never sent it: retry once on a new connection, as a pool would.
-        Err(Broken::Head(e)) if reused && e.is_canceled() => {
-            let conn = slot.insert(connect(target, rec).await?);
-            exchange(conn, target, start)
+    let result = match slot {
+        Some(c) => c.exchange(&target.request).await,
+        None => {
+            slot.insert(connect(target, rec).await?)
+                .exchange(&target.request)
                 .await
-                .map_err(|e| e.failure())?
         }
-        Err(e) => return Err(e.failure()),
     };
+    let answer = match result {
+        Ok(a) => a,
+        // A kept-alive connection the server had closed while idle (keep-alive timeout,
+        // request limit): the GET never reached it, so retry once on a new connection, as
+        // any pooling client does. A fresh connection failing the same way is an error.
+        Err(Broken::ClosedBeforeAnswer | Broken::Io(_)) if reused => {
+            *slot = None;
+            let conn = slot.insert(connect(target, rec).await?);
+            conn.exchange(&target.request)
+                .await
+                .map_err(|e| failure(&e))?
+        }
+        Err(e) => return Err(failure(&e)),
+    };
+    let keep = answer.keep_alive;
     if let Some(n) = answer.announced
         && answer.bytes < n
     {
@@ -572,36 +424,25 @@ async fn one_request(
         ));
     }
     let total = clock::now() - start;
-    if !answer.status.is_success() {
+    if !(200..300).contains(&answer.status) {
         return Err(Failure {
             kind: ErrorKind::Non2xx,
             message: format!("status {} from {}", answer.status, target.url),
-            keep: true,
+            keep,
         });
     }
-    let replica = answer
-        .replica
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(UNKNOWN_REPLICA);
-    rec.borrow_mut()
-        .success(replica, answer.ttfb, total, answer.bytes);
-    Ok(())
-}
-
-/// A failed exchange: before the response head arrived, or while reading the body.
-enum Broken {
-    Head(hyper::Error),
-    Body(hyper::Error),
-}
-
-impl Broken {
-    fn failure(&self) -> Failure {
-        match self {
-            Broken::Head(e) => fail(ErrorKind::of_hyper_head(e), e),
-            Broken::Body(e) => fail(ErrorKind::of_hyper_body(e), e),
-        }
+    let ttfb = answer.first_byte.saturating_duration_since(start);
+    let replica = slot.as_ref().and_then(Conn::replica);
+    rec.borrow_mut().success(
+        replica.unwrap_or(UNKNOWN_REPLICA),
+        ttfb,
+        total,
+        answer.bytes,
+    );
+    if !keep {
+        *slot = None;
     }
+    Ok(())
 }
 
 /// Open-loop tickets of one runtime, shared by its workers.
