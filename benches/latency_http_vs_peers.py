@@ -585,6 +585,13 @@ def render_table(results: list[RunResult], rows: list[Row], runs: int) -> str:
             notes.append("connect p50 µs: %s / %s; total µs: %s / %s" % (
                 fmt(_med_attr(by["a"], "connect_us"), 1), fmt(_med_attr(by["b"], "connect_us"), 1),
                 fmt(_med_attr(by["a"], "total_us"), 0), fmt(_med_attr(by["b"], "total_us"), 0)))
+        if row.kind == "rps":
+            # Client CPU per request: the client's cost, which load on the machine disturbs
+            # less than req/s.
+            per = {t: summary([r.client_cpu_s / r.samples * 1e6 for r in by[t]
+                               if r.ok and r.client_cpu_s is not None and r.samples]) for t in by}
+            notes.append("client CPU µs/request: %s / %s" % (
+                fmt(per["a"]["median"] if per["a"] else None), fmt(per["b"]["median"] if per["b"] else None)))
         errs = {t: sum(r.errors or 0 for r in by[t] if r.ok) for t in by}
         if any(errs.values()):
             notes.append("failed requests: %d / %d" % (errs["a"], errs["b"]))

@@ -213,6 +213,15 @@ class Verdicts(unittest.TestCase):
         self.assertIn("95.0 (90.0–100.0) n=2/3", table)
         self.assertIn("2×sockperf failed 1/3: sockperf exit 1: refused", table)
 
+    def test_rps_rows_show_client_cpu_per_request(self):
+        row = h.ROWS[6]
+        rs = [h.RunResult(7, 0, "a", "netload http", 0, "c", ok=True, value=30000.0, samples=60000, client_cpu_s=0.9),
+              h.RunResult(7, 0, "b", "wrk", 1, "c", ok=True, value=25000.0, samples=50000, client_cpu_s=1.0)]
+        table = h.render_table(rs, [row], 1)
+        self.assertIn("client CPU µs/request: 15.00 / 20.00", table)
+        self.assertIn("1.20×", table)
+        self.assertIn("met", table)
+
 
 class Commands(unittest.TestCase):
     def setup(self):
