@@ -238,6 +238,14 @@ def parse_curl(text: str, expect_bytes: Optional[int] = None) -> dict[str, float
     return {"connect_us": connect, "ttfb_us": ttfb, "total_us": total}
 
 
+def parse_curl_lines(text: str, n: int, expect_bytes: Optional[int] = None) -> list[dict[str, float]]:
+    """The n measured transfers of a `curl_argv` run: every line parsed, the warm-up dropped."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) != n + 1:
+        raise ParseError("expected %d curl -w lines (1 warm-up + %d), got %d" % (n + 1, n, len(lines)))
+    return [parse_curl(line, expect_bytes) for line in lines[1:]]
+
+
 def _get(d: Any, *keys: str) -> float:
     cur = d
     for k in keys:
@@ -391,9 +399,8 @@ class Setup:
 def client_commands(row: Row, tool: str, s: Setup) -> list[list[str]]:
     """The client command(s) of one measurement of `tool` ("a" or "b") in `row`.
 
-    TTFB/total rows return one command per sample (curl is one process per request, so
-    every curl sample opens a new connection; netload's single command does the same with
-    --new-connection).
+    TTFB/total rows: both tools open a new connection per request (netload with
+    --new-connection, curl through `Connection: close`, see `curl_argv`).
     """
     t = "%g" % s.secs
     if row.kind == "rr":
@@ -414,12 +421,27 @@ def client_commands(row: Row, tool: str, s: Setup) -> list[list[str]]:
         if row.kind == "ttfb" and tool == "a":
             return [pin(s.client_cpus, [s.netload, "http", url, "-c", "1", "--threads", "1", "-n",
                                         str(s.ttfb_requests), "--new-connection", "--json"])]
-        return [pin(s.client_cpus, [s.tools["curl"], "-s", "-o", "/dev/null", "-w", CURL_FORMAT, url])] * s.ttfb_requests
+        return [pin(s.client_cpus, curl_argv(s.tools["curl"], url, s.ttfb_requests))]
     url = small_url(row.server, s)
     if tool == "a":
         return [pin(s.client_cpus, [s.netload, "http", url, "-c", str(s.connections), "--threads", str(s.threads),
                                     "-t", t, "--json"])]
     return [pin(s.client_cpus, [s.tools["wrk"], "-t%d" % s.threads, "-c%d" % s.connections, "-d%ss" % t, url])]
+
+
+def curl_argv(curl: str, url: str, n: int) -> list[str]:
+    """One curl process fetching `url` n + 1 times, each on a new connection.
+
+    `Connection: close` makes the server close after each answer, so curl connects anew for
+    the next transfer, as netload's --new-connection does. The first transfer is a warm-up
+    (dropped by `parse_curl_lines`): a fresh process pays for lazy symbol binding, first
+    page faults and buffer allocation inside its first timings, which netload pays once per
+    run, not per request.
+    """
+    argv = [curl, "-s", "-H", "Connection: close", "-w", CURL_FORMAT]
+    for _ in range(n + 1):
+        argv += ["-o", "/dev/null", url]
+    return argv
 
 
 def big_url(server: str, s: Setup) -> str:
@@ -499,13 +521,11 @@ def measure(procs: Procs, row: Row, tool: str, run: int, order: int, s: Setup) -
 def _measure(procs: Procs, row: Row, tool: str, s: Setup, cmds: list[list[str]], res: RunResult) -> None:
     timeout = s.secs + CLIENT_SLACK_S
     if row.kind == "total" or (row.kind == "ttfb" and tool == "b"):
-        # curl, one process per sample: medians of its own per-request times.
-        samples = []
-        for argv in cmds:
-            rc, out, err = run_client(procs, argv, timeout)
-            if rc != 0:
-                raise RuntimeError("curl exit %d: %s" % (rc, _tail(err) or _tail(out) or "no output"))
-            samples.append(parse_curl(out, BIG_BODY))
+        # curl: medians of its own per-transfer times, warm-up dropped.
+        rc, out, err = run_client(procs, cmds[0], timeout + s.ttfb_requests)
+        if rc != 0:
+            raise RuntimeError("curl exit %d: %s" % (rc, _tail(err) or _tail(out) or "no output"))
+        samples = parse_curl_lines(out, s.ttfb_requests, BIG_BODY)
         res.samples = len(samples)
         med = lambda k: summary([x[k] for x in samples])["median"]  # noqa: E731
         res.connect_us, res.total_us = med("connect_us"), med("total_us")

@@ -142,6 +142,13 @@ class CurlParse(unittest.TestCase):
             with self.assertRaises(h.ParseError):
                 h.parse_curl(bad)
 
+    def test_lines_drop_the_warm_up_and_check_the_count(self):
+        out = "200 10000000 0.9 0.9 0.9\n" + CURL * 3
+        got = h.parse_curl_lines(out, 3, 10_000_000)
+        self.assertEqual([g["ttfb_us"] for g in got], [412.0] * 3)
+        with self.assertRaisesRegex(h.ParseError, "expected 4 curl -w lines"):
+            h.parse_curl_lines(CURL * 3, 3)
+
     def test_format_matches_parser(self):
         # The -w format must print exactly the five fields parse_curl reads, one line each.
         self.assertEqual(h.CURL_FORMAT.count("%{"), 5)
@@ -244,7 +251,10 @@ class Commands(unittest.TestCase):
         ttfb = h.client_commands(h.ROWS[3], "a", s)
         self.assertEqual(len(ttfb), 1)
         self.assertIn("--new-connection", ttfb[0])
-        self.assertEqual(len(h.client_commands(h.ROWS[3], "b", s)), 4)  # one curl per sample
+        curl = h.client_commands(h.ROWS[3], "b", s)
+        self.assertEqual(len(curl), 1)
+        self.assertEqual(curl[0].count("http://127.0.0.1:19302/"), 5)  # 4 samples + 1 warm-up
+        self.assertIn("Connection: close", curl[0])
         total = h.client_commands(h.ROWS[5], "a", s)
         self.assertTrue(total[0][-1].endswith(":19302/") and h.client_commands(h.ROWS[5], "b", s)[0][-1].endswith("/big.bin"))
         self.assertEqual(h.client_commands(h.ROWS[6], "b", s)[0][3:], ["wrk", "-t2", "-c64", "-d2s", "http://127.0.0.1:19302/bytes/64"])
