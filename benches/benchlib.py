@@ -36,6 +36,27 @@ def log(msg: str) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# Parsing tools' output
+# --------------------------------------------------------------------------------------
+
+
+class ParseError(Exception):
+    """A tool's output lacks what the harness reads from it (the message says what)."""
+
+
+def num_field(d: Any, *keys: str) -> float:
+    """The number at `d[k1][k2]...`; ParseError naming the dotted path otherwise."""
+    cur = d
+    for k in keys:
+        if not isinstance(cur, dict) or k not in cur:
+            raise ParseError("missing field " + ".".join(keys))
+        cur = cur[k]
+    if not isinstance(cur, (int, float)) or isinstance(cur, bool):
+        raise ParseError("field %s is not a number: %r" % (".".join(keys), cur))
+    return float(cur)
+
+
+# --------------------------------------------------------------------------------------
 # Statistics and Markdown cells
 # --------------------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (  # noqa: E402
     REPO_ROOT,
     Interrupted,
+    ParseError,
     Procs,
     _short,
     _tail,
@@ -56,6 +57,7 @@ from benchlib import (  # noqa: E402
     log,
     markdown_table,
     node_busy_sample,
+    num_field,
     restore_handlers,
     server_guard,
     summary,
@@ -140,10 +142,6 @@ def verdict(target: Target, ratio: Optional[float]) -> str:
 # --------------------------------------------------------------------------------------
 
 
-class ParseError(Exception):
-    pass
-
-
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -160,18 +158,11 @@ def parse_sockperf(text: str) -> dict[str, float]:
         key = {"50.000": "p50", "99.000": "p99", "99.900": "p99_9", "90.000": "p90"}.get(m.group(1))
         if key:
             out[key] = float(m.group(2))
-    m = re.search(r"<MAX> observation\s*=\s*([0-9.]+)", text)
-    if m:
-        out["max"] = float(m.group(1))
-    m = re.search(r"<MIN> observation\s*=\s*([0-9.]+)", text)
-    if m:
-        out["min"] = float(m.group(1))
-    m = re.search(r"avg-latency=([0-9.]+)", text)
-    if m:
-        out["avg"] = float(m.group(1))
-    m = re.search(r"Total (\d+) observations", text)
-    if m:
-        out["observations"] = float(m.group(1))
+    for key, pattern in (("max", r"<MAX> observation\s*=\s*([0-9.]+)"), ("min", r"<MIN> observation\s*=\s*([0-9.]+)"),
+                         ("avg", r"avg-latency=([0-9.]+)"), ("observations", r"Total (\d+) observations")):
+        m = re.search(pattern, text)
+        if m:
+            out[key] = float(m.group(1))
     if "p50" not in out or "p99" not in out:
         err = re.search(r"sockperf: (ERROR[^\n]*)", text)
         raise ParseError(err.group(1) if err else "no percentile lines in sockperf output")
@@ -246,28 +237,17 @@ def parse_curl_lines(text: str, n: int, expect_bytes: Optional[int] = None) -> l
     return [parse_curl(line, expect_bytes) for line in lines[1:]]
 
 
-def _get(d: Any, *keys: str) -> float:
-    cur = d
-    for k in keys:
-        if not isinstance(cur, dict) or k not in cur:
-            raise ParseError("missing field " + ".".join(keys))
-        cur = cur[k]
-    if not isinstance(cur, (int, float)) or isinstance(cur, bool):
-        raise ParseError("field %s is not a number: %r" % (".".join(keys), cur))
-    return float(cur)
-
-
 def parse_netload_rr(doc: Any) -> dict[str, float]:
     """Round-trip p50/p99 (µs), transactions and busy-poll flag of `netload rr --json`."""
     if not isinstance(doc, dict):
         raise ParseError("not a JSON object")
-    if _get(doc, "transactions") <= 0:
+    if num_field(doc, "transactions") <= 0:
         raise ParseError("no transaction completed")
     spec = doc.get("spec") or {}
     return {
-        "p50": _get(doc, "latency", "p50_us"),
-        "p99": _get(doc, "latency", "p99_us"),
-        "transactions": _get(doc, "transactions"),
+        "p50": num_field(doc, "latency", "p50_us"),
+        "p99": num_field(doc, "latency", "p99_us"),
+        "transactions": num_field(doc, "transactions"),
         "errors": float(sum(v for v in (doc.get("errors") or {}).values() if isinstance(v, (int, float)))),
         "busy_poll": 1.0 if spec.get("busy_poll") else 0.0,
     }
@@ -277,16 +257,16 @@ def parse_netload_http(doc: Any) -> dict[str, float]:
     """Totals of `netload http --json`: req/s, errors, and connect/TTFB/total p50 (µs)."""
     if not isinstance(doc, dict):
         raise ParseError("not a JSON object")
-    if _get(doc, "totals", "ok") <= 0:
+    if num_field(doc, "totals", "ok") <= 0:
         errs = doc.get("errors") or {}
         raise ParseError("no successful request (%s)" % ", ".join(sorted(errs)) if errs else "no successful request")
     return {
-        "rps": _get(doc, "totals", "requests_per_second"),
-        "requests": _get(doc, "totals", "requests"),
-        "errors": _get(doc, "totals", "errors"),
-        "connect_us": _get(doc, "totals", "connect", "p50_us") if _get(doc, "totals", "connections") > 0 else 0.0,
-        "ttfb_us": _get(doc, "totals", "ttfb", "p50_us"),
-        "total_us": _get(doc, "totals", "total", "p50_us"),
+        "rps": num_field(doc, "totals", "requests_per_second"),
+        "requests": num_field(doc, "totals", "requests"),
+        "errors": num_field(doc, "totals", "errors"),
+        "connect_us": num_field(doc, "totals", "connect", "p50_us") if num_field(doc, "totals", "connections") > 0 else 0.0,
+        "ttfb_us": num_field(doc, "totals", "ttfb", "p50_us"),
+        "total_us": num_field(doc, "totals", "total", "p50_us"),
     }
 
 

@@ -40,6 +40,7 @@ from benchlib import (  # noqa: E402,F401
     RUNS_DIR,
     STAT_FIELDS,
     Interrupted,
+    ParseError,
     Procs,
     _die_with_parent,
     _raise_interrupted,
@@ -55,6 +56,7 @@ from benchlib import (  # noqa: E402,F401
     install_interrupt_handlers,
     log,
     node_busy_sample,
+    num_field,
     read_proc_stat,
     restore_handlers,
     sh,
@@ -174,19 +176,7 @@ class RunResult:
 # --------------------------------------------------------------------------------------
 
 
-class ParseError(Exception):
-    pass
-
-
-def _num(d: Any, *keys: str) -> float:
-    cur = d
-    for k in keys:
-        if not isinstance(cur, dict) or k not in cur:
-            raise ParseError("missing field " + ".".join(keys))
-        cur = cur[k]
-    if not isinstance(cur, (int, float)) or isinstance(cur, bool):
-        raise ParseError("field %s is not a number: %r" % (".".join(keys), cur))
-    return float(cur)
+_num = num_field
 
 
 def parse_iperf3(doc: dict[str, Any], proto: str) -> dict[str, Any]:
