@@ -415,14 +415,6 @@ async fn one_request(
         Err(e) => return Err(failure(&e)),
     };
     let keep = answer.keep_alive;
-    if let Some(n) = answer.announced
-        && answer.bytes < n
-    {
-        return Err(fail(
-            ErrorKind::ShortBody,
-            format!("{} of {n} body bytes", answer.bytes),
-        ));
-    }
     let total = clock::now() - start;
     if !(200..300).contains(&answer.status) {
         return Err(Failure {

@@ -158,10 +158,8 @@ pub struct Answer {
     pub status: u16,
     /// When the first response byte was read.
     pub first_byte: Instant,
-    /// Body bytes.
+    /// Body bytes (all of the announced length: a shorter body is [`Broken::ShortBody`]).
     pub bytes: u64,
-    /// The announced body length, if any.
-    pub announced: Option<u64>,
     /// The connection can carry the next request.
     pub keep_alive: bool,
 }
@@ -269,10 +267,6 @@ impl Conn {
         }
         self.start += head.len;
         let mut bytes = 0u64;
-        let announced = match head.framing {
-            Framing::Length(n) => Some(n),
-            _ => None,
-        };
         match head.framing {
             Framing::Empty => {}
             Framing::Length(n) => {
@@ -297,7 +291,6 @@ impl Conn {
             status: head.status,
             first_byte,
             bytes,
-            announced,
             keep_alive: head.keep_alive,
         })
     }
@@ -485,10 +478,7 @@ mod tests {
             false,
         )
         .unwrap();
-        assert_eq!(
-            (a.status, a.bytes, a.announced, a.keep_alive),
-            (200, 10, Some(10), true)
-        );
+        assert_eq!((a.status, a.bytes, a.keep_alive), (200, 10, true));
         assert_eq!(rep.as_deref(), Some("r7"));
         let (a, _) = exchange_with(
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\nWiki\r\n5;x=y\r\npedia\r\n0\r\nt: 1\r\n\r\n",
