@@ -15,44 +15,43 @@ min-max, CPU seconds per Gbit (each tool's own figures: netload's getrusage; ipe
 cpu_util percentages), and UDP loss. Writes a Markdown table to stdout and, with --out,
 the table and the raw runs as FILE and FILE.json (a bare name goes under benches/runs/).
 
-Stdlib only; helpers shared with stream_vs_iperf3.py live in benchcommon.py.
+Stdlib only; helpers shared with the other benches/ scripts live in benchlib.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import os
 import shlex
-import signal
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchcommon import (  # noqa: E402
+from benchlib import (  # noqa: E402
     REPO_ROOT,
     Interrupted,
     ParseError,
     PortPool,
     Procs,
-    _raise_interrupted,
     ensure_iperf3,
     fmt,
     fmt_spread,
-    node_busy_sample,
-    out_paths,
+    host_lines,
+    ignore_interrupts,
+    install_interrupt_handlers,
+    log,
     parse_iperf3,
     parse_netload,
+    restore_handlers,
     run_client,
+    start_sample,
+    start_server,
     summary,
     tool_version,
-    start_server,
+    write_report,
 )
 
 TOOLS = ("iperf3", "netload")
@@ -60,7 +59,7 @@ PROTOS = ("tcp", "udp")
 SERVER_READY_TIMEOUT_S = 5.0
 SERVER_EXIT_GRACE_S = 2.0
 CLIENT_SLACK_S = 30.0
-PORT_MIN, PORT_MAX = 19300, 19399
+PORT_MIN, PORT_MAX = 19400, 19499  # apart from stream_vs_iperf3's and latency_http_vs_peers'
 
 
 @dataclass(frozen=True)
@@ -212,22 +211,15 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-
-    def log(msg: str) -> None:
-        print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
-
     args.iperf3 = ensure_iperf3(args.iperf3, log)
     if not os.access(args.netload, os.X_OK):
         log("warning: %s is not executable; netload cells will fail (cargo build --release -p netload)" % args.netload)
-    started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    busy = node_busy_sample()
-    if busy[0] > 10:
-        log("warning: the node is already %.0f%% busy (loadavg %s); figures will be disturbed" % busy)
+    started, busy = start_sample()
     procs = Procs()
     results: list[RunResult] = []
     all_cells = cells(args.protos)
     ports = PortPool(PORT_MIN, PORT_MAX)
-    old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    old = install_interrupt_handlers()
     interrupted = False
     try:
         for run in range(args.runs):
@@ -241,18 +233,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         interrupted = True
         log("interrupted (%s): partial results follow" % e.__class__.__name__)
     finally:
-        for s in old:
-            signal.signal(s, signal.SIG_IGN)
+        ignore_interrupts()
         procs.kill_all()
-        for s, h in old.items():
-            signal.signal(s, h)
-    setup = [
-        "- date (UTC): %s; node busy before start %.1f%%, loadavg %s" % (started, busy[0], busy[1]),
+        restore_handlers(old)
+    setup = host_lines(started, busy) + [
         "- netload: `%s` — %s" % (args.netload, tool_version([args.netload, "--version"])),
         "- iperf3: `%s` — %s" % (args.iperf3, tool_version([args.iperf3, "--version"])),
         "- %d run(s) of %d s per cell, cells alternate direction per run; UDP %s B at %s per stream"
         % (args.runs, args.time, args.udp_len, args.udp_rate),
-        "- harness: `%s`" % shlex.join([sys.executable, *sys.argv]),
     ]
     seen: set[tuple[str, str, str]] = set()
     for r in results:
@@ -268,14 +256,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "## Setup",
         "\n".join(setup),
     ]) + "\n"
-    sys.stdout.write(doc)
-    if args.out:
-        md, js = out_paths(args.out)
-        md.parent.mkdir(parents=True, exist_ok=True)
-        md.write_text(doc)
-        js.write_text(json.dumps({"started_utc": started, "runs": args.runs, "time_s": args.time,
-                                  "results": [asdict(r) for r in results]}, indent=1) + "\n")
-        log("wrote %s and %s" % (md, js))
+    write_report(args.out, doc, {"started_utc": started, "runs": args.runs, "time_s": args.time,
+                                 "results": [asdict(r) for r in results]}, log)
     return 130 if interrupted else 0
 
 

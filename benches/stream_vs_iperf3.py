@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as _dt
-import json
 import os
 import re
 import shlex
@@ -28,35 +26,39 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchcommon import (  # noqa: E402
+from benchlib import (  # noqa: E402
     REPO_ROOT,
     Interrupted,
     ParseError,
     PortPool,
     Procs,
-    _raise_interrupted,
+    _short,
     _tail,
     children_cpu_s,
-    cpu_model,
     ensure_iperf3,
     fmt,
     fmt_spread,
-    git_rev,
-    node_busy_sample,
-    out_paths,
+    host_lines,
+    ignore_interrupts,
+    install_interrupt_handlers,
+    log,
     parse_iperf3,
     parse_netload,
     read_proc_stat,
+    restore_handlers,
     run_client,
+    select_rows,
+    sh,
+    start_sample,
+    start_server,
     stat_delta,
     summary,
     tool_version,
-    start_server,
+    write_report,
 )
 
 NS_PREFIX = "nlbench-"
@@ -164,7 +166,7 @@ class RunResult:
 
 
 # --------------------------------------------------------------------------------------
-# Parsers, /proc readers, process management, statistics: benchcommon.py
+# Parsers, /proc readers, process management, statistics: benchlib.py
 # --------------------------------------------------------------------------------------
 
 
@@ -180,13 +182,6 @@ def pid_is_harness(pid: int) -> bool:
 # --------------------------------------------------------------------------------------
 # Process and namespace management
 # --------------------------------------------------------------------------------------
-
-
-def sh(argv: list[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise RuntimeError("%s failed (%d): %s" % (shlex.join(argv), r.returncode, r.stderr.strip()))
-    return r
 
 
 def list_netns() -> list[str]:
@@ -365,10 +360,6 @@ def _run_once(
 # --------------------------------------------------------------------------------------
 
 
-def _short(text: str, n: int = 120) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
 def _vals(rs: list[RunResult], attr: str) -> list[float]:
     return [getattr(r, attr) for r in rs if r.ok and getattr(r, attr) is not None]
 
@@ -483,15 +474,9 @@ def render_raw(results: list[RunResult]) -> str:
 
 def render_setup(args: argparse.Namespace, netload: str, iperf3: str, started: str, results: list[RunResult],
                  idle: tuple[float, str], no_offload: str) -> str:
-    uname = os.uname()
-    lines = [
-        "- date (UTC): %s" % started,
-        "- node busy before start: %.1f%% of all cores over 1 s; loadavg %s (other load disturbs every figure)" % idle,
-        "- kernel: %s %s %s" % (uname.sysname, uname.release, uname.version),
-        "- CPU: %s; nproc %d" % (cpu_model(), os.cpu_count() or 0),
+    lines = host_lines(started, idle) + [
         "- netload: `%s` — %s" % (netload, tool_version([netload, "--version"])),
         "- iperf3: `%s` — %s" % (iperf3, tool_version([iperf3, "--version"])),
-        "- repo: %s; harness: `%s`" % (git_rev(), shlex.join([sys.executable, *sys.argv])),
         "- runs per tool and row: %d; duration per run: %gs; order alternates per run (even run: netload first)"
         % (args.runs, args.time),
         "- veth path: namespaces `nlbench-<pid>-c` (%s/%d) and `nlbench-<pid>-s` (%s/%d), veth MTU 1500, default offloads"
@@ -546,22 +531,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     for p in args.paths:
         if p not in ("loopback", "veth"):
             ap.error("--paths: unknown path %r (allowed: loopback, veth)" % p)
-    try:
-        nums = {int(x) for x in args.rows.split(",") if x.strip()}
-    except ValueError:
-        ap.error("--rows: expected comma-separated numbers 1-%d" % len(ROWS))
-    bad = nums - {r.num for r in ROWS}
-    if bad or not nums:
-        ap.error("--rows: allowed 1-%d, got %s" % (len(ROWS), args.rows))
-    args.rows = [r for r in ROWS if r.num in nums]
+    args.rows = select_rows(ap, args.rows, ROWS)
     return args
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-
-    def log(msg: str) -> None:
-        print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
 
     if "veth" in args.paths and os.geteuid() != 0:
         if args.self_test or args.paths == ["loopback", "veth"]:
@@ -578,16 +553,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     no_offload = detect_no_offload_flag(netload)
     if no_offload != "--no-offload":
         log("netload names the no-GSO/GRO flag %s: row 7 uses it" % no_offload)
-    started = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    idle = node_busy_sample()
-    if idle[0] > 10:
-        log("warning: the node is already %.0f%% busy (loadavg %s); figures will be disturbed" % idle)
+    started, idle = start_sample()
     procs = Procs()
     results: list[RunResult] = []
     ports = PortPool(PORT_MIN, PORT_MAX)
-    # SIGINT explicitly too: a shell without job control starts background jobs with SIGINT
-    # ignored, and Python then never installs its KeyboardInterrupt handler.
-    old_handlers = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    old_handlers = install_interrupt_handlers()
     interrupted = False
     try:
         if os.geteuid() == 0:
@@ -613,8 +583,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         interrupted = True
         log("interrupted (%s): cleaning up; partial results follow" % (e.__class__.__name__))
     finally:
-        for s_ in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s_, signal.SIG_IGN)  # let cleanup finish
+        ignore_interrupts()
         procs.kill_all()
         # veth_path's own finally has removed its namespaces; make sure nothing of ours is left.
         if os.geteuid() == 0:
@@ -622,8 +591,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 m = NS_RE.match(name)
                 if m and int(m.group(1)) == os.getpid():
                     delete_netns(name, log)
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
+        restore_handlers(old_handlers)
 
     title = "# netload vs iperf3 — stream throughput%s" % (" (self-test)" if args.self_test else "")
     doc = "\n\n".join([
@@ -639,16 +607,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "## Setup",
         render_setup(args, netload, iperf3, started, results, idle, no_offload),
     ]) + "\n"
-    sys.stdout.write(doc)
-    sys.stdout.flush()
-    if args.out:
-        out, out_json = out_paths(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(doc)
-        out_json.write_text(json.dumps(
-            {"started_utc": started, "runs": args.runs, "time_s": args.time, "results": [asdict(r) for r in results]},
-            indent=1) + "\n")
-        log("wrote %s and %s" % (out, out.with_suffix(".json")))
+    write_report(args.out, doc, {"started_utc": started, "runs": args.runs, "time_s": args.time,
+                                 "results": [asdict(r) for r in results]}, log)
 
     leftover = [n for n in list_netns() if n.startswith(NS_PREFIX)] if os.geteuid() == 0 else []
     if leftover:

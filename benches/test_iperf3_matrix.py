@@ -10,6 +10,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import benchlib  # noqa: E402
 import iperf3_matrix as m  # noqa: E402
 from test_stream_vs_iperf3 import IPERF3_TCP, NETLOAD_TCP  # noqa: E402
 
@@ -72,7 +73,7 @@ class ParseAndRender(unittest.TestCase):
         self.assertAlmostEqual(r["gbps"], 14.102764826682932, places=6)
         r = m.parse_client(NETLOAD_TCP, m.Cell("tcp", "netload", "iperf3"))
         self.assertGreater(r["gbps"], 0)
-        with self.assertRaises(m.ParseError):
+        with self.assertRaises(benchlib.ParseError):
             m.parse_client({"error": "boom"}, m.Cell("tcp", "iperf3", "iperf3"))
 
     def test_table_has_medians_spread_and_errors(self):

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Unit tests of the pure parts of stream_vs_iperf3.py (parsers, statistics, commands).
+"""Unit tests of the pure parts of stream_vs_iperf3.py (commands, verdicts, arguments) and of
+benchlib's stream parsers and statistics, which it uses.
 
 Run: python3 -m unittest benches/test_stream_vs_iperf3.py   (no root, no network, < 1 s)
 The fixtures are trimmed from real iperf3 3.12 -J and netload --json output on this machine.
@@ -14,6 +15,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import benchlib as b  # noqa: E402
 import stream_vs_iperf3 as h  # noqa: E402
 
 IPERF3_TCP = {
@@ -64,7 +66,7 @@ def netload_udp():
 
 class Iperf3Parse(unittest.TestCase):
     def test_tcp_uses_receiver_sum_and_both_cpus(self):
-        p = h.parse_iperf3(IPERF3_TCP, "tcp")
+        p = b.parse_iperf3(IPERF3_TCP, "tcp")
         self.assertAlmostEqual(p["gbps"], 14.102764826682932)
         self.assertAlmostEqual(p["gbit"], 1763180544 * 8 / 1e9)
         self.assertAlmostEqual(p["cpu_s"], (23.514602867117343 + 72.28552489899732) / 100 * 1.00019)
@@ -73,33 +75,33 @@ class Iperf3Parse(unittest.TestCase):
         self.assertIsNone(p["loss_percent"])
 
     def test_udp_goodput_is_receiver_bytes(self):
-        p = h.parse_iperf3(IPERF3_UDP, "udp")
+        p = b.parse_iperf3(IPERF3_UDP, "udp")
         self.assertAlmostEqual(p["gbps"], 0.4070927544809604)
         self.assertAlmostEqual(p["loss_percent"], 60.4353030797693)
 
     def test_udp_without_sum_received_falls_back_to_sender_times_loss(self):
         d = copy.deepcopy(IPERF3_UDP)
         del d["end"]["sum_received"]
-        p = h.parse_iperf3(d, "udp")
+        p = b.parse_iperf3(d, "udp")
         # Both ways agree on 3.12 output to 0.02% (sum and sum_sent use slightly different durations).
         self.assertAlmostEqual(p["gbps"], 0.4070927544809604, delta=0.4070927544809604 * 2e-4)
 
     def test_error_document(self):
-        with self.assertRaisesRegex(h.ParseError, "unable to connect"):
-            h.parse_iperf3({"start": {}, "end": {}, "error": "unable to connect to server: Connection refused"}, "tcp")
+        with self.assertRaisesRegex(b.ParseError, "unable to connect"):
+            b.parse_iperf3({"start": {}, "end": {}, "error": "unable to connect to server: Connection refused"}, "tcp")
 
     def test_missing_fields(self):
-        with self.assertRaisesRegex(h.ParseError, "no end"):
-            h.parse_iperf3({"start": {}}, "tcp")
+        with self.assertRaisesRegex(b.ParseError, "no end"):
+            b.parse_iperf3({"start": {}}, "tcp")
         d = copy.deepcopy(IPERF3_TCP)
         del d["end"]["cpu_utilization_percent"]
-        with self.assertRaisesRegex(h.ParseError, "host_total"):
-            h.parse_iperf3(d, "tcp")
+        with self.assertRaisesRegex(b.ParseError, "host_total"):
+            b.parse_iperf3(d, "tcp")
 
 
 class NetloadParse(unittest.TestCase):
     def test_tcp(self):
-        p = h.parse_netload(NETLOAD_TCP, "tcp")
+        p = b.parse_netload(NETLOAD_TCP, "tcp")
         self.assertAlmostEqual(p["gbps"], 16.305378899256676)
         self.assertAlmostEqual(p["cpu_s"], 0.009956 + 0.586365 + 0.008198 + 0.813744)
         self.assertAlmostEqual(p["cpu_s_per_gbit"], p["cpu_s"] / (2063597568 * 8 / 1e9))
@@ -108,7 +110,7 @@ class NetloadParse(unittest.TestCase):
         self.assertIsNone(p["loss_percent"])
 
     def test_udp_sums_flows_and_weights_loss(self):
-        p = h.parse_netload(netload_udp(), "udp")
+        p = b.parse_netload(netload_udp(), "udp")
         self.assertAlmostEqual(p["gbps"], 12.0)
         self.assertAlmostEqual(p["loss_percent"], 0.5)
         self.assertIsNone(p["mss"])
@@ -116,28 +118,28 @@ class NetloadParse(unittest.TestCase):
     def test_receiver_bytes_missing_uses_duration(self):
         d = copy.deepcopy(NETLOAD_TCP)
         del d["flows"][0]["receiver_bytes"]
-        p = h.parse_netload(d, "tcp")
+        p = b.parse_netload(d, "tcp")
         self.assertAlmostEqual(p["gbit"], 16.305378899256676)
 
     def test_bad_documents(self):
         for bad in ([], {}, {"flows": []}, {"flows": [{"receiver_bits_per_second": "x"}]}):
-            with self.assertRaises(h.ParseError):
-                h.parse_netload(bad, "tcp")
+            with self.assertRaises(b.ParseError):
+                b.parse_netload(bad, "tcp")
         d = copy.deepcopy(NETLOAD_TCP)
         del d["server"]["cpu"]
-        with self.assertRaisesRegex(h.ParseError, "server.cpu"):
-            h.parse_netload(d, "tcp")
+        with self.assertRaisesRegex(b.ParseError, "server.cpu"):
+            b.parse_netload(d, "tcp")
 
 
 class Stats(unittest.TestCase):
     def test_summary(self):
-        s = h.summary([5.0, 1.0, 3.0, 2.0, 4.0])
+        s = b.summary([5.0, 1.0, 3.0, 2.0, 4.0])
         self.assertEqual((s["n"], s["median"], s["min"], s["max"], s["iqr"]), (5, 3.0, 1.0, 5.0, 2.0))
-        self.assertEqual(h.summary([7.0])["iqr"], 0.0)
-        self.assertIsNone(h.summary([]))
+        self.assertEqual(b.summary([7.0])["iqr"], 0.0)
+        self.assertIsNone(b.summary([]))
 
     def test_fmt_spread_marks_missing_runs(self):
-        self.assertEqual(h.fmt_spread(h.summary([1.0, 3.0]), 5), "2.00 (1.00–3.00, IQR 1.00) n=2/5")
+        self.assertEqual(b.fmt_spread(b.summary([1.0, 3.0]), 5), "2.00 (1.00–3.00, IQR 1.00) n=2/5")
 
     def test_verdict(self):
         row1, row6 = h.ROWS[0], h.ROWS[5]

@@ -724,23 +724,31 @@ struct ClientCtx {
     interval: Duration,
 }
 
-/// Waits for `buf` to fill, by spinning on a non-blocking socket or blocking with a
-/// timeout; errors with `TimedOut` past `limit`.
+/// Waits for `buf` to fill, by spinning on a non-blocking socket or blocking; errors with
+/// `TimedOut` past `limit`.
+///
+/// A blocking read waits at most the socket's read timeout, set once to `--timeout` when
+/// the connection opens: setting it per transaction would put a `setsockopt` (and the
+/// socket lock it takes) inside every measured round trip. A response that arrives in
+/// pieces is checked against `limit` between reads.
 fn recv_full(stream: &mut TcpStream, buf: &mut [u8], limit: Instant, spin: bool) -> io::Result<()> {
     let mut got = 0;
     let mut polls = 0u32;
     while got < buf.len() {
-        if !spin {
-            let left = limit.saturating_duration_since(clock::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            stream.set_read_timeout(Some(left))?;
-        }
         match stream.read(&mut buf[got..]) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            Ok(n) => {
+                got += n;
+                if got < buf.len() && clock::now() >= limit {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 polls += 1;
                 if !spin || polls.is_multiple_of(256) && clock::now() >= limit {
                     return Err(io::ErrorKind::TimedOut.into());
@@ -762,6 +770,7 @@ fn connect(ctx: &ClientCtx) -> io::Result<TcpStream> {
     let s = TcpStream::connect_timeout(&ctx.addr, ctx.timeout)?;
     s.set_nodelay(true)?;
     s.set_write_timeout(Some(ctx.timeout))?;
+    s.set_read_timeout(Some(ctx.timeout))?;
     Ok(s)
 }
 
@@ -804,6 +813,9 @@ fn transaction(ctx: &ClientCtx, link: &mut Link, req: &[u8], resp: &mut [u8]) ->
                 let sock = UdpSocket::bind(local)?;
                 sock.connect(ctx.addr)?;
                 sock.set_nonblocking(spin)?;
+                // Once, not per transaction (see `recv_full`); re-armed only after a stale
+                // datagram.
+                sock.set_read_timeout(Some(ctx.timeout))?;
                 *link = Link::Udp(sock, 0, req.to_vec());
             }
             let Link::Udp(sock, seq, buf) = link else {
@@ -816,20 +828,36 @@ fn transaction(ctx: &ClientCtx, link: &mut Link, req: &[u8], resp: &mut [u8]) ->
             sock.send(buf)?;
             let mut polls = 0u32;
             // Bounded by `limit`: stale or foreign datagrams are skipped until then.
+            let mut rearmed = false;
             loop {
-                if !spin {
-                    let left = limit.saturating_duration_since(clock::now());
-                    if left.is_zero() {
-                        return Err(io::ErrorKind::TimedOut.into());
-                    }
-                    sock.set_read_timeout(Some(left))?;
-                }
                 match sock.recv(resp) {
                     Ok(n) if n >= UDP_RESP_HEADER && resp[..8] == seq.to_be_bytes() => {
+                        if rearmed {
+                            sock.set_read_timeout(Some(ctx.timeout))?;
+                        }
                         return Ok(());
                     }
+                    // A late answer to an earlier (timed-out) request: wait for ours, but
+                    // only until `limit`.
+                    Ok(_) if !spin => {
+                        let left = limit.saturating_duration_since(clock::now());
+                        if left.is_zero() {
+                            sock.set_read_timeout(Some(ctx.timeout))?;
+                            return Err(io::ErrorKind::TimedOut.into());
+                        }
+                        sock.set_read_timeout(Some(left))?;
+                        rearmed = true;
+                    }
                     Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        if rearmed {
+                            sock.set_read_timeout(Some(ctx.timeout))?;
+                        }
                         polls += 1;
                         if !spin || polls.is_multiple_of(256) && clock::now() >= limit {
                             return Err(io::ErrorKind::TimedOut.into());
@@ -1119,7 +1147,7 @@ pub fn render_table(r: &RrReport) -> String {
     let s = &r.spec;
     let _ = writeln!(
         out,
-        "netload rr {} to {}:{}, {}/{} bytes, {} connection(s), {}; latency is the round trip",
+        "netload rr {} to {}:{}, {}/{} bytes, {} connection(s), {}{}; latency is the round trip",
         s.mode.as_str(),
         s.host,
         s.port,
@@ -1130,6 +1158,12 @@ pub fn render_table(r: &RrReport) -> String {
             || "closed loop".to_owned(),
             |r| format!("open loop at {r} tps")
         ),
+        // Spinning changes what is measured (no wake-up on the client), so say so.
+        if s.busy_poll {
+            ", busy-poll (client spins on a non-blocking socket)"
+        } else {
+            ""
+        },
     );
     let _ = writeln!(
         out,
@@ -1263,6 +1297,16 @@ mod tests {
         assert_eq!(r.intervals.len(), 2);
         assert_eq!(r.intervals[0].transactions, 50);
         insta::assert_snapshot!("rr_table", render_table(&r));
+        assert!(!render_table(&r).contains("busy-poll"));
+        let mut busy = r.clone();
+        busy.spec.busy_poll = true;
+        assert!(
+            render_table(&busy)
+                .lines()
+                .next()
+                .unwrap()
+                .contains("busy-poll (client spins")
+        );
     }
 
     fn args() -> RrArgs {

@@ -535,3 +535,29 @@ fn http_cli_exits_nonzero_when_nothing_succeeded_but_still_reports() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no request succeeded"), "{stderr}");
 }
+
+/// Sends the first byte of its answer at once and the rest of the head 300 ms later.
+fn first_byte_then_pause(mut s: TcpStream, _: u64) {
+    while read_head(&mut s) {
+        if s.write_all(b"H").is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        if s.write_all(b"TTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[test]
+fn http_ttfb_ends_at_the_first_response_byte_not_at_the_parsed_head() {
+    // curl's time_starttransfer is "first byte received"; netload's TTFB must be the same
+    // moment, or the two disagree whenever the head arrives in pieces (or the client is
+    // busy). The 300 ms gap makes the two definitions differ by far more than any jitter.
+    let r = run_against(first_byte_then_pause, 2, 2.0);
+    assert_eq!(r.totals.ok, 2, "{:?}", r.errors);
+    assert!(r.totals.ttfb.max_us < 150_000.0, "{:?}", r.totals.ttfb);
+    assert!(r.totals.total.min_us >= 290_000.0, "{:?}", r.totals.total);
+}

@@ -22,17 +22,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use clap::Args;
-use http_body_util::{BodyExt, Empty};
-use hyper::Request;
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{CONTENT_LENGTH, HOST, HeaderValue};
-use hyper_util::rt::TokioIo;
+use hyper::header::HeaderValue;
 
+use super::h1::{Broken, Conn};
 use super::{
-    ErrorCount, ErrorKind, HTTP_SCHEMA_VERSION, HttpReport, HttpSpec, HttpTotals, REPLICA_HEADER,
-    ReplicaReport, UNKNOWN_REPLICA,
+    ErrorCount, ErrorKind, HTTP_SCHEMA_VERSION, HttpReport, HttpSpec, HttpTotals, ReplicaReport,
+    UNKNOWN_REPLICA,
 };
 use crate::clock;
 use crate::cpu::{self, CpuSample};
@@ -194,6 +190,8 @@ pub struct Target {
     pub path: String,
     /// Origin-form URI of the request line (parsed once).
     pub uri: hyper::Uri,
+    /// The request head sent for every GET (built once).
+    pub request: Vec<u8>,
 }
 
 /// Parses and resolves `url` (`http://` only).
@@ -229,6 +227,7 @@ pub fn resolve(url: &str) -> Result<Target, ClientError> {
         addr,
         host: HeaderValue::from_str(authority.as_str()).map_err(|_| bad("bad host"))?,
         uri: path.parse().map_err(|_| bad("bad path"))?,
+        request: super::h1::get_request(&path, authority.as_str()),
         path,
     })
 }
@@ -336,18 +335,6 @@ impl Recorder {
     }
 }
 
-/// A keep-alive connection; its driver task dies with it.
-struct Conn {
-    sender: SendRequest<Empty<Bytes>>,
-    driver: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
-}
-
 struct Ctx {
     targets: Vec<Target>,
     stop: Arc<AtomicBool>,
@@ -385,13 +372,17 @@ async fn connect(target: &Target, rec: &RefCell<Recorder>) -> Result<Conn, Failu
         rec.connections += 1;
     }
     let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| fail(ErrorKind::of_hyper_head(&e), e))?;
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(Conn { sender, driver })
+    Ok(Conn::new(stream))
+}
+
+fn failure(b: &Broken) -> Failure {
+    let kind = match b {
+        Broken::Io(e) => ErrorKind::of_io(e.kind()),
+        Broken::ClosedBeforeAnswer | Broken::IncompleteHead => ErrorKind::Reset,
+        Broken::NotHttp(_) => ErrorKind::NotHttp,
+        Broken::ShortBody(..) => ErrorKind::ShortBody,
+    };
+    fail(kind, b)
 }
 
 async fn one_request(
@@ -400,76 +391,49 @@ async fn one_request(
     start: Instant,
     rec: &RefCell<Recorder>,
 ) -> Result<(), Failure> {
-    if let Some(c) = slot.as_mut()
-        && c.sender.ready().await.is_err()
-    {
-        // The server closed the idle connection (keep-alive timeout, request limit):
-        // not a failure of this request, just reconnect.
-        *slot = None;
-    }
     let reused = slot.is_some();
-    let request = || {
-        let mut req = Request::new(Empty::<Bytes>::new());
-        *req.uri_mut() = target.uri.clone();
-        req.headers_mut().insert(HOST, target.host.clone());
-        req
-    };
-    let conn = match slot {
-        Some(c) => c,
-        None => slot.insert(connect(target, rec).await?),
-    };
-    let resp = match conn.sender.send_request(request()).await {
-        Ok(resp) => resp,
-        // The server closed a kept-alive connection just as the request was queued, and
-        // hyper never sent it: retry once on a new connection, as a pool would.
-        Err(e) if reused && e.is_canceled() => {
-            let conn = slot.insert(connect(target, rec).await?);
-            conn.sender
-                .send_request(request())
+    let result = match slot {
+        Some(c) => c.exchange(&target.request).await,
+        None => {
+            slot.insert(connect(target, rec).await?)
+                .exchange(&target.request)
                 .await
-                .map_err(|e| fail(ErrorKind::of_hyper_head(&e), e))?
         }
-        Err(e) => return Err(fail(ErrorKind::of_hyper_head(&e), e)),
     };
-    let ttfb = clock::now() - start;
-    let status = resp.status();
-    // A cheap reference-counted handle on the received header, not a copy.
-    let replica = resp.headers().get(REPLICA_HEADER).cloned();
-    let announced: Option<u64> = resp
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    let mut body = resp.into_body();
-    let mut bytes = 0u64;
-    // Bounded by the announced length or the connection's end, and by the caller's timeout.
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| fail(ErrorKind::of_hyper_body(&e), e))?;
-        if let Some(d) = frame.data_ref() {
-            bytes += d.len() as u64;
+    let answer = match result {
+        Ok(a) => a,
+        // A kept-alive connection the server had closed while idle (keep-alive timeout,
+        // request limit): the GET never reached it, so retry once on a new connection, as
+        // any pooling client does. A fresh connection failing the same way is an error.
+        Err(Broken::ClosedBeforeAnswer | Broken::Io(_)) if reused => {
+            *slot = None;
+            let conn = slot.insert(connect(target, rec).await?);
+            conn.exchange(&target.request)
+                .await
+                .map_err(|e| failure(&e))?
         }
-    }
-    if let Some(n) = announced
-        && bytes < n
-    {
-        return Err(fail(
-            ErrorKind::ShortBody,
-            format!("{bytes} of {n} body bytes"),
-        ));
-    }
+        Err(e) => return Err(failure(&e)),
+    };
+    let keep = answer.keep_alive;
     let total = clock::now() - start;
-    if !status.is_success() {
+    if !(200..300).contains(&answer.status) {
         return Err(Failure {
             kind: ErrorKind::Non2xx,
-            message: format!("status {status} from {}", target.url),
-            keep: true,
+            message: format!("status {} from {}", answer.status, target.url),
+            keep,
         });
     }
-    let replica = replica
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(UNKNOWN_REPLICA);
-    rec.borrow_mut().success(replica, ttfb, total, bytes);
+    let ttfb = answer.first_byte.saturating_duration_since(start);
+    let replica = slot.as_ref().and_then(Conn::replica);
+    rec.borrow_mut().success(
+        replica.unwrap_or(UNKNOWN_REPLICA),
+        ttfb,
+        total,
+        answer.bytes,
+    );
+    if !keep {
+        *slot = None;
+    }
     Ok(())
 }
 

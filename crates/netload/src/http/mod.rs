@@ -1,14 +1,16 @@
-//! HTTP/1.1 server and time-to-first-byte client (hyper).
+//! HTTP/1.1 server (hyper) and time-to-first-byte client.
 //!
 //! - [`server`]: serves generated bodies (`/` and `/bytes/N`) from one shared in-memory
 //!   chunk, names its replica in [`REPLICA_HEADER`], bounded against hostile clients;
 //! - [`client`]: `netload http URL...`, closed or open loop, with per-request connect time,
-//!   TTFB and total time in `HdrHistogram`s, per-replica counts and Jain's fairness index.
+//!   TTFB and total time in `HdrHistogram`s, per-replica counts and Jain's fairness index;
+//! - [`h1`]: the client's lean HTTP/1.1 exchange (`httparse`, one reused buffer).
 //!
 //! This module holds what both ends and the report share: the header name, the error
 //! classification and the JSON schema of [`HttpReport`].
 
 pub mod client;
+pub mod h1;
 pub mod server;
 
 use std::collections::BTreeMap;
@@ -74,35 +76,6 @@ impl ErrorKind {
         }
     }
 
-    /// Classifies a hyper error raised before the response head arrived.
-    pub fn of_hyper_head(e: &hyper::Error) -> Self {
-        if let Some(io) = io_source(e) {
-            return ErrorKind::of_io(io.kind());
-        }
-        if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
-            ErrorKind::NotHttp
-        } else if e.is_timeout() {
-            ErrorKind::Timeout
-        } else if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
-            ErrorKind::Reset
-        } else {
-            ErrorKind::Other
-        }
-    }
-
-    /// Classifies a hyper error raised while reading the body.
-    pub fn of_hyper_body(e: &hyper::Error) -> Self {
-        if e.is_timeout() {
-            return ErrorKind::Timeout;
-        }
-        match io_source(e).map(io::Error::kind) {
-            Some(io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted) => {
-                ErrorKind::Reset
-            }
-            _ => ErrorKind::ShortBody,
-        }
-    }
-
     /// Name as used in reports.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -116,17 +89,6 @@ impl ErrorKind {
             ErrorKind::Other => "other",
         }
     }
-}
-
-fn io_source(e: &hyper::Error) -> Option<&io::Error> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<io::Error>() {
-            return Some(io);
-        }
-        cur = err.source();
-    }
-    None
 }
 
 /// The effective settings of an HTTP run.
@@ -171,8 +133,9 @@ pub struct HttpTotals {
     pub connections: u64,
     /// Connect time of new connections (TCP handshake).
     pub connect: LatencySummary,
-    /// Time to first byte: request start (intended start in open loop, connect included)
-    /// until the response head was received.
+    /// Time to first byte: request start (intended start in open loop; the connect is
+    /// included when the request opened a connection, as with `--new-connection`) until the
+    /// first response byte was read from the socket, as curl's `time_starttransfer`.
     pub ttfb: LatencySummary,
     /// Request start until the last body byte.
     pub total: LatencySummary,
