@@ -12,10 +12,65 @@ status 1 if anything failed, 2 on bad usage.
 """
 
 import argparse
+import re
 import sys
 
+import jsonschema
 import yaml
 from kubernetes_validate import utils
+from referencing import Registry, Resource
+
+# libyaml's loader when PyYAML has it (the manylinux wheels do): manifests/ holds tens of
+# thousands of documents, and the pure-Python loader alone takes minutes over them.
+YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class Validators:
+    """kubernetes-validate's `utils.validate`, with one compiled validator per schema.
+
+    `utils.validate` re-reads and re-parses the multi-megabyte `_definitions.json` for every
+    object (about 75 ms each): 40k objects would take most of an hour. The schema lookup and the
+    errors are the library's; only the loading is done once per (kind, apiVersion).
+    """
+
+    def __init__(self, desired_version, strict):
+        if utils.major_minor(desired_version) > utils.latest_version():
+            raise utils.VersionNotSupportedError(version=utils.major_minor(desired_version))
+        self.desired = desired_version
+        # The newest bundled schema that is not newer than the version asked for.
+        self.version = [
+            v for v in utils.all_versions() if utils.major_minor(v) <= utils.major_minor(desired_version)
+        ][-1]
+        self.schema_dir = f"v{self.version}-local" + ("-strict" if strict else "")
+        self.registry = (
+            Resource.from_contents(
+                utils.schema_contents(f"kubernetes-json-schema/{self.schema_dir}/_definitions.json", desired_version)
+            )
+            @ Registry()
+        )
+        self.cache = {}
+
+    def validate(self, obj):
+        """Raise utils.ValidationError or utils.SchemaNotFoundError as `utils.validate` does."""
+        key = (obj["kind"], obj["apiVersion"])
+        validator = self.cache.get(key)
+        if validator is None:
+            # rbac.authorization.k8s.io/v1 -> rbac-v1, as kubernetes-validate names its files.
+            api_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", obj["apiVersion"])
+            name = f"kubernetes-json-schema/{self.schema_dir}/{obj['kind'].lower()}-{api_version}.json"
+            try:
+                schema = utils.schema_contents(name, self.desired)
+            except FileNotFoundError:
+                raise utils.SchemaNotFoundError(
+                    version=utils.major_minor(self.desired), kind=obj["kind"], api_version=obj["apiVersion"]
+                ) from None
+            registry = Resource.from_contents(schema) @ self.registry
+            validator = jsonschema.validators.Draft202012Validator(schema, registry=registry)
+            self.cache[key] = validator
+        try:
+            validator.validate(obj)
+        except jsonschema.ValidationError as err:
+            raise utils.ValidationError(err, version=utils.major_minor(self.version)) from None
 
 
 def objects(document, where):
@@ -42,11 +97,11 @@ def name_of(obj):
     return f"{obj['kind']}/{name}"
 
 
-def check_file(path, version, strict):
+def check_file(path, validators):
     """Return (objects validated, list of failure messages) for one file."""
     try:
         with open(path, encoding="utf-8") as f:
-            documents = list(yaml.safe_load_all(f))
+            documents = list(yaml.load_all(f, Loader=YamlLoader))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         return 0, [f"{path}: cannot read YAML: {err}"]
     failures, count = [], 0
@@ -61,7 +116,7 @@ def check_file(path, version, strict):
         for where, obj in found:
             count += 1
             try:
-                utils.validate(obj, version, strict)
+                validators.validate(obj)
             except utils.ValidationError as err:
                 field = ".".join(str(p) for p in err.path) or "(top level)"
                 failures.append(f"{path}: {where} {name_of(obj)}: {field}: {err.message}")
@@ -88,9 +143,10 @@ def main():
             file=sys.stderr,
         )
         return 2
+    validators = Validators(args.kubernetes_version, args.strict)
     total, failed = 0, []
     for path in args.files:
-        count, failures = check_file(path, args.kubernetes_version, args.strict)
+        count, failures = check_file(path, validators)
         total += count
         failed.extend(failures)
     for failure in failed:
