@@ -672,7 +672,13 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
         if let Some(v) = t.get("kube_service_mode") {
             args.service_mode = ServiceMode::from_str(v, false).map_err(|e| anyhow::anyhow!(e))?;
         }
-        let backend = backend(kind, &args, &loaded.meta.run_id, &loaded.meta.points, &cancel)?;
+        let backend = backend(
+            kind,
+            &args,
+            &loaded.meta.run_id,
+            &loaded.meta.points,
+            &cancel,
+        )?;
         let LoadedRun { meta, parsed, .. } = loaded;
         eprintln!(
             "resuming {} ({} records so far)",
