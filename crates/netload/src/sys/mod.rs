@@ -363,6 +363,18 @@ pub fn unread_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
+/// Bytes a TCP socket holds in its send queue, not yet acknowledged by the peer
+/// (`SIOCOUTQ`, which is `TIOCOUTQ`).
+pub fn unacked_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one c_int through the pointer, which lives across the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &raw mut n) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
 /// Pins the calling thread to `core`.
 pub fn pin_current_thread(core: usize) -> io::Result<()> {
     let mut set = nix::sched::CpuSet::new();
