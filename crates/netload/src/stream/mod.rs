@@ -371,6 +371,33 @@ impl<'a> Sampler<'a> {
             .sum()
     }
 
+    /// Where stream `i`'s measured window starts in its byte count.
+    ///
+    /// A TCP byte is in the window when it crosses the connection after the origin, on
+    /// both ends: not when the application wrote or read it. Bytes still queued in socket
+    /// buffers at the origin (megabytes: the send queue plus the receive queue) were
+    /// written during the warm-up; counting them where the application reads them gave the
+    /// receiver that much more than the sender. So a receiver's window starts after what it
+    /// has yet to read (`FIONREAD`), a sender's before what the peer has yet to acknowledge
+    /// (`SIOCOUTQ`). The queue is read before the counter: a read or write the stream thread
+    /// completes in between shifts the split by at most that one call.
+    fn origin_count(&self, i: usize) -> u64 {
+        let plan = &self.sockets[i];
+        let queued = match &plan.socket {
+            DataSocket::Tcp(t) => match plan.role {
+                StreamRole::Receive => sys::unread_bytes(t.as_fd()),
+                StreamRole::Send => sys::unacked_bytes(t.as_fd()),
+            }
+            .map_or(0, |n| n as u64),
+            DataSocket::Udp(_) => 0,
+        };
+        let count = self.counters[i].bytes.load(Ordering::Relaxed);
+        match plan.role {
+            StreamRole::Receive => count + queued,
+            StreamRole::Send => count.saturating_sub(queued),
+        }
+    }
+
     /// Snapshots the counters at the end of warm-up; without warm-up everything counts,
     /// including what moved while this thread was waking up.
     fn mark_origin(&mut self, after_warmup: bool) {
@@ -378,9 +405,9 @@ impl<'a> Sampler<'a> {
             let now = clock::now();
             self.clock = TestClock::starting_at(now);
             self.last_at = now;
-            for (slot, c) in self.origin_bytes.iter_mut().zip(self.counters) {
-                *slot = c.bytes.load(Ordering::Relaxed);
-            }
+            self.origin_bytes = (0..self.counters.len())
+                .map(|i| self.origin_count(i))
+                .collect();
             let (_, _, packets, missing) = self.totals();
             self.last_packets = packets;
             self.origin_packets = packets;
@@ -426,9 +453,33 @@ impl<'a> Sampler<'a> {
 
     /// Closes the remainder up to `end` (the last byte moved) as a final, usually short,
     /// interval, so every byte of the window is in exactly one interval.
+    ///
+    /// A remainder shorter than a millisecond is no interval of its own (its rate would be
+    /// noise), but bytes may still have moved in it: a receiver drains its queue in a burst
+    /// right after the sampler's last snapshot. Those go into the last interval, which then
+    /// ends at `end`.
     fn close_final(&mut self, end: Instant, interval_s: f64) -> Option<Interval> {
+        if interval_s <= 0.0 {
+            return None;
+        }
         let tail = end.saturating_duration_since(self.last_at);
-        (interval_s > 0.0 && tail >= Duration::from_millis(1)).then(|| self.close_interval(end))
+        if tail >= Duration::from_millis(1) || self.intervals.is_empty() {
+            return Some(self.close_interval(end));
+        }
+        let rest = self.close_interval(end);
+        self.intervals.pop();
+        let last = self.intervals.last_mut().expect("checked non-empty");
+        last.end_s = last.end_s.max(rest.end_s);
+        last.sent_bytes += rest.sent_bytes;
+        last.received_bytes += rest.received_bytes;
+        last.bits_per_second = rate_bps(
+            last.sent_bytes + last.received_bytes,
+            last.end_s - last.start_s,
+        );
+        last.retransmits = last.retransmits.zip(rest.retransmits).map(|(a, b)| a + b);
+        last.packets = last.packets.zip(rest.packets).map(|(a, b)| a + b);
+        last.lost = last.lost.zip(rest.lost).map(|(a, b)| a + b);
+        None
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -573,5 +624,120 @@ mod tests {
     fn cores_cycle() {
         assert_eq!(core_for(&[], 3), None);
         assert_eq!(core_for(&[1, 2], 3), Some(2));
+    }
+
+    fn tcp_plan(id: u32, role: StreamRole, stream: TcpStream) -> StreamPlan {
+        StreamPlan {
+            id,
+            role,
+            core: None,
+            socket: DataSocket::Tcp(Arc::new(stream)),
+        }
+    }
+
+    fn schedule_now() -> Schedule {
+        let now = clock::now();
+        Schedule {
+            start: now,
+            origin: now,
+            deadline: now + Duration::from_secs(1),
+        }
+    }
+
+    /// A connected loopback pair: (client, accepted).
+    fn tcp_pair() -> (TcpStream, TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (c, s)
+    }
+
+    /// Polls (at most 2 s) until `f` holds.
+    fn wait_for(mut f: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if f() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        panic!("condition never held");
+    }
+
+    #[test]
+    fn warmup_bytes_still_queued_at_the_origin_are_not_measured() {
+        // Receiver: 50 kB arrived during the warm-up, none read yet.
+        let (mut writer, reader) = tcp_pair();
+        std::io::Write::write_all(&mut writer, &vec![1u8; 50_000]).unwrap();
+        let fd = reader.try_clone().unwrap();
+        wait_for(|| sys::unread_bytes(fd.as_fd()).unwrap() == 50_000);
+        // Sender: writes until the peer (which never reads) closes its window, so the send
+        // queue holds bytes the peer has not acknowledged.
+        let (sender, _silent_peer) = tcp_pair();
+        sender.set_nonblocking(true).unwrap();
+        let chunk = vec![2u8; 65_536];
+        let mut written = 0u64;
+        loop {
+            match std::io::Write::write(&mut &sender, &chunk) {
+                Ok(n) => written += n as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let sfd = sender.try_clone().unwrap();
+        let unacked = sys::unacked_bytes(sfd.as_fd()).unwrap() as u64;
+        assert!(
+            unacked > 0,
+            "the send queue should hold unacknowledged bytes"
+        );
+
+        let spec = TestSpec::new(Protocol::Tcp);
+        let plans = vec![
+            tcp_plan(0, StreamRole::Receive, reader),
+            tcp_plan(1, StreamRole::Send, sender),
+        ];
+        let counters: Vec<Arc<StreamCounters>> = (0..2)
+            .map(|_| Arc::new(StreamCounters::default()))
+            .collect();
+        counters[1].bytes.store(written, Ordering::Relaxed);
+        let mut sampler = Sampler::new(&spec, &plans, &counters, schedule_now());
+        sampler.mark_origin(true);
+        // The receiver now reads the queued bytes and 1000 that arrive after the origin; the
+        // peer acknowledges what the sender had queued.
+        counters[0].bytes.store(51_000, Ordering::Relaxed);
+        assert_eq!(sampler.measured_bytes(0), 1_000);
+        counters[1].bytes.store(written + 5_000, Ordering::Relaxed);
+        assert_eq!(sampler.measured_bytes(1), unacked + 5_000);
+        // Both ends agree on the split: the queued bytes count where they cross the
+        // connection, which for the sender is inside the window.
+        assert!(sampler.measured_bytes(1) > 5_000);
+    }
+
+    #[test]
+    fn a_sub_millisecond_tail_still_lands_in_an_interval() {
+        let (a, b) = tcp_pair();
+        let spec = TestSpec::new(Protocol::Tcp);
+        let plans = vec![tcp_plan(0, StreamRole::Receive, a)];
+        let counters = vec![Arc::new(StreamCounters::default())];
+        let schedule = schedule_now();
+        let mut sampler = Sampler::new(&spec, &plans, &counters, schedule);
+        sampler.mark_origin(false);
+        counters[0].bytes.store(1_000_000, Ordering::Relaxed);
+        let step = schedule.origin + Duration::from_millis(200);
+        sampler.close_interval(step);
+        // The queue drains right after the last snapshot, within the same millisecond.
+        counters[0].bytes.store(1_500_000, Ordering::Relaxed);
+        let end = step + Duration::from_micros(300);
+        assert_eq!(sampler.close_final(end, 0.2), None);
+        assert_eq!(sampler.intervals.len(), 1);
+        let last = &sampler.intervals[0];
+        assert_eq!(last.received_bytes, 1_500_000);
+        assert!((last.end_s - 0.2003).abs() < 1e-9, "{}", last.end_s);
+        assert!((last.bits_per_second - 1.5e6 * 8.0 / 0.2003).abs() < 1.0);
+        // A longer tail is an interval of its own.
+        counters[0].bytes.store(1_600_000, Ordering::Relaxed);
+        let later = end + Duration::from_millis(5);
+        let tail = sampler.close_final(later, 0.2).unwrap();
+        assert_eq!(tail.received_bytes, 100_000);
+        drop(b);
     }
 }

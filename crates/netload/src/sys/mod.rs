@@ -354,9 +354,21 @@ pub fn set_receive_low_watermark(fd: BorrowedFd<'_>, bytes: i32) -> io::Result<(
 
 /// Bytes waiting to be read on a socket (`FIONREAD`).
 pub fn unread_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    ioctl_count(fd, libc::FIONREAD)
+}
+
+/// Bytes a TCP socket holds in its send queue, not yet acknowledged by the peer
+/// (`SIOCOUTQ`, which is `TIOCOUTQ`).
+pub fn unacked_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    ioctl_count(fd, libc::TIOCOUTQ)
+}
+
+/// A socket ioctl that reports a byte count through an int.
+fn ioctl_count(fd: BorrowedFd<'_>, request: libc::Ioctl) -> io::Result<usize> {
     let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer, which lives across the call.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &raw mut n) };
+    // SAFETY: FIONREAD and SIOCOUTQ write one c_int through the pointer, which lives
+    // across the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), request, &raw mut n) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
