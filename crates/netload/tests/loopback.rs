@@ -116,11 +116,19 @@ fn tcp_warmup_is_not_counted() {
     // Measured window excludes the warm-up: about 0.6 s, not 0.9 s.
     assert!(r.server.duration_s < 0.8, "{}", r.server.duration_s);
     assert!(r.server.intervals.first().unwrap().start_s.abs() < 1e-9);
-    let diff = r.flows[0].sender_bytes.abs_diff(r.flows[0].receiver_bytes) as f64;
+    // Each end opens its window when its own sampler wakes after the warm-up; on a starved
+    // machine one wakes later and its window is shorter. The counts must agree up to what
+    // moved in that difference (at the measured rate), plus 5 %: counting warm-up bytes at
+    // one end only would exceed it.
+    let f = &r.flows[0];
+    let late_s = (r.client.duration_s - r.server.duration_s).abs();
+    let allowed = 0.05 * f.receiver_bytes as f64 + f.receiver_bits_per_second / 8.0 * late_s;
+    let diff = f.sender_bytes.abs_diff(f.receiver_bytes) as f64;
     assert!(
-        diff / (r.flows[0].receiver_bytes as f64) < 0.05,
-        "{:?}",
-        r.flows[0]
+        diff <= allowed,
+        "{f:?}: windows client {} s, server {} s",
+        r.client.duration_s,
+        r.server.duration_s
     );
 }
 

@@ -730,11 +730,11 @@ mod tests {
         let find = |p: &str| points.iter().find(|x| x.id.starts_with(p)).unwrap();
         assert_eq!(
             exec_command(find("pod-to-pod/placement=inter,workload=udp"), "10.0.0.5").join(" "),
-            "/netload udp 10.0.0.5 --port 9201 -t 10 --omit 1 -P 1 --rate 0 --json"
+            "/netload udp 10.0.0.5 --port 9201 -t 4 --omit 1 -P 1 --rate 0 --json"
         );
         assert_eq!(
             exec_command(find("rr-latency/path=service"), "10.96.0.1").join(" "),
-            "/netload rr 10.96.0.1 --port 9202 --mode tcp-rr -t 10 --size 1 --json"
+            "/netload rr 10.96.0.1 --port 9202 --mode tcp-rr -t 4 --size 1 --json"
         );
         let http = exec_command(find("http-replicas/"), "10.96.0.2").join(" ");
         assert!(
