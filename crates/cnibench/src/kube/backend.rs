@@ -941,7 +941,7 @@ mod tests {
             e.3 += setup_estimate(previous, p, mode).as_millis() as u64;
             previous = Some(p);
         }
-        let table: Vec<(&str, (u64, u64, u64, u64))> = per_scenario.into_iter().collect();
+        let table: Vec<_> = per_scenario.into_iter().collect();
         assert_eq!(
             table,
             [

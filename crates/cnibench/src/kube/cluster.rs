@@ -370,13 +370,14 @@ where
             message: format!("watch failed: {e}"),
         })
     };
-    // Deletion is awaited even after Ctrl-C: leaving is what Ctrl-C asked for.
-    bounded(
+    // Deletion is awaited even after Ctrl-C: leaving is what Ctrl-C asked for. Boxed: a
+    // watch's future is large.
+    Box::pin(bounded(
         &format!("deletion of {kind} {name}"),
         t.delete_timeout,
         &Cancel::default(),
         gone,
-    )
+    ))
     .await
 }
 
