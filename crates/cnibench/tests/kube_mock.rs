@@ -549,8 +549,21 @@ async fn serve_namespace_patch(api: &mut ApiServer, point: &str, level: &str) {
     respond(s.send, 200, &ns);
 }
 
-fn names(prefix: &str, range: std::ops::RangeInclusive<u32>) -> Vec<String> {
-    range.map(|k| format!("{prefix}{k:05}")).collect()
+/// Serves the creates (POST) or deletes (DELETE) of exactly the filler services `range`,
+/// then of their EndpointSlices.
+async fn serve_fillers(api: &mut ApiServer, method: Method, range: std::ops::RangeInclusive<u32>) {
+    let want: Vec<String> = range.map(|k| format!("svc-{k:05}")).collect();
+    for path in [
+        format!("/api/v1/namespaces/{NS}/services"),
+        format!("/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"),
+    ] {
+        let got = if method == Method::POST {
+            serve_creates(api, &path, want.len()).await
+        } else {
+            serve_deletes(api, &path, want.len()).await
+        };
+        assert_eq!(got, want, "{method} {path}");
+    }
 }
 
 /// Consecutive points keep the namespace, server, client and measured Service, and send
@@ -575,43 +588,21 @@ fn consecutive_points_reconcile_the_difference() {
     let finishing = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let finish_seen = finishing.clone();
     let svcs = format!("/api/v1/namespaces/{NS}/services");
-    let slices = format!("/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices");
     let task = serve(&backend, async move {
         // S=10 from nothing.
         let (server, client) = serve_basic_creates(&mut api, 1).await;
         let s = api.expect(Method::POST, &svcs).await;
         assert_eq!(s.body["metadata"]["name"], "server");
         created(s, |o| o["spec"]["clusterIP"] = json!("10.96.0.10"));
-        assert_eq!(
-            serve_creates(&mut api, &svcs, 9).await,
-            names("svc-", 1..=9)
-        );
-        assert_eq!(
-            serve_creates(&mut api, &slices, 9).await,
-            names("svc-", 1..=9)
-        );
+        serve_fillers(&mut api, Method::POST, 1..=9).await;
         serve_ready(&mut api, &server, &client, 1).await;
         // S=100: 90 services and their slices more, nothing else.
         serve_namespace_patch(&mut api, ids[1], "restricted").await;
-        assert_eq!(
-            serve_creates(&mut api, &svcs, 90).await,
-            names("svc-", 10..=99)
-        );
-        assert_eq!(
-            serve_creates(&mut api, &slices, 90).await,
-            names("svc-", 10..=99)
-        );
+        serve_fillers(&mut api, Method::POST, 10..=99).await;
         serve_ready(&mut api, &server, &client, 1).await;
         // S=1: the 99 filler services and slices go, the measured one stays.
         serve_namespace_patch(&mut api, ids[2], "restricted").await;
-        assert_eq!(
-            serve_deletes(&mut api, &svcs, 99).await,
-            names("svc-", 1..=99)
-        );
-        assert_eq!(
-            serve_deletes(&mut api, &slices, 99).await,
-            names("svc-", 1..=99)
-        );
+        serve_fillers(&mut api, Method::DELETE, 1..=99).await;
         serve_ready(&mut api, &server, &client, 1).await;
         // Intra-node: the client moves to the server's node.
         serve_namespace_patch(&mut api, ids[3], "restricted").await;

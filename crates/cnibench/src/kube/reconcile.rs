@@ -83,47 +83,44 @@ fn replicas(d: &Deployment) -> i32 {
     d.spec.replicas.unwrap_or(1)
 }
 
-/// How a Deployment goes from `held` to `want`.
-pub fn deployment_change(held: Option<&Deployment>, want: Option<&Deployment>) -> Change {
+/// The change from `held` to `want`, `differ` deciding when both exist and differ.
+fn change<T: PartialEq>(
+    held: Option<&T>,
+    want: Option<&T>,
+    differ: impl FnOnce(&T, &T) -> Change,
+) -> Change {
     match (held, want) {
         (None, None) => Change::Absent,
         (None, Some(_)) => Change::Create,
         (Some(_), None) => Change::Delete,
         (Some(h), Some(w)) if h == w => Change::Keep,
-        (Some(h), Some(w)) => {
-            let mut scaled = h.clone();
-            scaled.spec.replicas = w.spec.replicas;
-            if scaled == *w {
-                Change::Scale(replicas(w))
-            } else {
-                Change::Replace
-            }
-        }
+        (Some(h), Some(w)) => differ(h, w),
     }
+}
+
+/// How a Deployment goes from `held` to `want`.
+pub fn deployment_change(held: Option<&Deployment>, want: Option<&Deployment>) -> Change {
+    change(held, want, |h, w| {
+        let mut scaled = h.clone();
+        scaled.spec.replicas = w.spec.replicas;
+        if scaled == *w {
+            Change::Scale(replicas(w))
+        } else {
+            Change::Replace
+        }
+    })
 }
 
 /// How a pod goes from `held` to `want` (pods cannot be changed in place).
 pub fn pod_change(held: Option<&Pod>, want: Option<&Pod>) -> Change {
-    match (held, want) {
-        (None, None) => Change::Absent,
-        (None, Some(_)) => Change::Create,
-        (Some(_), None) => Change::Delete,
-        (Some(h), Some(w)) if h == w => Change::Keep,
-        (Some(_), Some(_)) => Change::Replace,
-    }
+    change(held, want, |_, _| Change::Replace)
 }
 
 /// How the namespace goes from `held` to `want`: created once, then patched when its
-/// labels (Pod Security level) or annotation (the point it holds) differ.
+/// labels (Pod Security level) or annotation (the point it holds) differ (a patch, shown
+/// as `Scale(0)`: one request, no replica count).
 pub fn namespace_change(held: Option<&Namespace>, want: Option<&Namespace>) -> Change {
-    match (held, want) {
-        (None, None) => Change::Absent,
-        (None, Some(_)) => Change::Create,
-        (Some(_), None) => Change::Delete,
-        (Some(h), Some(w)) if h == w => Change::Keep,
-        // A patch of labels and annotations; the count is not a replica count.
-        (Some(_), Some(_)) => Change::Scale(0),
-    }
+    change(held, want, |_, _| Change::Scale(0))
 }
 
 /// Create and delete requests to go from `held` to `want` (`mode`: whether filler
