@@ -548,23 +548,6 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
                 None
             }
         };
-    let estimates: Vec<plan::Estimate> = points
-        .iter()
-        .map(|p| {
-            let (setup, overhead) = backend.as_ref().map_or_else(
-                || match kind {
-                    // The estimate needs no cluster.
-                    BackendKind::Kube => (
-                        cnibench::kube::backend::setup_estimate(p, a.backend.service_mode),
-                        Duration::from_millis(300),
-                    ),
-                    _ => (Duration::ZERO, Duration::from_millis(200)),
-                },
-                |b| (b.setup_estimate(p), b.rep_overhead()),
-            );
-            plan::estimate(p, &rule, warmup, setup, overhead)
-        })
-        .collect();
     let notes: Vec<Option<String>> = points
         .iter()
         .map(|p| {
@@ -590,13 +573,41 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
             }
         })
         .collect();
+    // A backend that keeps objects between points is estimated from the point run
+    // before each one (not-applicable points are skipped, they prepare nothing).
+    let mut previous: Option<&cnibench::scenario::Point> = None;
+    let mut estimates: Vec<plan::Estimate> = Vec::with_capacity(points.len());
+    for (p, note) in points.iter().zip(&notes) {
+        let (setup, overhead) = backend.as_ref().map_or_else(
+            || match kind {
+                // The estimate needs no cluster.
+                BackendKind::Kube => (
+                    cnibench::kube::backend::setup_estimate(previous, p, a.backend.service_mode),
+                    Duration::from_millis(300),
+                ),
+                _ => (Duration::ZERO, Duration::from_millis(200)),
+            },
+            |b| (b.setup_estimate(previous, p), b.rep_overhead()),
+        );
+        estimates.push(plan::estimate(p, &rule, warmup, setup, overhead));
+        if note.is_none() {
+            previous = Some(p);
+        }
+    }
+    let finish = match (&backend, kind) {
+        (Some(b), _) => b.finish_estimate(previous),
+        (None, BackendKind::Kube) => {
+            cnibench::kube::backend::finish_estimate(previous, a.backend.service_mode)
+        }
+        (None, _) => Duration::ZERO,
+    };
     println!(
         "suite {} ({}), backend {}\n",
         suite.name,
         suite.description,
         format!("{kind:?}").to_lowercase()
     );
-    print!("{}", plan::render(&points, &estimates, &notes));
+    print!("{}", plan::render(&points, &estimates, &notes, finish));
     Ok(())
 }
 

@@ -48,11 +48,14 @@ pub fn estimate(
 }
 
 /// One line per point plus a total, as text. `applicability` gives a note per point (e.g.
-/// "not applicable on loopback"), `None` when the point will run.
+/// "not applicable on loopback"), `None` when the point will run; `finish` is the end of
+/// the run (a backend that keeps objects between points removes them then), shown on its
+/// own line when not zero.
 pub fn render(
     points: &[Point],
     estimates: &[Estimate],
     applicability: &[Option<String>],
+    finish: Duration,
 ) -> String {
     let mut out = String::new();
     let width = points.iter().map(|p| p.id.len()).max().unwrap_or(5).max(5);
@@ -76,6 +79,17 @@ pub fn render(
             i + 1,
             p.id,
             note.as_deref().unwrap_or("")
+        );
+    }
+    if !finish.is_zero() {
+        low += finish;
+        high += finish;
+        let _ = writeln!(
+            out,
+            "{:>3}  {:width$}  {:>16}",
+            "",
+            "end of the run: delete what is left",
+            human_duration(finish)
         );
     }
     let runnable = applicability.iter().filter(|a| a.is_none()).count();
@@ -124,7 +138,7 @@ mod tests {
             Duration::from_millis(200),
         );
         assert_eq!(e.low, Duration::from_millis(7800));
-        let text = render(&points, &est, &vec![None; points.len()]);
+        let text = render(&points, &est, &vec![None; points.len()], Duration::ZERO);
         assert!(text.contains("6 points (6 runnable)"), "{text}");
     }
 }

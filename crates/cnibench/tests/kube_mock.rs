@@ -168,6 +168,7 @@ fn driver(client: Client, exec: Arc<dyn Exec>, tuning: Tuning, cancel: Cancel) -
         cancel,
         progress: false,
         in_flight: Arc::default(),
+        held: Mutex::default(),
     }
 }
 
@@ -422,7 +423,9 @@ fn lifecycle_of_a_direct_point() {
         assert_eq!(cmd[..4], ["/netload", "tcp", "10.0.0.5", "--port"]);
         assert_eq!(cmd.last().unwrap(), "--json");
     }
+    // After the point the objects stay for the next one; the end of the run deletes them.
     backend.teardown(&p).unwrap();
+    backend.finish().unwrap();
     join(&backend, task);
     let tools = backend.tools();
     assert_eq!(tools["kube_cni"], "calico");
@@ -492,6 +495,209 @@ fn lifecycle_of_a_service_point_with_fillers() {
         ["udp", "10.96.0.10"]
     );
     backend.teardown(&p).unwrap();
+    backend.finish().unwrap();
+    join(&backend, task);
+}
+
+/// Serves `n` creates at `path` (any order); returns the created names, sorted.
+async fn serve_creates(api: &mut ApiServer, path: &str, n: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    for _ in 0..n {
+        let s = api.expect(Method::POST, path).await;
+        names.push(s.body["metadata"]["name"].as_str().unwrap().to_string());
+        created(s, |_| {});
+    }
+    names.sort();
+    names
+}
+
+/// Serves `n` deletes of objects under `path` (any order); returns their names, sorted.
+async fn serve_deletes(api: &mut ApiServer, path: &str, n: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    for _ in 0..n {
+        let s = api.next().await;
+        assert_eq!(s.method, Method::DELETE, "{}", s.path);
+        let (dir, name) = s.path.rsplit_once('/').unwrap();
+        assert_eq!(dir, path);
+        names.push(name.to_string());
+        respond(
+            s.send,
+            200,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        );
+    }
+    names.sort();
+    names
+}
+
+/// Serves the namespace patch that names the point it now holds.
+async fn serve_namespace_patch(api: &mut ApiServer, point: &str, level: &str) {
+    let s = api
+        .expect(Method::PATCH, &format!("/api/v1/namespaces/{NS}"))
+        .await;
+    assert_eq!(
+        s.body["metadata"]["annotations"]["cnibench.io/point"],
+        point
+    );
+    assert_eq!(
+        s.body["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        level
+    );
+    assert!(s.body.get("spec").is_none(), "{}", s.body);
+    let ns =
+        json!({"kind": "Namespace", "apiVersion": "v1", "metadata": s.body["metadata"].clone()});
+    respond(s.send, 200, &ns);
+}
+
+/// Serves the creates (POST) or deletes (DELETE) of exactly the filler services `range`,
+/// then of their EndpointSlices.
+async fn serve_fillers(api: &mut ApiServer, method: Method, range: std::ops::RangeInclusive<u32>) {
+    let want: Vec<String> = range.map(|k| format!("svc-{k:05}")).collect();
+    for path in [
+        format!("/api/v1/namespaces/{NS}/services"),
+        format!("/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"),
+    ] {
+        let got = if method == Method::POST {
+            serve_creates(api, &path, want.len()).await
+        } else {
+            serve_deletes(api, &path, want.len()).await
+        };
+        assert_eq!(got, want, "{method} {path}");
+    }
+}
+
+/// Consecutive points keep the namespace, server, client and measured Service, and send
+/// only the difference: S=10, then S=100 (90 services and slices created), then S=1 (99
+/// of each deleted), then the same S with the client on the other node (the client pod
+/// replaced: deleted, awaited gone, created); the end of the run deletes the namespace.
+#[test]
+fn consecutive_points_reconcile_the_difference() {
+    let ids = [
+        "pod-to-service/placement=inter,services=10,workload=tcp",
+        "pod-to-service/placement=inter,services=100,workload=tcp",
+        "pod-to-service/placement=inter,services=1,workload=tcp",
+        "pod-to-service/placement=intra,services=1,workload=tcp",
+    ];
+    let points: Vec<Point> = ids.iter().map(|id| point(id)).collect();
+    let (mut backend, mut api, exec) = mocked_in(
+        &points[0],
+        fast(),
+        Cancel::default(),
+        ServiceMode::EndpointSlice,
+    );
+    let finishing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let finish_seen = finishing.clone();
+    let svcs = format!("/api/v1/namespaces/{NS}/services");
+    let task = serve(&backend, async move {
+        // S=10 from nothing.
+        let (server, client) = serve_basic_creates(&mut api, 1).await;
+        let s = api.expect(Method::POST, &svcs).await;
+        assert_eq!(s.body["metadata"]["name"], "server");
+        created(s, |o| o["spec"]["clusterIP"] = json!("10.96.0.10"));
+        serve_fillers(&mut api, Method::POST, 1..=9).await;
+        serve_ready(&mut api, &server, &client, 1).await;
+        // S=100: 90 services and their slices more, nothing else.
+        serve_namespace_patch(&mut api, ids[1], "restricted").await;
+        serve_fillers(&mut api, Method::POST, 10..=99).await;
+        serve_ready(&mut api, &server, &client, 1).await;
+        // S=1: the 99 filler services and slices go, the measured one stays.
+        serve_namespace_patch(&mut api, ids[2], "restricted").await;
+        serve_fillers(&mut api, Method::DELETE, 1..=99).await;
+        serve_ready(&mut api, &server, &client, 1).await;
+        // Intra-node: the client moves to the server's node.
+        serve_namespace_patch(&mut api, ids[3], "restricted").await;
+        let pods = format!("/api/v1/namespaces/{NS}/pods");
+        let s = api.expect(Method::DELETE, &format!("{pods}/client")).await;
+        assert_eq!(s.body["propagationPolicy"], "Foreground", "{}", s.body);
+        let mut gone = client.clone();
+        gone["metadata"]["uid"] = json!("uid-client");
+        gone["metadata"]["deletionTimestamp"] = json!("2026-11-25T00:00:00Z");
+        respond(s.send, 200, &gone);
+        // The new client is created only once the old one is gone.
+        let s = api.expect(Method::GET, &pods).await;
+        assert!(
+            s.query.contains("fieldSelector=metadata.name%3Dclient"),
+            "{}",
+            s.query
+        );
+        respond(s.send, 200, &list("PodList", "v1", &[]));
+        let s = api.expect(Method::POST, &pods).await;
+        assert_eq!(s.body["metadata"]["name"], "client");
+        let aff = &s.body["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchExpressions"][0]["values"][0];
+        assert_eq!(aff, "w1");
+        let client = s.body.clone();
+        created(s, |_| {});
+        serve_ready(&mut api, &server, &client, 1).await;
+        // Nothing between the points; the end of the run deletes the lot.
+        let s = api.next().await;
+        assert!(
+            finish_seen.load(Ordering::SeqCst),
+            "request before the end of the run: {} {}",
+            s.method,
+            s.path
+        );
+        assert_eq!(
+            (s.method.clone(), s.path.as_str()),
+            (Method::GET, svcs.as_str())
+        );
+        filler_list(s.send, &[]);
+        let s = api
+            .expect(Method::DELETE, &format!("/api/v1/namespaces/{NS}"))
+            .await;
+        respond(
+            s.send,
+            200,
+            &json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": NS, "uid": "uid-ns"}}),
+        );
+        let s = api.expect(Method::GET, "/api/v1/namespaces").await;
+        respond(s.send, 200, &list("NamespaceList", "v1", &[]));
+    });
+    for (i, p) in points.iter().enumerate() {
+        assert_eq!(backend.prepare(p).unwrap(), Readiness::Ready, "{}", p.id);
+        let out = backend.run_rep(p, 0, &Cancel::default()).unwrap();
+        // The measured Service is kept: its ClusterIP from the first point's create.
+        assert_eq!(out.raw["cnibench_kube"]["dest"], "10.96.0.10", "{}", p.id);
+        let node = if i == 3 { "w1" } else { "w2" };
+        assert_eq!(out.raw["cnibench_kube"]["client_node"], node);
+        backend.teardown(p).unwrap();
+    }
+    assert_eq!(exec.commands.lock().unwrap().len(), 4);
+    finishing.store(true, Ordering::SeqCst);
+    backend.finish().unwrap();
+    join(&backend, task);
+}
+
+/// A replica count alone changes: the server is scaled with a patch, not replaced, and
+/// readiness waits for the new count.
+#[test]
+fn replicas_scale_the_server_with_a_patch() {
+    let a = point("http-replicas/placement=inter,replicas=10,services=1");
+    let b = point("http-replicas/placement=inter,replicas=20,services=1");
+    let (mut backend, mut api, _) = mocked(&a, fast(), Cancel::default());
+    let (id_b, svcs) = (b.id.clone(), format!("/api/v1/namespaces/{NS}/services"));
+    let task = serve(&backend, async move {
+        let (server, client) = serve_basic_creates(&mut api, 10).await;
+        let s = api.expect(Method::POST, &svcs).await;
+        created(s, |o| o["spec"]["clusterIP"] = json!("10.96.0.11"));
+        serve_ready(&mut api, &server, &client, 10).await;
+        serve_namespace_patch(&mut api, &id_b, "restricted").await;
+        let s = api
+            .expect(
+                Method::PATCH,
+                &format!("/apis/apps/v1/namespaces/{NS}/deployments/server"),
+            )
+            .await;
+        assert_eq!(s.body, json!({"spec": {"replicas": 20}}));
+        respond(s.send, 200, &ready_deployment(&server, 10));
+        serve_ready(&mut api, &server, &client, 20).await;
+        serve_teardown(&mut api, &[]).await;
+    });
+    backend.prepare(&a).unwrap();
+    backend.teardown(&a).unwrap();
+    backend.prepare(&b).unwrap();
+    backend.teardown(&b).unwrap();
+    backend.finish().unwrap();
     join(&backend, task);
 }
 

@@ -643,7 +643,7 @@ impl Backend for LabBackend {
         t
     }
 
-    fn setup_estimate(&self, point: &Point) -> Duration {
+    fn setup_estimate(&self, _previous: Option<&Point>, point: &Point) -> Duration {
         let o = point.objects;
         // Measured (lab module docs): ~0.1 s lab, ~0.2 ms per service (and ~0.1 ms for
         // its filler backend), ~0.1 ms per policy or filler, ~7 ms per replica pod (a

@@ -153,8 +153,16 @@ pub trait Backend {
         BTreeMap::new()
     }
 
-    /// Expected time to prepare and tear down a point (for `cnibench plan`).
-    fn setup_estimate(&self, _point: &Point) -> Duration {
+    /// Expected time to prepare and tear down `point` when `previous` ran before it
+    /// (`None`: it is the first), for `cnibench plan`; a backend that keeps objects
+    /// between points counts only the difference.
+    fn setup_estimate(&self, _previous: Option<&Point>, _point: &Point) -> Duration {
+        Duration::ZERO
+    }
+
+    /// Expected time to remove what is left after the last point `last` (for `cnibench
+    /// plan`; zero for backends that clean up per point).
+    fn finish_estimate(&self, _last: Option<&Point>) -> Duration {
         Duration::ZERO
     }
 

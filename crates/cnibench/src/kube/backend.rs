@@ -1,22 +1,27 @@
 //! The kube backend: every point in the run's namespace on a real cluster.
 //!
-//! Per point, [`Driver::prepare`] creates the namespace and the point's objects
-//! ([`super::objects`]; bulk objects with bounded concurrency), then watches until the
-//! server replicas, the client pod and the fillers are ready. Each repetition execs the
-//! netload client in the client pod and parses its `--json` like the other backends.
-//! [`Driver::teardown`] deletes the namespace and waits until it is gone, so the next point
-//! starts from nothing; the runner calls it after every prepared point, also after a
-//! failed or cancelled prepare (Ctrl-C during creation) and a readiness timeout.
+//! The namespace lives for the whole run. Per point, [`Driver::prepare`] reconciles it to
+//! the point's objects ([`super::objects`], [`super::reconcile`]): the first point creates
+//! the namespace; every point then creates what is missing and deletes what is surplus
+//! (bulk objects with bounded concurrency), keeps the server and client when their specs
+//! are identical, scales Deployments whose replica count alone differs with a patch and
+//! replaces the others; then it watches until the server replicas, the client pod and the
+//! fillers are ready. Each repetition execs the netload client in the client pod and
+//! parses its `--json` like the other backends. [`Driver::end_point`] keeps the objects
+//! for the next point, unless the point's state is unknown (a failed or cancelled
+//! prepare, a readiness timeout) or Ctrl-C was pressed: then, and at the end of the run
+//! ([`KubeBackend::finish`], also on drop), [`Driver::teardown`] deletes the namespace
+//! and waits until it is gone.
 //!
 //! [`KubeBackend`] wraps the async [`Driver`] in its own tokio runtime for the synchronous
 //! [`Backend`] trait.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ::kube::api::{Api, ListParams};
+use ::kube::api::{Api, DeleteParams, ListParams};
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
 use ::kube::{Client, Config};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -27,13 +32,14 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use super::cluster::{
     self, ExecOutput, InFlight, KubeError, KubeExec, SharedExec, Tuning, bounded, create,
-    create_all,
+    create_all, delete_all, delete_and_wait,
 };
 use super::objects::{
     self, CLIENT, CONTROL_PORT, HTTP_PORT, NETLOAD, PointObjects, ROLE_LABEL, RR_PORT, RUN_LABEL,
     ServiceMode, Settings,
 };
 use super::preflight::{self, ClusterInfo};
+use super::reconcile::{self, Change, Level};
 use crate::backend::loopback::{client_outcome, tail};
 use crate::backend::{
     Backend, BackendError, Cancel, Readiness, RepOutcome, http_args, rr_args, stream_args,
@@ -140,6 +146,18 @@ pub struct Driver {
     pub progress: bool,
     /// Create requests in flight (the maximum is kept for tests).
     pub in_flight: Arc<InFlight>,
+    /// What the run's namespace holds after the last prepared point; `None` when it is
+    /// gone or its state is unknown (a prepare that did not finish).
+    pub held: Mutex<Option<Held>>,
+}
+
+/// What the run's namespace holds between points.
+#[derive(Debug, Clone, Default)]
+pub struct Held {
+    /// The objects, as [`reconcile`] counts them.
+    pub level: Level,
+    /// The measured Service as the API server answered its create (its ClusterIP).
+    pub measured: Option<Service>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -162,12 +180,19 @@ pub fn exec_command(point: &Point, dest: &str) -> Vec<String> {
     std::iter::once(NETLOAD.to_string()).chain(args).collect()
 }
 
+/// Ready at `want` replicas: the controller saw the latest spec (a scale patch), `want`
+/// replicas are ready and no more than `want` are left (a scale-down is done; pods
+/// already terminating are not counted by the controller).
 fn deployment_ready(want: i32) -> impl Fn(Option<&Deployment>) -> bool {
     move |d| {
-        d.and_then(|d| d.status.as_ref())
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0)
-            >= want
+        d.is_some_and(|d| {
+            let s = d.status.as_ref();
+            let observed = s.and_then(|s| s.observed_generation).unwrap_or(0)
+                >= d.metadata.generation.unwrap_or(0);
+            let ready = s.and_then(|s| s.ready_replicas).unwrap_or(0);
+            let total = s.and_then(|s| s.replicas).unwrap_or(0);
+            observed && ready >= want && total <= want
+        })
     }
 }
 
@@ -254,46 +279,118 @@ impl Driver {
         bar
     }
 
-    async fn create_objects(&self, o: &PointObjects) -> Result<Option<Service>, KubeError> {
+    /// Brings the namespace from `held` to `o` (see the module doc); returns what it
+    /// holds then.
+    async fn reconcile(
+        &self,
+        held: Option<Held>,
+        point: &Point,
+        o: &PointObjects,
+    ) -> Result<Held, KubeError> {
         let ns = self.namespace();
         let t = &self.tuning;
-        let bar = self.bar(o.count() as u64, "creating objects");
-        let nss: Api<Namespace> = Api::all(self.client.clone());
-        create(&nss, &o.namespace, t)
-            .await
-            .map_err(|e| match e {
-                KubeError::AlreadyExists { what, .. } => KubeError::AlreadyExists {
-                    what,
-                    hint: " (left by an interrupted run with this id?); remove it with `cnibench clean --backend kube`".into(),
-                },
-                e => e,
-            })?;
+        let want = Level::of(&self.settings(), point);
+        let Held {
+            level: have,
+            mut measured,
+        } = held.unwrap_or_default();
+        let bar = self.bar(
+            reconcile::requests(&have, &want, self.service_mode),
+            "reconciling objects",
+        );
+        match reconcile::namespace_change(have.namespace.as_ref(), want.namespace.as_ref()) {
+            Change::Create => {
+                let nss: Api<Namespace> = Api::all(self.client.clone());
+                create(&nss, &o.namespace, t).await.map_err(|e| match e {
+                    KubeError::AlreadyExists { what, .. } => KubeError::AlreadyExists {
+                        what,
+                        hint: " (left by an interrupted run with this id?); remove it with `cnibench clean --backend kube`".into(),
+                    },
+                    e => e,
+                })?;
+            }
+            Change::Keep | Change::Absent => {}
+            _ => cluster::patch_namespace(&self.client, &ns, &o.namespace, t).await?,
+        }
         bar.inc(1);
         let deploys: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let svcs: Api<Service> = Api::namespaced(self.client.clone(), &ns);
-        create(&deploys, &o.server, t).await?;
-        bar.inc(1);
-        create(&pods, &o.client, t).await?;
-        bar.inc(1);
-        if let Some(f) = &o.fillers {
-            create(&deploys, f, t).await?;
+        // Foreground: a replaced Deployment is gone with its pods before the new one
+        // exists, so no old pod answers for the new point.
+        let fg = DeleteParams::foreground();
+        for (name, have_d, want_d) in [
+            (objects::SERVER, have.server.as_ref(), Some(&o.server)),
+            (objects::FILLER, have.fillers.as_ref(), o.fillers.as_ref()),
+        ] {
+            match reconcile::deployment_change(have_d, want_d) {
+                Change::Keep | Change::Absent => {}
+                Change::Scale(n) => cluster::scale(&deploys, name, n, t).await?,
+                Change::Delete => delete_and_wait(&deploys, name, &fg, t).await?,
+                c @ (Change::Create | Change::Replace) => {
+                    if c == Change::Replace {
+                        delete_and_wait(&deploys, name, &fg, t).await?;
+                    }
+                    if let Some(d) = want_d {
+                        create(&deploys, d, t).await?;
+                    }
+                }
+            }
             bar.inc(1);
         }
-        let mut measured = None;
-        let mut fillers = o.services.as_slice();
-        if let Some(m) = o.measured_service() {
-            measured = create(&svcs, m, t).await?;
-            bar.inc(1);
-            fillers = &o.services[1..];
+        match reconcile::pod_change(have.client.as_ref(), Some(&o.client)) {
+            Change::Replace => {
+                delete_and_wait(&pods, CLIENT, &fg, t).await?;
+                create(&pods, &o.client, t).await?;
+            }
+            Change::Create => {
+                create(&pods, &o.client, t).await?;
+            }
+            _ => {}
         }
-        let c = &self.client;
-        let fl = &self.in_flight;
-        create_all::<Service>(c, &ns, fillers, t, &self.cancel, &bar, fl).await?;
-        create_all::<EndpointSlice>(c, &ns, &o.endpoint_slices, t, &self.cancel, &bar, fl).await?;
-        create_all::<NetworkPolicy>(c, &ns, &o.policies, t, &self.cancel, &bar, fl).await?;
+        bar.inc(1);
+        match (have.measured, o.measured_service()) {
+            (false, Some(m)) => {
+                // `None` from a retried create that had landed: the answer is lost, the
+                // ClusterIP unknown (prepare reports it).
+                measured = create(&svcs, m, t).await?;
+                bar.inc(1);
+            }
+            (true, None) => {
+                let names = [objects::SERVER.to_string()];
+                delete_all::<Service>(&self.client, &ns, &names, t, &bar).await?;
+                measured = None;
+            }
+            _ => {}
+        }
+        let (c, fl, cancel) = (&self.client, &self.in_flight, &self.cancel);
+        let (from, to) = (have.filler_services, want.filler_services);
+        if to > from {
+            // `services` is the measured one, then filler k at index k.
+            let fillers = &o.services[(1 + from as usize).min(o.services.len())..];
+            create_all::<Service>(c, &ns, fillers, t, cancel, &bar, fl).await?;
+            let slices = &o.endpoint_slices[(from as usize).min(o.endpoint_slices.len())..];
+            create_all::<EndpointSlice>(c, &ns, slices, t, cancel, &bar, fl).await?;
+        } else if to < from {
+            let names: Vec<String> = (to + 1..=from).map(objects::filler_service_name).collect();
+            delete_all::<Service>(c, &ns, &names, t, &bar).await?;
+            if self.service_mode == ServiceMode::EndpointSlice {
+                delete_all::<EndpointSlice>(c, &ns, &names, t, &bar).await?;
+            }
+        }
+        let (from, to) = (have.policies, want.policies);
+        if to > from {
+            let new = &o.policies[(from as usize).min(o.policies.len())..];
+            create_all::<NetworkPolicy>(c, &ns, new, t, cancel, &bar, fl).await?;
+        } else if to < from {
+            let names: Vec<String> = (to..from).map(objects::policy_name).collect();
+            delete_all::<NetworkPolicy>(c, &ns, &names, t, &bar).await?;
+        }
         bar.finish_and_clear();
-        Ok(measured)
+        Ok(Held {
+            level: want,
+            measured,
+        })
     }
 
     async fn await_ready(&self, o: &PointObjects) -> Result<Option<Pod>, KubeError> {
@@ -321,7 +418,9 @@ impl Driver {
         Ok(Some(client))
     }
 
-    /// Creates the point's objects and waits until they are ready.
+    /// Reconciles the namespace to the point's objects and waits until they are ready.
+    /// Until it returns `Ok`, [`Driver::held`] is `None`: a failure, Ctrl-C or a readiness
+    /// timeout leaves the state unknown, and [`Driver::end_point`] deletes everything.
     pub async fn prepare(&self, point: &Point) -> Result<Prepared, KubeError> {
         let s = self.settings();
         let o = objects::point_objects(&s, point);
@@ -331,10 +430,12 @@ impl Driver {
                 .as_ref()
                 .and_then(|f| f.spec.replicas)
                 .unwrap_or(0);
-        let measured = tokio::select! {
-            r = self.create_objects(&o) => r?,
+        let held = self.take_held();
+        let held = tokio::select! {
+            r = self.reconcile(held, point, &o) => r?,
             () = cluster::cancelled(&self.cancel) => return Err(KubeError::Cancelled),
         };
+        let measured = held.measured.clone();
         let limit = t.ready_timeout + t.ready_per_pod * pods_total.unsigned_abs();
         let bar = self.bar(1, "waiting for pods");
         bar.enable_steady_tick(Duration::from_millis(200));
@@ -365,6 +466,7 @@ impl Driver {
             }
             (PathKind::Direct, _) => self.server_ip().await?,
         };
+        *self.held.lock().unwrap_or_else(PoisonError::into_inner) = Some(held);
         Ok(Prepared {
             dest,
             objects: o.count(),
@@ -382,7 +484,7 @@ impl Driver {
         })?;
         list.items
             .iter()
-            .filter(|p| pod_ready(Some(p)))
+            .filter(|p| pod_ready(Some(p)) && p.metadata.deletion_timestamp.is_none())
             .find_map(|p| p.status.as_ref().and_then(|s| s.pod_ip.clone()))
             .ok_or_else(|| KubeError::Preflight("no ready server pod has an IP".into()))
     }
@@ -406,11 +508,36 @@ impl Driver {
         .await
     }
 
+    fn take_held(&self) -> Option<Held> {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Whether the namespace may hold objects of this run that a teardown must delete.
+    pub fn holds(&self) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// After a point: keeps the namespace for the next point when its state is known (the
+    /// prepare finished) and Ctrl-C was not pressed; else [`Driver::teardown`].
+    pub async fn end_point(&self) -> Result<(), KubeError> {
+        if self.holds() && !self.cancel.is_cancelled() {
+            return Ok(());
+        }
+        self.teardown().await
+    }
+
     /// Deletes the filler services (Services have no `deletecollection`: the namespace
     /// controller would delete them one by one at the controller-manager's client rate,
     /// 20/s by default, so 10k take 8 minutes; here they go at this client's concurrency),
     /// then the namespace, and waits until it is gone.
     pub async fn teardown(&self) -> Result<(), KubeError> {
+        self.take_held();
         let ns = self.namespace();
         let svcs: Api<Service> = Api::namespaced(self.client.clone(), &ns);
         let lp =
@@ -490,17 +617,15 @@ pub struct KubeBackend {
     driver: Driver,
     context: String,
     state: Option<Prepared>,
-    /// Objects may exist in the cluster (set before creating, cleared by a teardown).
+    /// Objects may exist in the cluster (set before reconciling, cleared by a teardown).
     dirty: bool,
 }
 
 impl Drop for KubeBackend {
-    /// A guard for paths that skip `teardown` (the runner calls it after every point): the
-    /// namespace is deleted before the process ends.
+    /// The end of the run (the namespace outlives its points) and a guard for paths that
+    /// skip `teardown`: the namespace is deleted before the process ends.
     fn drop(&mut self) {
-        if self.dirty {
-            let _ = self.rt.block_on(self.driver.teardown());
-        }
+        let _ = self.finish();
     }
 }
 
@@ -547,6 +672,7 @@ impl KubeBackend {
                 cancel,
                 progress: true,
                 in_flight: Arc::default(),
+                held: Mutex::default(),
             };
             Ok::<_, KubeError>((driver, context))
         })?;
@@ -573,6 +699,18 @@ impl KubeBackend {
     pub fn driver(&self) -> &Driver {
         &self.driver
     }
+
+    /// Ends the run: deletes the namespace and what it holds (also done on drop).
+    pub fn finish(&mut self) -> Result<(), BackendError> {
+        self.state = None;
+        if self.dirty {
+            self.rt
+                .block_on(self.driver.teardown())
+                .map_err(backend_err)?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
 }
 
 impl Backend for KubeBackend {
@@ -592,8 +730,12 @@ impl Backend for KubeBackend {
         t
     }
 
-    fn setup_estimate(&self, point: &Point) -> Duration {
-        setup_estimate(point, self.driver.service_mode)
+    fn setup_estimate(&self, previous: Option<&Point>, point: &Point) -> Duration {
+        setup_estimate(previous, point, self.driver.service_mode)
+    }
+
+    fn finish_estimate(&self, last: Option<&Point>) -> Duration {
+        finish_estimate(last, self.driver.service_mode)
     }
 
     fn rep_overhead(&self) -> Duration {
@@ -661,12 +803,14 @@ impl Backend for KubeBackend {
         Ok(RepOutcome { metrics, raw })
     }
 
+    /// Keeps the objects for the next point (see [`Driver::end_point`]); the namespace
+    /// goes at [`KubeBackend::finish`].
     fn teardown(&mut self, _point: &Point) -> Result<(), BackendError> {
         self.state = None;
         self.rt
-            .block_on(self.driver.teardown())
+            .block_on(self.driver.end_point())
             .map_err(backend_err)?;
-        self.dirty = false;
+        self.dirty = self.driver.holds();
         Ok(())
     }
 }
@@ -678,33 +822,68 @@ pub const CLIENT_RATE: u64 = 200;
 /// Pods per second the cluster is assumed to start and to stop: the ReplicaSet and
 /// namespace controllers' client rate (kube-controller-manager `--kube-api-qps`, 20).
 pub const POD_RATE: u64 = 20;
-/// Fixed part of a point: server and client ready (image present), namespace gone.
+/// Fixed part of a point whose server or client pod is (re)started: old pods gone, new
+/// ones scheduled, started (image present) and ready.
 pub const POINT_FIXED: Duration = Duration::from_secs(10);
+/// Fixed part of a point that keeps the server and client: the namespace patch, the
+/// readiness watches and the server's address.
+pub const POINT_REUSED: Duration = Duration::from_secs(1);
+/// Fixed part of the end of the run: the namespace controller empties and removes it.
+pub const FINISH_FIXED: Duration = Duration::from_secs(10);
 
-/// Creates and deletes cnibench itself sends for `point`: the objects, then the filler
-/// services' deletes (Services have no `deletecollection`) and the namespace delete. The
-/// readiness watches (a list each, three at most) and reads are left out: they are a
-/// handful per point.
-pub fn api_requests(point: &Point, mode: ServiceMode) -> u64 {
-    let services = u64::from(objects::service_count(point));
-    let fillers = services.saturating_sub(1);
-    let slices = if mode == ServiceMode::EndpointSlice {
-        fillers
-    } else {
-        0
-    };
-    let filler_deploy = u64::from(point.objects.filler_pods > 0);
-    let creates = 3 + filler_deploy + services + slices + u64::from(point.objects.policies);
-    creates + fillers + 1
+/// The settings the model builds objects with (only their equality matters).
+fn model_settings(mode: ServiceMode) -> Settings {
+    Settings {
+        run: "plan".into(),
+        image: objects::default_image(),
+        server_node: "worker-1".into(),
+        client_node: "worker-2".into(),
+        service_mode: mode,
+    }
 }
 
-/// Expected preparation and teardown time of a point (for `cnibench plan`):
-/// [`api_requests`] at [`CLIENT_RATE`], filler pods started and stopped at [`POD_RATE`],
-/// plus [`POINT_FIXED`].
-pub fn setup_estimate(point: &Point, mode: ServiceMode) -> Duration {
-    let requests = api_requests(point, mode);
-    let pods = u64::from(point.objects.filler_pods);
-    Duration::from_millis(requests * 1000 / CLIENT_RATE + 2 * pods * 1000 / POD_RATE) + POINT_FIXED
+fn model_levels(previous: Option<&Point>, point: &Point, mode: ServiceMode) -> (Level, Level) {
+    let s = model_settings(mode);
+    (
+        previous.map(|p| Level::of(&s, p)).unwrap_or_default(),
+        Level::of(&s, point),
+    )
+}
+
+/// Creates, deletes and patches cnibench sends to prepare `point` after `previous` (the
+/// point run before it in the same namespace; `None` for the first): only the
+/// difference ([`reconcile::requests`]). The readiness watches (a list each, three at
+/// most) and reads are left out: they are a handful per point.
+pub fn api_requests(previous: Option<&Point>, point: &Point, mode: ServiceMode) -> u64 {
+    let (from, to) = model_levels(previous, point, mode);
+    reconcile::requests(&from, &to, mode)
+}
+
+/// Expected preparation time of `point` after `previous` (for `cnibench plan`):
+/// [`api_requests`] at [`CLIENT_RATE`], pods started and stopped at [`POD_RATE`], plus
+/// [`POINT_FIXED`] when the server or client is (re)started, else [`POINT_REUSED`].
+pub fn setup_estimate(previous: Option<&Point>, point: &Point, mode: ServiceMode) -> Duration {
+    let (from, to) = model_levels(previous, point, mode);
+    let requests = reconcile::requests(&from, &to, mode);
+    let pods = reconcile::pods_changed(&from, &to);
+    let fixed = if reconcile::restarts_pair(&from, &to) {
+        POINT_FIXED
+    } else {
+        POINT_REUSED
+    };
+    Duration::from_millis(requests * 1000 / CLIENT_RATE + pods * 1000 / POD_RATE) + fixed
+}
+
+/// Expected time of the end of the run after `last`: [`reconcile::finish_requests`] at
+/// [`CLIENT_RATE`], its pods stopped at [`POD_RATE`], plus [`FINISH_FIXED`].
+pub fn finish_estimate(last: Option<&Point>, mode: ServiceMode) -> Duration {
+    let Some(last) = last else {
+        return Duration::ZERO;
+    };
+    let (_, held) = model_levels(None, last, mode);
+    let requests = reconcile::finish_requests(&held);
+    let pods = reconcile::pods_changed(&held, &Level::default());
+    Duration::from_millis(requests * 1000 / CLIENT_RATE + pods * 1000 / POD_RATE) + FINISH_FIXED
 }
 
 /// Whether the kube backend can run `point`'s tool: the image holds netload only.
@@ -743,25 +922,73 @@ mod tests {
         );
     }
 
-    /// The paper estimate of docs/kube.md, from the code's own request count.
+    /// The paper estimate of docs/kube.md, from the code's own request count over the
+    /// thesis points in their order (each reconciled from the one before).
     #[test]
     fn thesis_requests_and_setup() {
         let points = expand(&presets::load("thesis").unwrap()).unwrap();
-        let total = |mode| points.iter().map(|p| api_requests(p, mode)).sum::<u64>();
-        assert_eq!(total(ServiceMode::EndpointSlice), 377_364);
-        assert_eq!(total(ServiceMode::Selector), 266_340);
-        let setup: Duration = points
-            .iter()
-            .map(|p| setup_estimate(p, ServiceMode::EndpointSlice))
-            .sum();
-        assert_eq!(setup.as_secs(), 4686);
-        let p = points
-            .iter()
-            .find(|p| {
-                p.id.starts_with("pod-to-service/placement=inter,services=10000,")
-            })
-            .unwrap();
-        // 3 + 10 000 services + 9 999 slices + 9 999 deletes + the namespace delete.
-        assert_eq!(api_requests(p, ServiceMode::EndpointSlice), 30_002);
+        let mode = ServiceMode::EndpointSlice;
+        // Per scenario: requests, pods started and stopped, points restarting the pair,
+        // setup time (a transition counts for the point it prepares).
+        let mut per_scenario: BTreeMap<&str, (u64, u64, u64, u64)> = BTreeMap::new();
+        let mut previous: Option<&Point> = None;
+        for p in &points {
+            let (from, to) = model_levels(previous, p, mode);
+            let e = per_scenario.entry(p.scenario.as_str()).or_default();
+            e.0 += reconcile::requests(&from, &to, mode);
+            e.1 += reconcile::pods_changed(&from, &to);
+            e.2 += u64::from(reconcile::restarts_pair(&from, &to));
+            e.3 += setup_estimate(previous, p, mode).as_millis() as u64;
+            previous = Some(p);
+        }
+        let table: Vec<_> = per_scenario.into_iter().collect();
+        assert_eq!(
+            table,
+            [
+                ("baseline", (4, 2, 1, 11_120)),
+                ("http-replicas", (40_031, 643, 1, 257_305)),
+                ("pod-to-pod", (14, 10, 4, 40_570)),
+                ("pod-to-pod-policies", (20_008, 10_002, 1, 613_140)),
+                ("pod-to-service", (40_088, 10_058, 29, 994_340)),
+                ("rr-latency", (20_010, 103, 2, 127_200)),
+            ]
+        );
+        let setup: u64 = table.iter().map(|(_, e)| e.3).sum();
+        assert_eq!(setup, 2_043_675);
+        // The last point (rr-latency, one service) leaves the namespace delete.
+        assert_eq!(
+            finish_estimate(previous, mode),
+            Duration::from_millis(10_105)
+        );
+        let total = |mode| {
+            let mut prev = None;
+            let mut n = 0;
+            for p in &points {
+                n += api_requests(prev, p, mode);
+                prev = Some(p);
+            }
+            n
+        };
+        assert_eq!(total(ServiceMode::EndpointSlice), 120_155);
+        assert_eq!(total(ServiceMode::Selector), 80_159);
+        let find = |prefix: &str| {
+            points
+                .iter()
+                .position(|p| p.id.starts_with(prefix))
+                .unwrap()
+        };
+        let i = find("pod-to-service/placement=inter,services=10000,workload=tcp");
+        assert_eq!(
+            points[i - 1].id,
+            "pod-to-service/placement=intra,services=1000,workload=tcp-crr"
+        );
+        // The namespace patch, 9 000 services and slices more, the client moved back to
+        // the other node (delete and create).
+        assert_eq!(api_requests(Some(&points[i - 1]), &points[i], mode), 18_003);
+        // The same point from nothing: namespace, server, client, 10 000 services, 9 999
+        // slices.
+        assert_eq!(api_requests(None, &points[i], mode), 20_002);
+        // The next point (same level, intra) sends the patch and moves the client.
+        assert_eq!(api_requests(Some(&points[i]), &points[i + 1], mode), 3);
     }
 }

@@ -13,11 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ::kube::api::{Api, AttachParams, DeleteParams, PostParams};
+use ::kube::api::{Api, AttachParams, DeleteParams, Patch, PatchParams, PostParams};
 use ::kube::runtime::wait::{Condition, await_condition, conditions};
 use ::kube::{Client, Resource, ResourceExt};
 use futures::{StreamExt, TryStreamExt};
 use indicatif::ProgressBar;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -336,33 +337,80 @@ pub async fn delete_namespace(
     bar: &ProgressBar,
 ) -> Result<(), KubeError> {
     let api: Api<Namespace> = Api::all(client.clone());
-    let dp = DeleteParams::background();
-    let (r, _) = retry(t, || api.delete(name, &dp)).await;
-    let uid = match r {
-        Ok(either) => either.left().and_then(|ns| ns.uid()),
-        Err(::kube::Error::Api(s)) if s.code == 404 => return Ok(()),
-        Err(e) => return Err(api_err(format!("delete namespace {name}"))(e)),
-    };
     bar.set_message(format!("deleting namespace {name}"));
+    delete_and_wait(&api, name, &DeleteParams::background(), t).await
+}
+
+/// Deletes `name` through `api` with `dp` (a 404 counts as deleted) and waits, watching,
+/// until it is gone (with foreground propagation: until its dependents are gone too).
+pub async fn delete_and_wait<K>(
+    api: &Api<K>,
+    name: &str,
+    dp: &DeleteParams,
+    t: &Tuning,
+) -> Result<(), KubeError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let kind = K::kind(&());
+    let (r, _) = retry(t, || api.delete(name, dp)).await;
+    let uid = match r {
+        Ok(either) => either.left().and_then(|o| o.uid()),
+        Err(::kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(e) => return Err(api_err(format!("delete {kind} {name}"))(e)),
+    };
     let gone = async {
         match &uid {
             Some(uid) => await_condition(api.clone(), name, conditions::is_deleted(uid)).await,
-            None => await_condition(api.clone(), name, |o: Option<&Namespace>| o.is_none()).await,
+            None => await_condition(api.clone(), name, |o: Option<&K>| o.is_none()).await,
         }
         .map(|_| ())
         .map_err(|e| KubeError::Exec {
-            pod: format!("namespace {name}"),
+            pod: format!("{kind} {name}"),
             message: format!("watch failed: {e}"),
         })
     };
-    // Deletion is awaited even after Ctrl-C: leaving is what Ctrl-C asked for.
-    bounded(
-        &format!("deletion of namespace {name}"),
+    // Deletion is awaited even after Ctrl-C: leaving is what Ctrl-C asked for. Boxed: a
+    // watch's future is large.
+    Box::pin(bounded(
+        &format!("deletion of {kind} {name}"),
         t.delete_timeout,
         &Cancel::default(),
         gone,
-    )
+    ))
     .await
+}
+
+/// Sets `name`'s `spec.replicas` to `replicas` (a merge patch, retried).
+pub async fn scale(
+    api: &Api<Deployment>,
+    name: &str,
+    replicas: i32,
+    t: &Tuning,
+) -> Result<(), KubeError> {
+    let patch = Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}}));
+    let pp = PatchParams::default();
+    let (r, _) = retry(t, || api.patch(name, &pp, &patch)).await;
+    r.map(|_| ())
+        .map_err(api_err(format!("scale Deployment {name} to {replicas}")))
+}
+
+/// Sets namespace `ns`'s labels and annotations to `want`'s (a merge patch, retried).
+pub async fn patch_namespace(
+    client: &Client,
+    ns: &str,
+    want: &Namespace,
+    t: &Tuning,
+) -> Result<(), KubeError> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let patch = Patch::Merge(serde_json::json!({"metadata": {
+        "labels": want.metadata.labels,
+        "annotations": want.metadata.annotations,
+    }}));
+    let pp = PatchParams::default();
+    let (r, _) = retry(t, || api.patch(ns, &pp, &patch)).await;
+    r.map(|_| ())
+        .map_err(api_err(format!("patch namespace {ns}")))
 }
 
 /// What an exec'd command produced.

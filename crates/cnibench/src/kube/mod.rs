@@ -3,6 +3,8 @@
 //! - [`objects`]: the typed objects of a point, built by pure functions;
 //! - [`rbac`]: the permissions a run needs (preflight reviews, `manifests/rbac.yaml`);
 //! - [`render`]: `cnibench render`, the objects as YAML files;
+//! - [`reconcile`]: what changes between consecutive points (shared by the backend and
+//!   its request-count model);
 //! - [`cluster`]: API requests with retries and bounded concurrency, watches, exec;
 //! - [`preflight`]: reachability, RBAC, nodes, CNI and kube-proxy detection;
 //! - [`backend`]: the [`crate::backend::Backend`] implementation and `clean`.
@@ -12,4 +14,5 @@ pub mod cluster;
 pub mod objects;
 pub mod preflight;
 pub mod rbac;
+pub mod reconcile;
 pub mod render;

@@ -1,8 +1,8 @@
 //! The Kubernetes objects of one point, built by pure functions (no I/O, no clock).
 //!
 //! One namespace per run, `cnibench-<run>`, holds a point's objects while it runs (the
-//! backend deletes it after every point, so the next point starts from an empty
-//! namespace). Everything carries [`MANAGED_BY`] and [`RUN_LABEL`].
+//! backend keeps it for the whole run and reconciles it to each point's objects, see
+//! [`super::reconcile`]). Everything carries [`MANAGED_BY`] and [`RUN_LABEL`].
 //!
 //! - **server**: a Deployment of `netload server` (control and data on
 //!   [`CONTROL_PORT`], request/response on [`RR_PORT`], HTTP on [`HTTP_PORT`] for HTTP
@@ -543,10 +543,19 @@ pub fn service_count(point: &Point) -> u32 {
     }
 }
 
+/// Name of policy `i` of a point: 0 is the default deny, `i ≥ 1` allow policy `i`.
+pub fn policy_name(i: u32) -> String {
+    if i == 0 {
+        "default-deny".into()
+    } else {
+        format!("allow-{i:05}")
+    }
+}
+
 /// The default-deny policy: no ingress to any pod of the namespace unless allowed.
 pub fn default_deny(s: &Settings) -> NetworkPolicy {
     NetworkPolicy {
-        metadata: meta(s, "default-deny", None),
+        metadata: meta(s, &policy_name(0), None),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector::default()),
             policy_types: Some(vec!["Ingress".into()]),
@@ -565,7 +574,7 @@ pub fn allow_policy(s: &Settings, i: u32) -> NetworkPolicy {
         ..NetworkPolicyPort::default()
     };
     NetworkPolicy {
-        metadata: meta(s, &format!("allow-{i:05}"), None),
+        metadata: meta(s, &policy_name(i), None),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector {
                 match_labels: Some(role_selector(&s.run, "server")),

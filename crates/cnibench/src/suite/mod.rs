@@ -232,13 +232,17 @@ impl Suite {
 }
 
 /// Expands a suite into its points: the cartesian product of each scenario's lists, with
-/// the kind's defaults for missing keys. Points that differ only in keys irrelevant to
+/// the kind's defaults for missing keys. Within a scenario the scale keys
+/// ([`Key::is_scale`]) vary slowest, every other key in [`Key::ALL`] order, the last
+/// fastest. Points that differ only in keys irrelevant to
 /// their workload collapse into one.
 pub fn expand(suite: &Suite) -> Result<Vec<Point>, SuiteError> {
     let mut points = Vec::new();
     let mut seen = BTreeSet::new();
     for spec in &suite.scenarios {
-        let keys: Vec<(&Key, &Sweep)> = spec.sweep.iter().collect();
+        // Scale keys first (slowest), then the others in key order (last fastest).
+        let mut keys: Vec<(&Key, &Sweep)> = spec.sweep.iter().collect();
+        keys.sort_by_key(|(k, _)| !k.is_scale());
         let mut index = vec![0usize; keys.len()];
         'matrix: loop {
             let combo: Vec<(Key, Value, &Origin)> = keys
@@ -512,6 +516,40 @@ mod tests {
             "pod-to-service/placement=inter,services=1,workload=tcp"
         );
         assert!(points.iter().all(|p| p.objects.services >= 1));
+        // The scale key varies slowest: each level's points are consecutive and the
+        // levels rise, so a backend can keep the services between points.
+        let services: Vec<u32> = points.iter().map(|p| p.objects.services).collect();
+        assert_eq!(services, [1, 1, 1, 1, 10, 10, 10, 10, 100, 100, 100, 100]);
+        let ids: Vec<&str> = points[..4].iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "pod-to-service/placement=inter,services=1,workload=tcp",
+                "pod-to-service/placement=intra,services=1,workload=tcp",
+                "pod-to-service/placement=inter,services=1,workload=udp",
+                "pod-to-service/placement=intra,services=1,workload=udp",
+            ]
+        );
+    }
+
+    #[test]
+    fn scale_keys_vary_slowest_services_before_replicas() {
+        let points = expand(&presets::load("thesis").unwrap()).unwrap();
+        let http: Vec<(u32, u32)> = points
+            .iter()
+            .filter(|p| p.kind == ScenarioKind::HttpReplicas)
+            .map(|p| (p.objects.services, p.objects.replicas))
+            .collect();
+        let mut sorted = http.clone();
+        sorted.sort_unstable();
+        assert_eq!(http, sorted, "services slowest, then replicas");
+        assert_eq!(http.len(), 16);
+        let policies: Vec<u32> = points
+            .iter()
+            .filter(|p| p.kind == ScenarioKind::PodToPodPolicies)
+            .map(|p| p.objects.filler_pods)
+            .collect();
+        assert_eq!(policies, [1000, 1000, 10000, 10000]);
     }
 
     #[test]

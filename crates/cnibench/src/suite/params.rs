@@ -71,6 +71,17 @@ enum Kind {
 }
 
 impl Key {
+    /// Whether the key sets how many objects a point's cluster holds (services, filler
+    /// pods, policies, server replicas). [`super::expand`] varies these slowest, so points
+    /// sharing a scale level run one after another and levels rise monotonically: a
+    /// backend can keep the objects between them instead of recreating them.
+    pub fn is_scale(self) -> bool {
+        matches!(
+            self,
+            Key::Services | Key::Pods | Key::Policies | Key::Replicas
+        )
+    }
+
     /// Every key, in the order used for matrices and point ids.
     pub const ALL: [Key; 21] = [
         Key::Workload,
