@@ -147,15 +147,22 @@ pub fn locate(explicit: Option<&Path>) -> Result<(PathBuf, String), BackendError
     Ok((path, version))
 }
 
-/// Adds iperf3's version and path to a backend's `meta.json` tools when it has one.
-pub(crate) fn record_tools(
-    tools: &mut std::collections::BTreeMap<String, String>,
+/// The tools of a backend that runs local processes, for `meta.json`: netload's version and
+/// path, and iperf3's when it has one.
+pub(crate) fn local_tools(
+    netload_version: &str,
+    netload: &std::path::Path,
     iperf3: Option<&(PathBuf, String)>,
-) {
+) -> std::collections::BTreeMap<String, String> {
+    let mut tools = std::collections::BTreeMap::from([
+        ("netload".to_string(), netload_version.to_string()),
+        ("netload_path".to_string(), netload.display().to_string()),
+    ]);
     if let Some((path, version)) = iperf3 {
         tools.insert("iperf3".into(), version.clone());
         tools.insert("iperf3_path".into(), path.display().to_string());
     }
+    tools
 }
 
 /// The iperf3 a backend was given, or the error for a point that needs it.

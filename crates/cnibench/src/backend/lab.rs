@@ -623,12 +623,8 @@ impl Backend for LabBackend {
     }
 
     fn tools(&self) -> BTreeMap<String, String> {
-        let mut t = BTreeMap::from([
-            ("netload".to_string(), self.version.clone()),
-            (
-                "netload_path".to_string(),
-                self.netload.display().to_string(),
-            ),
+        let mut t = super::iperf3::local_tools(&self.version, &self.netload, self.iperf3.as_ref());
+        t.extend([
             ("lab_profile".to_string(), self.opts.profile.to_string()),
             ("lab_proxy".to_string(), self.opts.proxy.to_string()),
             (
@@ -639,7 +635,6 @@ impl Backend for LabBackend {
             ("lab_nodes".to_string(), self.opts.nodes.to_string()),
             ("lab_run_id".to_string(), self.lab_id.clone()),
         ]);
-        super::iperf3::record_tools(&mut t, self.iperf3.as_ref());
         t
     }
 

@@ -441,15 +441,7 @@ impl Backend for LoopbackBackend {
     }
 
     fn tools(&self) -> BTreeMap<String, String> {
-        let mut t = BTreeMap::from([
-            ("netload".to_string(), self.version.clone()),
-            (
-                "netload_path".to_string(),
-                self.netload.display().to_string(),
-            ),
-        ]);
-        super::iperf3::record_tools(&mut t, self.iperf3.as_ref());
-        t
+        super::iperf3::local_tools(&self.version, &self.netload, self.iperf3.as_ref())
     }
 
     fn rep_overhead(&self) -> Duration {
