@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
 
 require_tools "${!NETLOAD_PACKAGES[@]}"
+require_nextest
 
 step() { printf '\n==> %s\n' "$*"; }
 

@@ -46,8 +46,21 @@ require_tools() {
     command -v "$tool" >/dev/null 2>&1 || install_package "${NETLOAD_PACKAGES[$tool]}"
     command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool still missing after installing ${NETLOAD_PACKAGES[$tool]}" >&2; exit 1; }
   done
-  command -v cargo-nextest >/dev/null 2>&1 || cargo nextest --version >/dev/null 2>&1 || {
-    echo "error: cargo-nextest is missing: run 'cargo install cargo-nextest --locked'" >&2
+}
+
+# The test runner the test command uses (test groups keep the netns tests serial). Built
+# from crates.io when missing: a fresh machine has only the Rust toolchain, and prebuilt
+# binaries live outside the registries this project may reach.
+NEXTEST_VERSION=0.9.151
+require_nextest() {
+  cargo nextest --version >/dev/null 2>&1 && return 0
+  echo "installing cargo-nextest $NEXTEST_VERSION with 'cargo install --locked' (a few minutes, once)" >&2
+  cargo install --locked --quiet "cargo-nextest@$NEXTEST_VERSION" >&2 || {
+    echo "error: 'cargo install --locked cargo-nextest@$NEXTEST_VERSION' failed; install cargo-nextest by hand" >&2
+    exit 1
+  }
+  cargo nextest --version >/dev/null 2>&1 || {
+    echo "error: cargo-nextest still not runnable after installing it (is ~/.cargo/bin on PATH?)" >&2
     exit 1
   }
 }
