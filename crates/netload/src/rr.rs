@@ -7,7 +7,12 @@
 //! - `tcp-rr`: one connection per thread; each transaction writes the request and reads the
 //!   whole response.
 //! - `tcp-crr`: a new connection per transaction (connect, request, response, close): the
-//!   cost that grows with conntrack and DNAT state.
+//!   cost that grows with conntrack and DNAT state. Who closes first decides where the
+//!   `TIME_WAIT` socket stays ([`CloseBy`]): by default the responder closes first, so the
+//!   client keeps no `TIME_WAIT` state and its ephemeral ports never run low; a client that
+//!   closed first would hold one `TIME_WAIT` socket per transaction for 60 s, and once half
+//!   its port range is taken every `connect` searches milliseconds for a free port: the
+//!   figure would then measure the kernel's port allocator, not the network.
 //! - `udp-rr`: one datagram each way, matched by sequence number; a response not back within
 //!   `--timeout` counts as a timeout (lost).
 //!
@@ -18,7 +23,8 @@
 //!
 //! Wire format (own port until the control protocol carries it): a TCP connection starts
 //! with a 12-byte hello `"NLRR", request size, response size` (big-endian u32); then every
-//! transaction is `request size` bytes in, `response size` bytes out. A UDP request starts
+//! transaction is `request size` bytes in, `response size` bytes out. The hello
+//! `"NLR1", ...` asks for one transaction after which the responder closes first. A UDP request starts
 //! with `"NLRR", response size, sequence (u64)`; the response starts with the sequence.
 
 use std::collections::BTreeMap;
@@ -41,11 +47,15 @@ use crate::cpu::{self, CpuSample};
 use crate::hist::{self, LatencyHistogram, LatencySummary, Schedule};
 use crate::http::ErrorKind;
 use crate::report::CpuReport;
+pub use crate::spec::CloseBy;
 
 /// Default port of the standalone responder.
 pub const DEFAULT_RR_PORT: u16 = 9202;
 /// First bytes of every hello and UDP request.
 pub const MAGIC: [u8; 4] = *b"NLRR";
+/// First bytes of a hello asking for one transaction, after which the responder closes
+/// the connection first ([`CloseBy::Server`]).
+pub const ONE_SHOT_MAGIC: [u8; 4] = *b"NLR1";
 /// Bytes of the TCP hello.
 pub const HELLO_LEN: usize = 12;
 /// Bytes of the UDP request header (magic, response size, sequence).
@@ -143,6 +153,10 @@ pub struct RrArgs {
     /// A transaction not answered within this many seconds is a timeout.
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub timeout: f64,
+    /// tcp-crr: which end closes each connection first. `server` (default) leaves no
+    /// TIME_WAIT socket on the client, so a long run does not exhaust its ports.
+    #[arg(long, value_enum, default_value = "server")]
+    pub close: CloseBy,
     /// Pin client threads (and, later via the control protocol, server threads):
     /// `C1,C2[/S1,S2]`.
     #[arg(long, value_name = "CORES")]
@@ -179,6 +193,10 @@ pub struct RrSpec {
     pub interval_s: f64,
     /// Per-transaction timeout, seconds.
     pub timeout_s: f64,
+    /// `tcp-crr`: which end closes each connection first (documents written before it was
+    /// recorded closed from the client).
+    #[serde(default = "CloseBy::before_recorded")]
+    pub close: CloseBy,
     /// Client cores, cycled over threads.
     pub client_affinity: Vec<usize>,
     /// Server cores (applied by the responder when it is told; not yet on the wire).
@@ -227,6 +245,7 @@ impl RrArgs {
             rate: self.rate,
             interval_s: self.interval,
             timeout_s: self.timeout,
+            close: self.close,
             client_affinity,
             server_affinity,
             busy_poll: self.busy_poll,
@@ -555,9 +574,18 @@ fn serve_tcp(mut stream: TcpStream, stop: &AtomicBool, idle: Duration) -> io::Re
     if hello == cpu_hello() {
         return serve_cpu_session(stream, stop);
     }
-    let (req, resp) = parse_hello(&hello).ok_or(io::ErrorKind::InvalidData)?;
-    let mut inbuf = vec![0u8; req as usize];
-    let outbuf = vec![b'r'; resp as usize];
+    let hello = parse_hello(&hello).ok_or(io::ErrorKind::InvalidData)?;
+    let mut inbuf = vec![0u8; hello.request as usize];
+    let outbuf = vec![b'r'; hello.response as usize];
+    if hello.one_shot {
+        // Closing first puts the TIME_WAIT socket here, where it costs no ephemeral port:
+        // the client sees the end of the stream and closes passively. Every request byte
+        // was read, so the close is a FIN, not a reset.
+        if read_full(&mut stream, &mut inbuf, stop, idle)? {
+            stream.write_all(&outbuf)?;
+        }
+        return Ok(());
+    }
     // Bounded by the peer: each pass needs a full request; idle peers time out.
     while read_full(&mut stream, &mut inbuf, stop, idle)? {
         stream.write_all(&outbuf)?;
@@ -627,25 +655,51 @@ impl CpuSession {
     }
 }
 
-/// The TCP hello for `sizes`.
+/// The TCP hello for `sizes`: any number of transactions on the connection.
 pub fn hello(request: u32, response: u32) -> [u8; HELLO_LEN] {
+    hello_with(MAGIC, request, response)
+}
+
+/// The TCP hello of one transaction after which the responder closes first.
+pub fn one_shot_hello(request: u32, response: u32) -> [u8; HELLO_LEN] {
+    hello_with(ONE_SHOT_MAGIC, request, response)
+}
+
+fn hello_with(magic: [u8; 4], request: u32, response: u32) -> [u8; HELLO_LEN] {
     let mut h = [0u8; HELLO_LEN];
-    h[..4].copy_from_slice(&MAGIC);
+    h[..4].copy_from_slice(&magic);
     h[4..8].copy_from_slice(&request.to_be_bytes());
     h[8..].copy_from_slice(&response.to_be_bytes());
     h
 }
 
-/// Request and response sizes of a hello; `None` unless the magic matches and both sizes
-/// are within 1..=[`MAX_MESSAGE`].
-pub fn parse_hello(h: &[u8; HELLO_LEN]) -> Option<(u32, u32)> {
-    if h[..4] != MAGIC {
-        return None;
-    }
-    let req = u32::from_be_bytes(h[4..8].try_into().ok()?);
-    let resp = u32::from_be_bytes(h[8..].try_into().ok()?);
+/// A parsed TCP hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    /// Request bytes.
+    pub request: u32,
+    /// Response bytes.
+    pub response: u32,
+    /// One transaction, then the responder closes first.
+    pub one_shot: bool,
+}
+
+/// The hello's sizes and kind; `None` unless the magic is known and both sizes are within
+/// 1..=[`MAX_MESSAGE`].
+pub fn parse_hello(h: &[u8; HELLO_LEN]) -> Option<Hello> {
+    let one_shot = match h[..4].try_into().ok()? {
+        MAGIC => false,
+        ONE_SHOT_MAGIC => true,
+        _ => return None,
+    };
+    let request = u32::from_be_bytes(h[4..8].try_into().ok()?);
+    let response = u32::from_be_bytes(h[8..].try_into().ok()?);
     let ok = |v: u32| (1..=MAX_MESSAGE).contains(&v);
-    (ok(req) && ok(resp)).then_some((req, resp))
+    (ok(request) && ok(response)).then_some(Hello {
+        request,
+        response,
+        one_shot,
+    })
 }
 
 /// The response a responder owes to UDP request `datagram`: the response size and the
@@ -797,11 +851,17 @@ fn transaction(ctx: &ClientCtx, link: &mut Link, req: &[u8], resp: &mut [u8]) ->
         }
         RrMode::TcpCrr => {
             let mut s = connect(ctx)?;
+            let (request, response) = (ctx.spec.request_size, ctx.spec.response_size);
+            let opening = match ctx.spec.close {
+                CloseBy::Server => one_shot_hello(request, response),
+                CloseBy::Client | CloseBy::Reset => hello(request, response),
+            };
             let mut msg = Vec::with_capacity(HELLO_LEN + req.len());
-            msg.extend_from_slice(&hello(ctx.spec.request_size, ctx.spec.response_size));
+            msg.extend_from_slice(&opening);
             msg.extend_from_slice(req);
             s.write_all(&msg)?;
-            recv_full(&mut s, resp, limit, false)
+            recv_full(&mut s, resp, limit, false)?;
+            close_crr(s, ctx.spec.close, limit)
         }
         RrMode::UdpRr => {
             if matches!(link, Link::None) {
@@ -865,6 +925,33 @@ fn transaction(ctx: &ClientCtx, link: &mut Link, req: &[u8], resp: &mut [u8]) ->
                         std::hint::spin_loop();
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// Ends a `tcp-crr` connection the way `close` says. The transaction's latency is already
+/// taken; the wait for the responder's FIN still counts in the transaction rate, as the
+/// close does in netperf's `TCP_CRR`.
+fn close_crr(mut s: TcpStream, close: CloseBy, limit: Instant) -> io::Result<()> {
+    match close {
+        CloseBy::Client => Ok(()),
+        CloseBy::Reset => socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)),
+        CloseBy::Server => {
+            let mut rest = [0u8; 1];
+            loop {
+                match s.read(&mut rest) {
+                    Ok(0) => return Ok(()),
+                    // The responder sends nothing after its response.
+                    Ok(_) => return Err(io::ErrorKind::InvalidData.into()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) && clock::now() < limit => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -1147,8 +1234,13 @@ pub fn render_table(r: &RrReport) -> String {
     let s = &r.spec;
     let _ = writeln!(
         out,
-        "netload rr {} to {}:{}, {}/{} bytes, {} connection(s), {}{}; latency is the round trip",
+        "netload rr {}{} to {}:{}, {}/{} bytes, {} connection(s), {}{}; latency is the round trip",
         s.mode.as_str(),
+        if s.mode == RrMode::TcpCrr {
+            format!(" (close: {})", s.close.as_str())
+        } else {
+            String::new()
+        },
         s.host,
         s.port,
         s.request_size,
@@ -1255,7 +1347,12 @@ mod tests {
 
     #[test]
     fn hello_round_trips_and_rejects_garbage() {
-        assert_eq!(parse_hello(&hello(1, 1000)), Some((1, 1000)));
+        let sizes = |h: Option<Hello>| h.map(|h| (h.request, h.response, h.one_shot));
+        assert_eq!(sizes(parse_hello(&hello(1, 1000))), Some((1, 1000, false)));
+        assert_eq!(
+            sizes(parse_hello(&one_shot_hello(7, 9))),
+            Some((7, 9, true))
+        );
         assert_eq!(parse_hello(&hello(0, 1)), None);
         assert_eq!(parse_hello(&hello(1, MAX_MESSAGE + 1)), None);
         let mut h = hello(1, 1);
@@ -1320,6 +1417,7 @@ mod tests {
             rate: None,
             interval: 1.0,
             timeout: 1.0,
+            close: CloseBy::Server,
             affinity: Some("0/1".into()),
             busy_poll: false,
             json: false,

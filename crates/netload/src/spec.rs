@@ -8,6 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use clap::ValueEnum;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -389,6 +390,40 @@ pub fn parse_affinity(s: &str) -> Result<(Vec<usize>, Vec<usize>), String> {
             parse_core_list(srv)?,
         )),
         None => Ok((parse_core_list(s)?, Vec::new())),
+    }
+}
+
+/// Which end of a connection-per-transaction exchange (`rr --mode tcp-crr`, `http
+/// --new-connection`) closes first, and so keeps the `TIME_WAIT` socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum CloseBy {
+    /// The responder closes right after its response; the client reads the end of the
+    /// stream and closes too (passive close: no `TIME_WAIT` on the client). HTTP asks for
+    /// it with `Connection: close`; `tcp-crr` needs a responder of this version.
+    Server,
+    /// The client closes first (netperf's `TCP_CRR`, curl): one `TIME_WAIT` socket per
+    /// transaction stays on the client for 60 s. Only meaningful in short runs or with
+    /// `net.ipv4.tcp_tw_reuse` set in the client's namespace.
+    Client,
+    /// The client aborts with a reset (`SO_LINGER` 0): no `TIME_WAIT` anywhere, but the
+    /// peer and every middlebox see an RST instead of a FIN exchange.
+    Reset,
+}
+
+impl CloseBy {
+    /// Name as on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseBy::Server => "server",
+            CloseBy::Client => "client",
+            CloseBy::Reset => "reset",
+        }
+    }
+
+    /// What documents written before the field existed used.
+    pub(crate) fn before_recorded() -> Self {
+        CloseBy::Client
     }
 }
 

@@ -21,6 +21,7 @@ fn spec(urls: &[String]) -> HttpSpec {
         duration_s: None,
         rate: None,
         new_connection: false,
+        close: netload::spec::CloseBy::Server,
         timeout_s: 2.0,
         threads: 2,
     }

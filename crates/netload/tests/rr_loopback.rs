@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use netload::clock;
 use netload::http::ErrorKind;
-use netload::rr::{RrMode, RrReport, RrServer, RrServerConfig, RrSpec, execute, render_table};
+use netload::rr::{
+    CloseBy, RrMode, RrReport, RrServer, RrServerConfig, RrSpec, execute, render_table,
+};
 
 fn responder() -> RrServer {
     // Port 0 picks a free TCP port; UDP binds the same number. Retry in the rare case the
@@ -32,6 +34,7 @@ fn spec(addr: SocketAddr, mode: RrMode) -> RrSpec {
         rate: None,
         interval_s: 0.25,
         timeout_s: 1.0,
+        close: CloseBy::Server,
         client_affinity: Vec::new(),
         server_affinity: Vec::new(),
         busy_poll: false,

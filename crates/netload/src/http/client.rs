@@ -33,6 +33,7 @@ use super::{
 use crate::clock;
 use crate::cpu::{self, CpuSample};
 use crate::hist::{self, LatencyHistogram, LatencySummary, Schedule};
+use crate::spec::CloseBy;
 
 /// Flags of `netload http`.
 #[derive(Debug, Clone, Args)]
@@ -56,6 +57,12 @@ pub struct HttpArgs {
     /// Open a new TCP connection for every request (no keep-alive).
     #[arg(long)]
     pub new_connection: bool,
+    /// With --new-connection: which end closes each connection first. `server` (default)
+    /// sends `Connection: close` and waits for the server's close, so the client keeps no
+    /// TIME_WAIT socket and a long run does not exhaust its ports; `client` closes first,
+    /// as curl does; `reset` aborts with an RST.
+    #[arg(long, value_enum, default_value = "server")]
+    pub close: CloseBy,
     /// Per-request timeout (connect, headers and body), seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub timeout: f64,
@@ -123,6 +130,7 @@ impl HttpArgs {
             duration_s,
             rate: self.rate,
             new_connection: self.new_connection,
+            close: self.close,
             timeout_s: self.timeout,
             threads,
         };
@@ -192,6 +200,8 @@ pub struct Target {
     pub uri: hyper::Uri,
     /// The request head sent for every GET (built once).
     pub request: Vec<u8>,
+    /// The same head with `Connection: close`.
+    pub request_close: Vec<u8>,
 }
 
 /// Parses and resolves `url` (`http://` only).
@@ -228,6 +238,7 @@ pub fn resolve(url: &str) -> Result<Target, ClientError> {
         host: HeaderValue::from_str(authority.as_str()).map_err(|_| bad("bad host"))?,
         uri: path.parse().map_err(|_| bad("bad path"))?,
         request: super::h1::get_request(&path, authority.as_str()),
+        request_close: super::h1::get_request_close(&path, authority.as_str()),
         path,
     })
 }
@@ -343,7 +354,8 @@ struct Ctx {
     deadline: Option<Instant>,
     schedule: Option<Schedule>,
     timeout: Duration,
-    new_connection: bool,
+    /// `Some` with one connection per request: who closes it first.
+    per_request: Option<CloseBy>,
 }
 
 struct Failure {
@@ -388,15 +400,20 @@ fn failure(b: &Broken) -> Failure {
 async fn one_request(
     slot: &mut Option<Conn>,
     target: &Target,
+    close: Option<CloseBy>,
     start: Instant,
     rec: &RefCell<Recorder>,
 ) -> Result<(), Failure> {
     let reused = slot.is_some();
+    let request = match close {
+        Some(CloseBy::Server) => &target.request_close,
+        _ => &target.request,
+    };
     let result = match slot {
-        Some(c) => c.exchange(&target.request).await,
+        Some(c) => c.exchange(request).await,
         None => {
             slot.insert(connect(target, rec).await?)
-                .exchange(&target.request)
+                .exchange(request)
                 .await
         }
     };
@@ -408,9 +425,7 @@ async fn one_request(
         Err(Broken::ClosedBeforeAnswer | Broken::Io(_)) if reused => {
             *slot = None;
             let conn = slot.insert(connect(target, rec).await?);
-            conn.exchange(&target.request)
-                .await
-                .map_err(|e| failure(&e))?
+            conn.exchange(request).await.map_err(|e| failure(&e))?
         }
         Err(e) => return Err(failure(&e)),
     };
@@ -432,6 +447,13 @@ async fn one_request(
         answer.bytes,
     );
     if !keep {
+        // The server closes: wait for its FIN so our close is the passive one (no TIME_WAIT
+        // here). The answer is already measured; the wait counts only in the request rate.
+        if let Some(conn) = slot.as_mut() {
+            conn.await_close()
+                .await
+                .map_err(|e| fail(ErrorKind::of_io(e.kind()), e))?;
+        }
         *slot = None;
     }
     Ok(())
@@ -473,7 +495,7 @@ async fn worker(ctx: Arc<Ctx>, tickets: Option<Tickets>, rec: Rc<RefCell<Recorde
         let limit = clock::now() + ctx.timeout;
         let result = tokio::time::timeout_at(
             limit.into(),
-            one_request(&mut conns[i], &ctx.targets[i], start, &rec),
+            one_request(&mut conns[i], &ctx.targets[i], ctx.per_request, start, &rec),
         )
         .await;
         match result {
@@ -495,7 +517,10 @@ async fn worker(ctx: Arc<Ctx>, tickets: Option<Tickets>, rec: Rc<RefCell<Recorde
                 conns[i] = None;
             }
         }
-        if ctx.new_connection {
+        if let Some(close) = ctx.per_request {
+            if let (CloseBy::Reset, Some(conn)) = (close, &conns[i]) {
+                let _ = conn.reset_on_close();
+            }
             conns[i] = None;
         }
         rec.borrow_mut().last_end = Some(clock::now());
@@ -608,7 +633,7 @@ pub fn execute_until(spec: &HttpSpec, stop: &Arc<AtomicBool>) -> Result<HttpRepo
         deadline: spec.duration_s.map(|t| start + Duration::from_secs_f64(t)),
         schedule: spec.rate.map(|r| Schedule::new(start, r)),
         timeout: Duration::from_secs_f64(spec.timeout_s),
-        new_connection: spec.new_connection,
+        per_request: spec.new_connection.then_some(spec.close),
     });
     let mut merged = Recorder::default();
     let mut senders = Vec::new();
@@ -738,9 +763,9 @@ pub fn render_table(r: &HttpReport) -> String {
             |r| format!("open loop at {r} req/s")
         ),
         if s.new_connection {
-            "new connection per request"
+            format!("new connection per request (close: {})", s.close.as_str())
         } else {
-            "keep-alive"
+            "keep-alive".to_owned()
         },
     );
     let _ = writeln!(
@@ -837,6 +862,7 @@ mod tests {
             duration_s: None,
             rate: None,
             new_connection: false,
+            close: CloseBy::Server,
             timeout_s: 1.0,
             threads: 1,
         }

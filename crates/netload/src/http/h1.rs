@@ -226,6 +226,25 @@ impl Conn {
         Ok(n)
     }
 
+    /// Waits for the server's end of stream after an answer that closes the connection, so
+    /// that the client's close is the passive one and leaves no `TIME_WAIT` socket. Bytes
+    /// after the answer are discarded (a broken server's, not ours to measure).
+    pub async fn await_close(&mut self) -> io::Result<()> {
+        // Bounded by the caller's request timeout; each pass drains what arrived.
+        loop {
+            self.start = 0;
+            self.end = 0;
+            if self.fill().await? == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Makes the coming close abort the connection with a reset (`SO_LINGER` 0).
+    pub fn reset_on_close(&self) -> io::Result<()> {
+        self.io.set_zero_linger()
+    }
+
     /// Sends `request` (a complete GET head) and reads the whole answer.
     pub async fn exchange(&mut self, request: &[u8]) -> Result<Answer, Broken> {
         self.io.write_all(request).await.map_err(Broken::Io)?;
@@ -354,6 +373,12 @@ impl Conn {
 /// The request head sent for every GET of `path` on `host` (built once per URL).
 pub fn get_request(path: &str, host: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nhost: {host}\r\n\r\n").into_bytes()
+}
+
+/// A GET head asking the server to close the connection after its answer (so the server,
+/// not the client, keeps the `TIME_WAIT` socket).
+pub fn get_request_close(path: &str, host: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").into_bytes()
 }
 
 #[cfg(test)]

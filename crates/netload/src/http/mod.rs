@@ -106,6 +106,10 @@ pub struct HttpSpec {
     pub rate: Option<f64>,
     /// One TCP connection per request instead of keep-alive.
     pub new_connection: bool,
+    /// With `new_connection`: which end closes each connection first (documents written
+    /// before it was recorded closed from the client).
+    #[serde(default = "crate::spec::CloseBy::before_recorded")]
+    pub close: crate::spec::CloseBy,
     /// Per-request timeout (connect + headers + body), seconds.
     pub timeout_s: f64,
     /// OS threads, each with a single-threaded runtime driving its share of the workers.
