@@ -108,6 +108,39 @@ pub fn node_delta(start: &ProcStatTicks, end: &ProcStatTicks) -> NodeCpu {
     }
 }
 
+/// The core a task last ran on: field 39 (`processor`) of `/proc/<pid>/task/<tid>/stat`.
+/// The command name (field 2) may hold spaces and parentheses, so fields are counted from
+/// the last `)`.
+pub fn parse_stat_processor(stat: &str) -> Option<usize> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // Field 3 (state) is the first after the name; `processor` is field 39.
+    after_name.split_whitespace().nth(39 - 3)?.parse().ok()
+}
+
+/// Voluntary and involuntary context switches from the text of `/proc/.../status`.
+pub fn parse_status_switches(status: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some((
+        field("voluntary_ctxt_switches:")?,
+        field("nonvoluntary_ctxt_switches:")?,
+    ))
+}
+
+/// The core thread `tid` of this process is on now (or last ran on).
+pub fn thread_core(tid: i32) -> Option<usize> {
+    parse_stat_processor(&std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?)
+}
+
+/// The calling thread's context switches so far (voluntary, involuntary).
+pub fn own_switches() -> Option<(u64, u64)> {
+    parse_status_switches(&std::fs::read_to_string("/proc/thread-self/status").ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +185,20 @@ mod tests {
         assert!(r.node.cores >= 1);
         assert!(r.process_s_per_gb.is_some());
         assert_eq!(window(&a, &b, 0).process_s_per_gb, None);
+    }
+
+    #[test]
+    fn thread_stat_and_status_fields() {
+        // A command name with spaces and a parenthesis must not shift the fields.
+        let stat = "4242 (stream 0) x) R 1 2 3 4 5 6 7 8 9 10 11 12 13 14 20 0 3 0 100 2000 300 \
+            18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+        assert_eq!(parse_stat_processor(stat), Some(1));
+        assert_eq!(parse_stat_processor("garbage"), None);
+        let status = "Name:\tx\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t3\n";
+        assert_eq!(parse_status_switches(status), Some((12, 3)));
+        assert_eq!(parse_status_switches("Name: x\n"), None);
+        // This thread, read for real.
+        assert!(own_switches().is_some());
+        assert!(thread_core(nix::unistd::gettid().as_raw()).is_some());
     }
 }

@@ -164,12 +164,41 @@ pub struct StreamStats {
     pub bits_per_second: f64,
     /// CPU core the stream's thread was pinned to, if any.
     pub cpu_core: Option<usize>,
+    /// Where the stream's thread actually ran (absent in documents of older versions, and
+    /// where `/proc` does not tell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<ThreadPlacement>,
     /// TCP_INFO at the end of the stream (TCP only).
     pub tcp: Option<TcpStats>,
     /// Datagram accounting (UDP only).
     pub udp: Option<UdpStats>,
     /// MSG_ZEROCOPY accounting (senders with `--zerocopy msg` only).
     pub zerocopy: Option<ZerocopyStats>,
+}
+
+/// Where a stream's thread ran: the core the scheduler had it on at each interval
+/// boundary, and how often it was switched out. A thread seen on several cores migrated,
+/// and involuntary switches count the times another task (a neighbour, a softirq thread,
+/// the other end on the same core) preempted it: both are sources of run-to-run spread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+pub struct ThreadPlacement {
+    /// Cores the thread was seen on, with the number of samples on each (ascending core).
+    pub cores_seen: Vec<CoreSamples>,
+    /// Core the thread last ran on, at its end.
+    pub last_core: Option<usize>,
+    /// Voluntary context switches of the thread (it blocked: socket full or empty).
+    pub voluntary_switches: u64,
+    /// Involuntary context switches of the thread (preempted).
+    pub involuntary_switches: u64,
+}
+
+/// Samples of a thread on one core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CoreSamples {
+    /// The core.
+    pub core: usize,
+    /// Samples that found the thread on it.
+    pub samples: u32,
 }
 
 /// What one end does on a stream.

@@ -308,6 +308,7 @@ pub fn peer_side(spec: &TestSpec, peer: &PeerResults) -> (SideReport, Vec<u64>) 
             bytes: s.bytes,
             bits_per_second: rate_bps(s.bytes, s.seconds),
             cpu_core: None,
+            placement: None,
             tcp: (!udp && role == StreamRole::Send).then(|| TcpStats {
                 retransmits: s.retransmits.unwrap_or(0),
                 ..TcpStats::default()

@@ -823,6 +823,7 @@ mod tests {
             bytes: 14_000,
             bits_per_second: 0.0,
             cpu_core: None,
+            placement: None,
             tcp: None,
             udp: Some(UdpStats {
                 packets: 11,

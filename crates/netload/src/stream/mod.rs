@@ -11,15 +11,15 @@ pub mod udp;
 use std::net::{TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::clock::{self, TestClock};
 use crate::cpu::{self, CpuSample};
 use crate::report::{
-    EffectiveSettings, Interval, SideReport, StreamRole, StreamStats, TcpStats, UdpStats,
-    ZerocopyStats,
+    CoreSamples, EffectiveSettings, Interval, SideReport, StreamRole, StreamStats, TcpStats,
+    ThreadPlacement, UdpStats, ZerocopyStats,
 };
 use crate::spec::{Protocol, TestSpec};
 use crate::sys;
@@ -66,6 +66,9 @@ pub struct StreamCounters {
     /// Bytes counted only from the measured window on (UDP receivers classify by the
     /// sender's timestamp; others copy `bytes` at the origin).
     pub measured_bytes: AtomicU64,
+    /// Kernel thread id of the stream's thread (0 until it starts), so the sampler can see
+    /// which core it is on.
+    pub tid: AtomicI32,
 }
 
 /// Shared state of one side's run.
@@ -137,6 +140,8 @@ pub struct StreamOutcome {
     pub sent_measured: u64,
     /// MSG_ZEROCOPY outcome.
     pub zerocopy: Option<ZerocopyStats>,
+    /// The thread's core and context switches (voluntary, involuntary) at its end.
+    pub ended_on: Option<(Option<usize>, (u64, u64))>,
     /// Settings read back from the socket.
     pub settings: EffectiveSettings,
     /// Why the stream stopped early, if it did.
@@ -261,6 +266,14 @@ pub fn run_side(
 }
 
 fn run_stream(ctx: &StreamContext) -> StreamOutcome {
+    let tid = nix::unistd::gettid().as_raw();
+    ctx.counters.tid.store(tid, Ordering::Relaxed);
+    let mut outcome = run_stream_pinned(ctx);
+    outcome.ended_on = cpu::own_switches().map(|switches| (cpu::thread_core(tid), switches));
+    outcome
+}
+
+fn run_stream_pinned(ctx: &StreamContext) -> StreamOutcome {
     if let Some(core) = ctx.plan.core
         && let Err(e) = sys::pin_current_thread(core)
     {
@@ -301,6 +314,8 @@ struct Sampler<'a> {
     origin_packets: u64,
     origin_retrans: u64,
     intervals: Vec<Interval>,
+    /// Per stream, samples of the core its thread was on (index = core).
+    cores_seen: Vec<Vec<u32>>,
 }
 
 impl<'a> Sampler<'a> {
@@ -325,6 +340,21 @@ impl<'a> Sampler<'a> {
             origin_packets: 0,
             origin_retrans: 0,
             intervals: Vec::new(),
+            cores_seen: vec![Vec::new(); counters.len()],
+        }
+    }
+
+    /// Notes the core each stream thread is on now: one `/proc` read per stream per
+    /// interval, off the data path.
+    fn sample_cores(&mut self) {
+        for (seen, c) in self.cores_seen.iter_mut().zip(self.counters) {
+            let tid = c.tid.load(Ordering::Relaxed);
+            if let Some(core) = (tid > 0).then(|| cpu::thread_core(tid)).flatten() {
+                if seen.len() <= core {
+                    seen.resize(core + 1, 0);
+                }
+                seen[core] += 1;
+            }
         }
     }
 
@@ -415,6 +445,7 @@ impl<'a> Sampler<'a> {
         }
         self.origin_retrans = self.retrans_now();
         self.last_retrans = self.origin_retrans;
+        self.sample_cores();
     }
 
     fn close_interval(&mut self, at: Instant) -> Interval {
@@ -448,6 +479,7 @@ impl<'a> Sampler<'a> {
         self.last_missing = missing;
         self.last_retrans = retrans;
         self.intervals.push(interval.clone());
+        self.sample_cores();
         interval
     }
 
@@ -533,12 +565,26 @@ impl<'a> Sampler<'a> {
             let stream_window = outcome
                 .last_activity
                 .map_or(duration_s, |t| self.clock.seconds(t).max(0.0));
+            let placement = outcome
+                .ended_on
+                .map(|(last_core, (voluntary, involuntary))| ThreadPlacement {
+                    cores_seen: self.cores_seen[i]
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, n)| **n > 0)
+                        .map(|(core, &samples)| CoreSamples { core, samples })
+                        .collect(),
+                    last_core,
+                    voluntary_switches: voluntary,
+                    involuntary_switches: involuntary,
+                });
             streams.push(StreamStats {
                 id: *id,
                 role: *role,
                 bytes,
                 bits_per_second: rate_bps(bytes, stream_window),
                 cpu_core: plan.core,
+                placement,
                 tcp,
                 udp: outcome.udp,
                 zerocopy: outcome.zerocopy,
