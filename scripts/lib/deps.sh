@@ -7,6 +7,8 @@ declare -A NETLOAD_PACKAGES=(
   [iperf3]=iperf3
   [iptables]=iptables
   [nft]=nftables
+  # The lab empties its own namespaces' conntrack tables between repetitions.
+  [conntrack]=conntrack
   # The test command's image steps (images/build-oci.sh, images/check-image.sh) only.
   [jq]=jq
   [readelf]=binutils
@@ -14,7 +16,7 @@ declare -A NETLOAD_PACKAGES=(
   [umoci]=umoci
 )
 # What the main job needs; the test command asks for every tool above.
-NETLOAD_MAIN_TOOLS=(ip iperf3 iptables nft)
+NETLOAD_MAIN_TOOLS=(ip iperf3 iptables nft conntrack)
 
 apt_updated=0
 install_package() {

@@ -13,7 +13,9 @@
 //! - [`metrics`]: metric catalogue and extraction from netload's JSON (pure);
 //! - [`results`]: run directory, `meta.json`, `results.jsonl`, `summary.json`, resume;
 //! - [`backend`]: the `Backend` trait, the `fake` and `loopback` backends;
+//! - [`carryover`]: what a repetition starts from (`TIME_WAIT` sockets, conntrack entries);
 //! - [`runner`]: the repetition loop; cancellation (Ctrl-C) through [`backend::Cancel`];
+//! - [`scaling`]: every scale point as a ratio to the smallest of its sweep, with CIs (pure);
 //! - [`progress`]: indicatif progress bars (a [`runner::Observer`]);
 //! - [`report`]: renderers returning strings (pure), `compare`, iperf3 import;
 //! - [`lab`]: a small cluster of network namespaces on this host (datapath, services,
@@ -25,6 +27,7 @@
 //! `main.rs` parses the command line (clap), installs the signal handlers and calls these.
 
 pub mod backend;
+pub mod carryover;
 pub mod clock;
 pub mod host;
 pub mod kube;
@@ -35,6 +38,7 @@ pub mod progress;
 pub mod report;
 pub mod results;
 pub mod runner;
+pub mod scaling;
 pub mod scenario;
 pub mod stats;
 pub mod suite;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::carryover::StartState;
 use crate::metrics::{self, Metrics};
 use crate::scenario::Point;
 use crate::stats::{self, StopRule, Summary};
@@ -125,6 +126,10 @@ pub struct RepRecord {
     pub wall_s: f64,
     /// Extracted metrics.
     pub metrics: Metrics,
+    /// What the repetition started from (state earlier traffic left, and what was reset
+    /// or waited out); absent where the backend cannot observe it, and in older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<StartState>,
     /// The tool's raw JSON, untouched.
     pub raw: serde_json::Value,
 }

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::backend::{Backend, BackendError, Cancel, Readiness};
+use crate::carryover::{self, StartState};
 use crate::clock;
 use crate::metrics;
 use crate::results::{
@@ -183,6 +184,17 @@ fn run_point(
         if cancel.is_cancelled() {
             break (PointStatus::Interrupted, None);
         }
+        let start = match settle(backend, point, cancel, observer) {
+            Ok(s) => s,
+            Err(e) => {
+                break (
+                    PointStatus::Failed,
+                    Some(format!(
+                        "before repetition {next_rep}: cannot read or reset what it starts from: {e}"
+                    )),
+                );
+            }
+        };
         let rep_start = clock::now();
         let started_unix_s = clock::wall_time().as_secs_f64();
         let target = match &warm_point {
@@ -204,6 +216,7 @@ fn run_point(
                     started_unix_s,
                     wall_s: last_rep.as_secs_f64(),
                     metrics: out.metrics,
+                    start,
                     raw: out.raw,
                 };
                 if !warmup {
@@ -274,6 +287,48 @@ fn run_point(
         observer.warn(&format!("{}: {n}", point.id));
     }
     Ok(end(status, &values, note))
+}
+
+/// Asks the backend to reset what it can, then waits out client `TIME_WAIT` sockets above
+/// [`carryover::CLIENT_TIME_WAIT_LIMIT`] (left by a tool or close mode that closes from the
+/// client): a repetition starting with a crowded port range measures the port allocator.
+/// Bounded by the sockets' fixed lifetime; Ctrl-C ends the wait.
+fn settle(
+    backend: &mut dyn Backend,
+    point: &Point,
+    cancel: &Cancel,
+    observer: &mut dyn Observer,
+) -> Result<Option<StartState>, BackendError> {
+    let mut state = backend.start_state(point)?;
+    let crowded = |s: &Option<StartState>| {
+        s.as_ref()
+            .and_then(|s| s.client_time_wait)
+            .filter(|&n| n > carryover::CLIENT_TIME_WAIT_LIMIT)
+    };
+    let Some(first) = crowded(&state) else {
+        return Ok(state);
+    };
+    observer.warn(&format!(
+        "{}: {first} TIME_WAIT sockets on the client; waiting up to {} s for them to expire",
+        point.id,
+        carryover::TIME_WAIT_EXPIRY_S
+    ));
+    let waited_from = clock::now();
+    let limit = std::time::Duration::from_secs(carryover::TIME_WAIT_EXPIRY_S);
+    while crowded(&state).is_some()
+        && clock::now().duration_since(waited_from) < limit
+        && !cancel.is_cancelled()
+    {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        state = backend.start_state(point)?;
+    }
+    if let Some(s) = state.as_mut() {
+        s.reset.push(format!(
+            "waited {:.0} s for {first} client TIME_WAIT sockets to expire",
+            clock::now().duration_since(waited_from).as_secs_f64()
+        ));
+    }
+    Ok(state)
 }
 
 /// How far a point that stopped without converging got: its CI against the target.
@@ -540,6 +595,99 @@ mod tests {
                 assert!(flagged <= 1, "default noise converges: {ends:?}");
             }
         }
+    }
+
+    /// A backend whose client namespace starts crowded with `TIME_WAIT` sockets that expire
+    /// after `crowded_reads` reads of the start state.
+    struct Crowded {
+        crowded_reads: u32,
+        reads: u32,
+    }
+
+    impl Backend for Crowded {
+        fn name(&self) -> &'static str {
+            "crowded"
+        }
+        fn applicability(&self, _: &Point) -> Readiness {
+            Readiness::Ready
+        }
+        fn prepare(&mut self, _: &Point) -> Result<Readiness, BackendError> {
+            Ok(Readiness::Ready)
+        }
+        fn start_state(&mut self, _: &Point) -> Result<Option<StartState>, BackendError> {
+            self.reads += 1;
+            let time_wait = if self.reads <= self.crowded_reads {
+                carryover::CLIENT_TIME_WAIT_LIMIT + 5_000
+            } else {
+                3
+            };
+            Ok(Some(StartState {
+                client_time_wait: Some(time_wait),
+                ..StartState::default()
+            }))
+        }
+        fn run_rep(&mut self, p: &Point, _: u32, _: &Cancel) -> Result<RepOutcome, BackendError> {
+            Ok(RepOutcome {
+                metrics: [(metrics::primary(p.workload.kind()).to_string(), 1.0)].into(),
+                raw: serde_json::json!({}),
+            })
+        }
+        fn teardown(&mut self, _: &Point) -> Result<(), BackendError> {
+            Ok(())
+        }
+    }
+
+    /// Each repetition records what it started from; a crowded client port range is waited
+    /// out before the repetition, and the wait is recorded with it.
+    #[test]
+    fn repetitions_record_their_start_and_wait_out_time_wait() {
+        let points = expand(&presets::load("quick").unwrap()).unwrap();
+        let points = &points[..1];
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, mut writer) = RunDir::create(tmp.path(), &meta_for(points)).unwrap();
+        let config = RunConfig {
+            rule: StopRule {
+                min_reps: 3,
+                max_reps: 3,
+                ..StopRule::default()
+            },
+            warmup_reps: 0,
+            warmup_s: None,
+        };
+        let mut backend = Crowded {
+            crowded_reads: 1,
+            reads: 0,
+        };
+        run(
+            &mut backend,
+            points,
+            &[],
+            &mut writer,
+            &config,
+            &Cancel::default(),
+            &mut Silent,
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(tmp.path().join("results.jsonl")).unwrap();
+        let starts: Vec<StartState> = parse_records(&text)
+            .records
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Rep(r) => r.start,
+                Record::PointEnd(_) => None,
+            })
+            .collect();
+        assert_eq!(starts.len(), 3, "every repetition records its start");
+        assert!(
+            starts.iter().all(|s| s.client_time_wait == Some(3)),
+            "{starts:?}"
+        );
+        assert!(
+            starts[0].reset[0].contains("client TIME_WAIT sockets to expire"),
+            "{starts:?}"
+        );
+        assert!(starts[1].reset.is_empty() && starts[2].reset.is_empty());
+        assert_eq!(backend.reads, 4, "one extra read while waiting");
     }
 
     /// A backend that answers without the primary metric must not repeat forever.

@@ -40,6 +40,7 @@ use super::loopback::{Proc, client_outcome, finish_client, listening_in, tail};
 use super::{
     Backend, BackendError, Cancel, Readiness, RepOutcome, http_args, rr_args, stream_args,
 };
+use crate::carryover::{Sockets, StartState};
 use crate::clock;
 use crate::lab::check::ProbeOutcome;
 use crate::lab::plan::{Policy, ServicePort};
@@ -706,6 +707,44 @@ impl Backend for LabBackend {
             }
         }
         Ok(Readiness::Ready)
+    }
+
+    /// Flushes the conntrack tables of the point's lab (its own namespaces only) and counts
+    /// the `TIME_WAIT` sockets of both ends.
+    fn start_state(&mut self, _point: &Point) -> Result<Option<StartState>, BackendError> {
+        let Some(st) = &self.state else {
+            return Ok(None);
+        };
+        let time_wait = |ns: &str| -> Result<Option<u64>, BackendError> {
+            crate::lab::run_in(ns, || Sockets::read().map(|s| s.time_wait))
+                .map_err(|e| lab_err("cannot count TIME_WAIT sockets", &e))
+        };
+        let tracked = |lab: &Lab| {
+            lab.conntrack_entries()
+                .map_err(|e| lab_err("cannot read conntrack counts", &e))
+        };
+        let mut reset = Vec::new();
+        let before = tracked(&st.lab)?;
+        let full: Vec<_> = before.iter().filter(|(_, n)| *n > 0).collect();
+        if !full.is_empty() {
+            for (ns, _) in &full {
+                st.lab.flush_conntrack(ns).map_err(|e| {
+                    lab_err("cannot flush conntrack (is `conntrack` installed?)", &e)
+                })?;
+            }
+            reset.push(format!(
+                "conntrack: {} entries flushed in {} namespace(s)",
+                full.iter().map(|(_, n)| n).sum::<u64>(),
+                full.len()
+            ));
+        }
+        let after = tracked(&st.lab)?;
+        Ok(Some(StartState {
+            client_time_wait: time_wait(&st.client_ns)?,
+            server_time_wait: time_wait(&st.server_ns)?,
+            conntrack_entries: (!after.is_empty()).then(|| after.iter().map(|(_, n)| n).sum()),
+            reset,
+        }))
     }
 
     fn run_rep(

@@ -17,6 +17,7 @@ use std::time::Duration;
 use super::{
     Backend, BackendError, Cancel, Readiness, RepOutcome, rr_args, rr_server_args, stream_args,
 };
+use crate::carryover::StartState;
 use crate::clock;
 use crate::metrics;
 use crate::scenario::{PathKind, Placement, Point, Tool, Workload};
@@ -468,6 +469,19 @@ impl Backend for LoopbackBackend {
             Some(reason) => Readiness::NotApplicable(reason),
             None => Readiness::Ready,
         })
+    }
+
+    /// Both ends share the host's namespace: its `TIME_WAIT` sockets (every process's, so
+    /// also those another program left) and its conntrack count where readable. Nothing is
+    /// reset: the host is not ours.
+    fn start_state(&mut self, _point: &Point) -> Result<Option<StartState>, BackendError> {
+        let time_wait = crate::carryover::Sockets::read().map(|s| s.time_wait);
+        Ok(Some(StartState {
+            client_time_wait: time_wait,
+            server_time_wait: time_wait,
+            conntrack_entries: crate::carryover::conntrack_entries(),
+            reset: Vec::new(),
+        }))
     }
 
     fn run_rep(

@@ -580,6 +580,31 @@ impl Lab {
         exec::run_in(&self.netns(target)?, f)
     }
 
+    /// Connection-tracking entries of the namespaces that track connections (the nodes,
+    /// whose service and policy rules need conntrack, and the fabric): (namespace, count),
+    /// for namespaces with a readable count only.
+    pub fn conntrack_entries(&self) -> Result<Vec<(String, u64)>, LabError> {
+        let mut found = Vec::new();
+        let targets = (0..self.spec.nodes)
+            .map(Target::Node)
+            .chain([Target::Fabric]);
+        for target in targets {
+            let ns = self.netns(target)?;
+            if let Some(n) = exec::run_in(&ns, crate::carryover::conntrack_entries)? {
+                found.push((ns, n));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Empties the connection-tracking table of namespace `netns` (`conntrack -F`), so the
+    /// next repetition starts with the table its first one had. The entries of finished
+    /// connections (120 s in `TIME_WAIT`) would otherwise pile up by tens of thousands per
+    /// connection-per-transaction repetition, until a full table drops new SYNs.
+    pub fn flush_conntrack(&self, netns: &str) -> Result<(), LabError> {
+        exec::output_in(netns, "conntrack", &["-F"]).map(drop)
+    }
+
     /// Packets each endpoint's DNAT rule of `port` of `service` has translated on `node`
     /// (the client's node: DNAT happens where a connection enters the service datapath;
     /// only a connection's first packet is counted, conntrack handles the rest). With the

@@ -86,6 +86,8 @@ pub fn import(
             },
             nodelay: false,
             zerocopy: Zerocopy::None,
+            affinity: None,
+            window: None,
         }),
         tool: Tool::Iperf3,
         params: BTreeMap::from([("tool".to_string(), "iperf3".to_string())]),
@@ -110,6 +112,7 @@ pub fn import(
             started_unix_s: f(doc, "/start/timestamp/timesecs").unwrap_or(0.0),
             wall_s: duration + omit,
             metrics: m,
+            start: None,
             raw: doc.clone(),
         }));
     }

@@ -5,6 +5,7 @@
 //! - [`csv`]: one row per point and metric, raw repetitions included;
 //! - [`html`]: one self-contained page with inline SVG charts (plotters);
 //! - [`compare`]: side-by-side runs with Welch's t-test;
+//! - [`scaling`]: scale points as ratios to the smallest point of their sweep;
 //! - [`iperf3`]: `iperf3 -J` documents turned into a run.
 //!
 //! Every output flags points that did not converge, failed or were interrupted.
@@ -14,6 +15,7 @@ pub mod csv;
 pub mod html;
 pub mod iperf3;
 pub mod markdown;
+pub mod scaling;
 pub mod table;
 
 use crate::metrics::{self, MetricInfo};
@@ -218,6 +220,7 @@ kind = "rr-latency"
                     started_unix_s: 0.0,
                     wall_s: 2.0,
                     metrics: out.metrics,
+                    start: None,
                     raw: serde_json::json!({}),
                 }));
             }
