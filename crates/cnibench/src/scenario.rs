@@ -301,6 +301,13 @@ pub struct StreamWorkload {
     /// Zero-copy send (`--zerocopy sendfile|msg`; TCP only).
     #[serde(default)]
     pub zerocopy: Zerocopy,
+    /// Client and server core of the stream threads (`--affinity C/S`); `None` leaves
+    /// placement to the scheduler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<(u16, u16)>,
+    /// Socket buffer size (`-w`), bytes; `None` lets the kernel autotune.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Bytes>,
 }
 
 /// Request/response flavour.

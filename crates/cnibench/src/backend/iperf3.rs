@@ -30,7 +30,7 @@ fn whole_seconds(what: &str, s: f64) -> Result<u64, String> {
 /// streams, `-t` measured seconds after `-O` omitted ones, `-l` bytes per write or UDP
 /// payload, `-M` MSS, `-N` no Nagle, `-Z` zero-copy (sendfile, as netload's
 /// `--zerocopy sendfile`), `-u -b` UDP with a per-stream target rate (0 = unlimited in
-/// both), `-R` reverse, `--bidir` both directions.
+/// both), `-R` reverse, `--bidir` both directions, `-A C,S` affinity, `-w` socket buffers.
 pub fn client_args(s: &StreamWorkload, host: &str, port: u16) -> Result<Vec<String>, String> {
     let mut a: Vec<String> = vec![
         "-c".into(),
@@ -51,6 +51,12 @@ pub fn client_args(s: &StreamWorkload, host: &str, port: u16) -> Result<Vec<Stri
     }
     if let Some(l) = s.length {
         a.extend(["-l".into(), l.0.to_string()]);
+    }
+    if let Some((client, server)) = s.affinity {
+        a.extend(["-A".into(), format!("{client},{server}")]);
+    }
+    if let Some(w) = s.window {
+        a.extend(["-w".into(), w.0.to_string()]);
     }
     if s.udp {
         a.extend(["-u".into(), "-b".into(), s.rate.0.to_string()]);
@@ -281,6 +287,8 @@ mod tests {
             direction: Direction::Forward,
             nodelay: false,
             zerocopy: Zerocopy::None,
+            affinity: None,
+            window: None,
         }
     }
 

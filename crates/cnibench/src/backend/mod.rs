@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::carryover::StartState;
 use crate::metrics::Metrics;
 use crate::scenario::{Direction, HttpWorkload, Point, RrMode, RrWorkload, StreamWorkload};
 
@@ -177,6 +178,14 @@ pub trait Backend {
     /// Creates the point's environment (objects, namespaces, servers...).
     fn prepare(&mut self, point: &Point) -> Result<Readiness, BackendError>;
 
+    /// Brings the prepared point back to the state its first repetition started from, as
+    /// far as the backend can (the lab flushes the connection tracking of its own
+    /// namespaces), and reports what the next repetition starts from. `None`: the backend
+    /// cannot observe it (the fake, a cluster without access to the pods' namespaces).
+    fn start_state(&mut self, _point: &Point) -> Result<Option<StartState>, BackendError> {
+        Ok(None)
+    }
+
     /// Runs one repetition of the point's workload.
     fn run_rep(
         &mut self,
@@ -220,6 +229,12 @@ pub fn stream_args(s: &StreamWorkload, host: &str, port: u16) -> Vec<String> {
     }
     if s.zerocopy != crate::scenario::Zerocopy::None {
         a.extend(["--zerocopy".into(), s.zerocopy.as_str().into()]);
+    }
+    if let Some((client, server)) = s.affinity {
+        a.extend(["--affinity".into(), format!("{client}/{server}")]);
+    }
+    if let Some(w) = s.window {
+        a.extend(["-w".into(), w.0.to_string()]);
     }
     if s.udp {
         // netload's UDP default is 1G; always say what the suite asked for (0 = unlimited).
@@ -297,10 +312,22 @@ mod tests {
             direction: Direction::Reverse,
             nodelay: true,
             zerocopy: crate::scenario::Zerocopy::Sendfile,
+            affinity: None,
+            window: None,
         };
         assert_eq!(
             stream_args(&s, "127.0.0.1", 9201).join(" "),
             "tcp 127.0.0.1 --port 9201 -t 2 --omit 0.5 -P 4 -R -l 65536 --mss 1400 --nodelay --zerocopy sendfile --json"
+        );
+        let pinned = StreamWorkload {
+            affinity: Some((0, 1)),
+            window: Some(Bytes(4 << 20)),
+            ..s
+        };
+        assert!(
+            stream_args(&pinned, "h", 1)
+                .join(" ")
+                .ends_with("--affinity 0/1 -w 4194304 --json")
         );
     }
 

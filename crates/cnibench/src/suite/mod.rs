@@ -297,7 +297,8 @@ pub fn default_value(kind: ScenarioKind, key: Key) -> Option<Value> {
         Key::Nodelay => Value::Bool(false),
         Key::Zerocopy => Value::Zerocopy(Zerocopy::None),
         Key::Tool => Value::Tool(Tool::Netload),
-        Key::Policies | Key::Length | Key::Mss | Key::Mtu => return None,
+        Key::Affinity => Value::Affinity(None),
+        Key::Policies | Key::Length | Key::Mss | Key::Mtu | Key::Window => return None,
     })
 }
 
@@ -434,6 +435,11 @@ fn build_point(spec: &ScenarioSpec, combo: &[(Key, Value, &Origin)]) -> Result<P
                 Some(Value::Zerocopy(z)) if workload == WorkloadKind::Tcp => z,
                 _ => Zerocopy::None,
             },
+            affinity: match get(Key::Affinity) {
+                Some(Value::Affinity(a)) => a,
+                _ => None,
+            },
+            window: bytes(Key::Window),
         }),
         WorkloadKind::TcpRr | WorkloadKind::TcpCrr | WorkloadKind::UdpRr => {
             Workload::Rr(RrWorkload {

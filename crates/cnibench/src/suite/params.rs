@@ -49,6 +49,12 @@ pub enum Key {
     Nodelay,
     /// `zerocopy`: none, sendfile, msg (TCP streams).
     Zerocopy,
+    /// `affinity`: `none` (the scheduler places the stream threads) or `C/S`, client
+    /// threads on core C and server threads on core S (stream workloads).
+    Affinity,
+    /// `window`: socket buffer size (SO_SNDBUF and SO_RCVBUF) of stream sockets; unset,
+    /// the kernel autotunes them.
+    Window,
     /// `tool`: netload or iperf3 (last, so a tool sweep puts the tools of one point
     /// next to each other).
     Tool,
@@ -67,6 +73,7 @@ enum Kind {
     Seconds { min: f64, max: f64 },
     Bool,
     Zerocopy,
+    Affinity,
     Tool,
 }
 
@@ -83,7 +90,7 @@ impl Key {
     }
 
     /// Every key, in the order used for matrices and point ids.
-    pub const ALL: [Key; 21] = [
+    pub const ALL: [Key; 23] = [
         Key::Workload,
         Key::Placement,
         Key::Path,
@@ -104,6 +111,8 @@ impl Key {
         Key::Omit,
         Key::Nodelay,
         Key::Zerocopy,
+        Key::Affinity,
+        Key::Window,
         Key::Tool,
     ];
 
@@ -130,6 +139,8 @@ impl Key {
             Key::Omit => "omit",
             Key::Nodelay => "nodelay",
             Key::Zerocopy => "zerocopy",
+            Key::Affinity => "affinity",
+            Key::Window => "window",
             Key::Tool => "tool",
         }
     }
@@ -189,6 +200,11 @@ impl Key {
             },
             Key::Nodelay => Kind::Bool,
             Key::Zerocopy => Kind::Zerocopy,
+            Key::Affinity => Kind::Affinity,
+            Key::Window => Kind::Bytes {
+                min: 4 << 10,
+                max: 1 << 30,
+            },
             Key::Tool => Kind::Tool,
         }
     }
@@ -210,6 +226,9 @@ impl Key {
             }
             Kind::Bool => "true, false".into(),
             Kind::Zerocopy => "none, sendfile, msg".into(),
+            Kind::Affinity => {
+                "none, or CLIENT_CORE/SERVER_CORE such as 0/1 (cores from 0 to 1023)".into()
+            }
             Kind::Tool => Tool::ALL.map(Tool::as_str).join(", "),
         }
     }
@@ -231,7 +250,9 @@ impl Key {
             | Key::Rate
             | Key::RrSize
             | Key::Nodelay
-            | Key::Zerocopy => kind != S::HttpReplicas,
+            | Key::Zerocopy
+            | Key::Affinity
+            | Key::Window => kind != S::HttpReplicas,
         }
     }
 
@@ -239,7 +260,12 @@ impl Key {
     /// points of that workload, so sweeping them does not duplicate points).
     pub fn relevant_for(self, workload: WorkloadKind) -> bool {
         match self {
-            Key::Streams | Key::Direction | Key::Length | Key::Omit => workload.is_stream(),
+            Key::Streams
+            | Key::Direction
+            | Key::Length
+            | Key::Omit
+            | Key::Affinity
+            | Key::Window => workload.is_stream(),
             // netload paces UDP only; TCP streams run as fast as the path allows.
             Key::Rate => workload == WorkloadKind::Udp,
             Key::Mss | Key::Nodelay | Key::Zerocopy => workload == WorkloadKind::Tcp,
@@ -289,6 +315,8 @@ pub enum Value {
     Bool(bool),
     /// A zero-copy mode.
     Zerocopy(Zerocopy),
+    /// Client and server core of the stream threads; `None`: not pinned.
+    Affinity(Option<(u16, u16)>),
     /// A traffic generator.
     Tool(Tool),
 }
@@ -306,6 +334,8 @@ impl fmt::Display for Value {
             Value::Seconds(s) => write!(f, "{s}s"),
             Value::Bool(b) => write!(f, "{b}"),
             Value::Zerocopy(z) => f.write_str(z.as_str()),
+            Value::Affinity(None) => f.write_str("none"),
+            Value::Affinity(Some((c, s))) => write!(f, "{c}/{s}"),
             Value::Tool(t) => f.write_str(t.as_str()),
         }
     }
@@ -400,6 +430,22 @@ pub fn parse_value(key: Key, raw: Raw<'_>) -> Result<Value, String> {
             "sendfile" => Ok(Value::Zerocopy(Zerocopy::Sendfile)),
             "msg" => Ok(Value::Zerocopy(Zerocopy::Msg)),
             s => Err(format!("unknown zero-copy mode `{s}`")),
+        },
+        Kind::Affinity => match expect_str(raw)? {
+            "none" => Ok(Value::Affinity(None)),
+            s => {
+                let core = |c: &str| {
+                    c.trim()
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|&n| n < 1024)
+                        .ok_or_else(|| format!("`{c}` is not a core number in `{s}`"))
+                };
+                let (c, srv) = s
+                    .split_once('/')
+                    .ok_or_else(|| format!("`{s}` is not `none` or CLIENT/SERVER cores"))?;
+                Ok(Value::Affinity(Some((core(c)?, core(srv)?))))
+            }
         },
         Kind::Tool => {
             let s = expect_str(raw)?;
