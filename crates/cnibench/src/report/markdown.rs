@@ -56,6 +56,15 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
     let body: Vec<Vec<String>> = rows(run).iter().map(cells).collect();
     out.push_str("## Results\n\n");
     out.push_str(&table(&HEADER, &body));
+    if let Some(scale) = super::scaling::rows(run) {
+        let _ = writeln!(
+            out,
+            "\n## Scale ({})\n\n{}\n",
+            super::scaling::modes(meta),
+            super::scaling::LEGEND
+        );
+        out.push_str(&table(&super::scaling::HEADER, &scale));
+    }
     let _ = writeln!(out, "\n{}", run.verdict());
     for (title, points) in [
         (

@@ -123,6 +123,15 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
     let body: Vec<Vec<String>> = rows(run).iter().map(cells).collect();
     let mut out = format!("{}\n\n", super::header(meta));
     out.push_str(&align(&HEADER, &body));
+    if let Some(scale) = super::scaling::rows(run) {
+        let _ = writeln!(
+            out,
+            "\nscale ({}): {}\n",
+            super::scaling::modes(meta),
+            super::scaling::LEGEND
+        );
+        out.push_str(&align(&super::scaling::HEADER, &scale));
+    }
     out.push_str(&footer(run));
     out
 }
