@@ -6,7 +6,7 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use netload::netns::{ADDR_A, VethPair};
 use nix::sys::signal::{Signal, kill};
@@ -104,14 +104,14 @@ fn stops_after(brk: Break, args: &[&str], ports: &[u16], connect: bool) {
             ports.iter().all(|&p| listens(pid, p))
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = netload::clock::now() + Duration::from_secs(10);
     while !ready(pid) {
         assert!(
             child.0.try_wait().unwrap().is_none(),
             "netload {args:?} exited before it was ready"
         );
         assert!(
-            Instant::now() < deadline,
+            netload::clock::now() < deadline,
             "netload {args:?} not ready in 10 s"
         );
         std::thread::sleep(Duration::from_millis(10));
@@ -141,14 +141,14 @@ fn stops_after(brk: Break, args: &[&str], ports: &[u16], connect: bool) {
         ]),
         Break::Link => ip(&["-n", &pair.a, "link", "del", "veth0"]),
     }
-    let start = Instant::now();
+    let start = netload::clock::now();
     kill(Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
     let status = loop {
         if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
         assert!(
-            start.elapsed() < STOP_BOUND,
+            netload::clock::now() - start < STOP_BOUND,
             "netload {args:?} still running {STOP_BOUND:?} after SIGTERM ({brk:?} deleted)"
         );
         std::thread::sleep(Duration::from_millis(10));

@@ -2,6 +2,7 @@
 //! a service point, a policy point with its deny probe, `--proxy ipvs`, and kill -9 followed
 //! by `cnibench clean RUN_ID`. Names carry `netns_` so nextest runs them one at a time.
 
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -317,8 +318,10 @@ fn netns_lab_kill_9_mid_repetition_then_clean_leaves_no_process() {
                 &label,
                 "--netload",
                 nl.to_str().unwrap(),
+                // Far longer than the bound below: a server and client that outlived
+                // cnibench would still be measuring when it is checked.
                 "--set",
-                "duration=5s",
+                "duration=30s",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -394,7 +397,6 @@ fn netns_lab_kill_9_mid_repetition_then_clean_leaves_no_process() {
         "{r:?}"
     );
     assert!(r.stdout.contains("removed"), "{r:?}");
-    use std::os::unix::process::ExitStatusExt as _;
     let idle_status = idle.0.wait().unwrap();
     assert!(
         idle_status.success(),
