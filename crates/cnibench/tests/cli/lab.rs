@@ -287,12 +287,12 @@ fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
-/// kill -9 of cnibench while a repetition's server and client run: they die with it (the
-/// parent-death signal), and `clean RUN_ID` ends what was started in the run's namespaces
+/// kill -9 of cnibench while an HTTP point's replicas serve: every process of the run dies
+/// with it (the parent-death signal), and `clean RUN_ID` ends what was started in the run's namespaces
 /// afterwards (a `netload idle` that stops on SIGTERM, a process that ignores SIGTERM and
 /// needs SIGKILL) before removing them. No process of the run remains.
 #[test]
-fn netns_lab_kill_9_mid_repetition_then_clean_leaves_no_process() {
+fn netns_lab_kill_9_mid_run_then_clean_leaves_no_process() {
     if !root() {
         return;
     }
@@ -310,18 +310,20 @@ fn netns_lab_kill_9_mid_repetition_then_clean_leaves_no_process() {
                 "lab",
                 "--suite",
                 "quick",
+                // HTTP replicas serve until their point ends, and nothing they do ends
+                // them when cnibench goes (a repetition's client and `--once` server end
+                // each other once the client's output pipe breaks): only the death
+                // signal can.
                 "--only",
-                "pod-to-pod",
+                "http-replicas",
+                "--set",
+                "replicas=2",
                 "--out",
                 "killed",
                 "--label",
                 &label,
                 "--netload",
                 nl.to_str().unwrap(),
-                // Far longer than the bound below: a server and client that outlived
-                // cnibench would still be measuring when it is checked.
-                "--set",
-                "duration=30s",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -336,12 +338,14 @@ fn netns_lab_kill_9_mid_repetition_then_clean_leaves_no_process() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
     let run_id = meta["run_id"].as_str().unwrap().to_string();
     guard.0 = Some(run_id.clone());
-    // Mid-repetition: the server and the client of a repetition run.
-    wait_for(
-        "a repetition's server and client run",
-        Duration::from_secs(60),
-        || run_processes(&run_id).len() >= 2,
-    );
+    // Mid-run: both replicas serve.
+    wait_for("both replicas run", Duration::from_secs(60), || {
+        run_processes(&run_id)
+            .iter()
+            .filter(|(_, c)| c.contains("--replica"))
+            .count()
+            == 2
+    });
     let seen = run_processes(&run_id);
     assert!(
         seen.iter().all(|(_, c)| c.contains("netload")),
