@@ -22,12 +22,14 @@
 //!   policies, self-checks, clean-up);
 //! - [`kube`]: Kubernetes objects, rendering and the cluster backend's operations;
 //! - [`host`]: host facts for `meta.json`;
+//! - [`child`]: started processes die with cnibench; ending what a killed run left;
 //! - [`clock`]: the one owner of time.
 //!
 //! `main.rs` parses the command line (clap), installs the signal handlers and calls these.
 
 pub mod backend;
 pub mod carryover;
+pub mod child;
 pub mod clock;
 pub mod host;
 pub mod kube;

@@ -45,7 +45,8 @@ enum Command {
     /// Turn `iperf3 -J` results (one file per repetition) into a run directory.
     #[command(name = "import-iperf3")]
     ImportIperf3(ImportArgs),
-    /// Remove what runs left behind: lab namespaces (links, rules, sets with them), or with
+    /// Remove what runs left behind: the processes still running in lab namespaces (TERM,
+    /// then KILL after 2 s), then the namespaces (links, rules, sets with them), or with
     /// `--backend kube` the cluster namespaces labelled by cnibench.
     Clean(CleanArgs),
     /// Write the Kubernetes objects the kube backend applies, as YAML (one file per point).
@@ -487,7 +488,22 @@ fn backend(
 fn cmd_clean(a: &CleanArgs) -> Result<()> {
     let run_id = if a.all { None } else { a.run_id.as_deref() };
     let removed = match a.backend {
-        CleanBackend::Lab => cnibench::backend::lab::clean(run_id)?,
+        CleanBackend::Lab => {
+            let cleaned = cnibench::backend::lab::clean(run_id)?;
+            for e in &cleaned.ended {
+                println!(
+                    "ended process {} ({}{})",
+                    e.pid,
+                    e.command,
+                    if e.killed {
+                        "; SIGKILL, it outlived SIGTERM"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            cleaned.namespaces
+        }
         CleanBackend::Kube => {
             let rt = cnibench::kube::backend::runtime()?;
             rt.block_on(async {

@@ -651,7 +651,9 @@ fn netns_lab_kill9_then_clean() {
     let _ = child.wait();
     // Whatever happened, clean up before asserting.
     let left = lab::list_namespaces(&CleanScope::Run(run.clone()));
-    let removed = lab::clean(&CleanScope::Run(run.clone())).unwrap();
+    let removed = lab::clean(&CleanScope::Run(run.clone()))
+        .unwrap()
+        .namespaces;
     assert!(ready.is_ok(), "child never built its lab");
     assert_eq!(
         left.len(),
@@ -661,7 +663,10 @@ fn netns_lab_kill9_then_clean() {
     assert_eq!(removed, left);
     assert_gone(&run);
     // Cleaning again finds nothing.
-    assert!(lab::clean(&CleanScope::Run(run)).unwrap().is_empty());
+    assert_eq!(
+        lab::clean(&CleanScope::Run(run)).unwrap(),
+        lab::Cleaned::default()
+    );
 }
 
 /// UDP through a `ClusterIP`: datagrams to the service address reach the endpoint, the

@@ -461,13 +461,10 @@ impl RrServer {
     }
 
     fn stop_and_join(&mut self) {
+        // Every thread polls this flag at least once a tick. Nothing is woken over the
+        // network: the bound address may be gone (a deleted veth), and then a connect to
+        // it never reaches the accept it was meant to wake.
         self.stop.store(true, Ordering::SeqCst);
-        // Wakes the blocking accept.
-        let mut wake = self.addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        }
-        let _ = TcpStream::connect_timeout(&wake, TICK);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -485,9 +482,14 @@ fn accept_loop(listener: &TcpListener, config: &Arc<RrServerConfig>, stop: &Arc<
     let mut next_core = 0usize;
     let mut conns: Vec<JoinHandle<()>> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
-        let Ok((stream, _)) = listener.accept() else {
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
+        // Polled, so the stop flag is seen within 100 ms whatever became of the address.
+        let (stream, _) = match crate::server::poll_accept(listener, "netload rr-server") {
+            Ok(Some(c)) => c,
+            Ok(None) => continue,
+            Err(e) => {
+                eprintln!("netload rr-server: the listening socket failed: {e}");
+                break;
+            }
         };
         if stop.load(Ordering::SeqCst) {
             break;

@@ -143,7 +143,7 @@ pub fn locate(explicit: Option<&Path>) -> Result<(PathBuf, String), BackendError
                 detail: "not on PATH; install it (`apt-get install iperf3`, as scripts/deps.sh does) or pass --iperf3 PATH".into(),
             })?,
     };
-    let mut p = Proc::spawn_tool(&[], "iperf3", &path, &["--version".into()], true)?;
+    let mut p = Proc::spawn_tool(&[], None, "iperf3", &path, &["--version".into()], true)?;
     let status = p.wait(Duration::from_secs(10), &Cancel::default())?;
     let (out, err) = p.output();
     let version = match out.lines().next() {
@@ -197,6 +197,8 @@ pub(crate) struct Ends<'a> {
     pub host: &'a str,
     /// Server port.
     pub port: u16,
+    /// The cnibench run id, put into both processes' environment.
+    pub run_id: Option<&'a str>,
 }
 
 /// One repetition: `iperf3 -s -1` at the server end, ready when `listening(pid)` says so,
@@ -215,6 +217,7 @@ pub(crate) fn run_rep(
         })?;
     let mut server = Proc::spawn_tool(
         ends.server_prefix,
+        ends.run_id,
         "iperf3 server",
         ends.binary,
         &server_args(ends.bind, ends.port),
@@ -223,6 +226,7 @@ pub(crate) fn run_rep(
     server.wait_ready(ends.port, cancel, listening)?;
     let mut client = Proc::spawn_tool(
         ends.client_prefix,
+        ends.run_id,
         "iperf3 client",
         ends.binary,
         &client_args,

@@ -97,8 +97,9 @@ pub fn lab_run_id(run_id: &str) -> String {
     format!("c{:012x}", h >> 16)
 }
 
-/// Removes what a run left (`None`: every lab's leftovers); returns the namespaces removed.
-pub fn clean(run_id: Option<&str>) -> Result<Vec<String>, LabError> {
+/// Ends the processes and removes the namespaces a run left (`None`: every lab's
+/// leftovers); returns what it ended and removed.
+pub fn clean(run_id: Option<&str>) -> Result<lab::Cleaned, LabError> {
     lab::clean(&match run_id {
         Some(id) => lab::CleanScope::Run(lab_run_id(id)),
         None => lab::CleanScope::All,
@@ -170,6 +171,8 @@ pub struct LabBackend {
     iperf3: Option<(PathBuf, String)>,
     opts: LabOptions,
     lab_id: String,
+    /// The cnibench run id, in every started process's environment.
+    run_id: String,
     state: Option<Prepared>,
 }
 
@@ -204,7 +207,7 @@ impl LabBackend {
                 other => other.to_string(),
             },
         })?;
-        let mut p = Proc::spawn_in(&[], &netload, &["--version".into()], true)?;
+        let mut p = Proc::spawn_in(&[], None, &netload, &["--version".into()], true)?;
         let status = p.wait(Duration::from_secs(10), &Cancel::default())?;
         let (out, err) = p.output();
         let version = if status.success() && !out.trim().is_empty() {
@@ -218,6 +221,7 @@ impl LabBackend {
             iperf3: None,
             opts,
             lab_id: lab_run_id(run_id),
+            run_id: run_id.to_string(),
             state: None,
         })
     }
@@ -253,7 +257,13 @@ impl LabBackend {
     }
 
     fn spawn(&self, netns: &str, args: &[String], capture: bool) -> Result<Proc, BackendError> {
-        Proc::spawn_in(&Self::prefix(netns), &self.netload, args, capture)
+        Proc::spawn_in(
+            &Self::prefix(netns),
+            Some(&self.run_id),
+            &self.netload,
+            args,
+            capture,
+        )
     }
 
     /// Builds the point's lab and runs the self-checks; `Ok(Err(reason))` when a check
@@ -701,7 +711,13 @@ impl Backend for LabBackend {
                     "--replica".into(),
                     pod.clone(),
                 ];
-                let mut p = Proc::spawn_in(&Self::prefix(&ns), &self.netload, &args, false)?;
+                let mut p = Proc::spawn_in(
+                    &Self::prefix(&ns),
+                    Some(&self.run_id),
+                    &self.netload,
+                    &args,
+                    false,
+                )?;
                 Self::wait_listening(&mut p, HTTP_PORT, &Cancel::default())?;
                 prepared.servers.push(p);
             }
@@ -770,6 +786,7 @@ impl Backend for LabBackend {
                 bind: &bind,
                 host: &host,
                 port: SERVER_PORT,
+                run_id: Some(&self.run_id),
             };
             let RepOutcome { metrics, mut raw } =
                 super::iperf3::run_rep(&ends, s, point, cancel, |pid| {

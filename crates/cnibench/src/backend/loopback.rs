@@ -179,25 +179,29 @@ fn collect(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
 
 impl Proc {
     fn spawn(netload: &Path, args: &[String], capture_stdout: bool) -> Result<Proc, BackendError> {
-        Proc::spawn_in(&[], netload, args, capture_stdout)
+        Proc::spawn_in(&[], None, netload, args, capture_stdout)
     }
 
     /// Starts `netload ARGS` behind a command `prefix` (e.g. `ip netns exec NS`, which
     /// enters the namespace and execs netload, so the child's pid is netload's); an empty
-    /// prefix runs netload directly.
+    /// prefix runs netload directly. `run_id` goes into its environment as
+    /// [`crate::child::RUN_ID_ENV`].
     pub(crate) fn spawn_in(
         prefix: &[String],
+        run_id: Option<&str>,
         netload: &Path,
         args: &[String],
         capture_stdout: bool,
     ) -> Result<Proc, BackendError> {
         let name = format!("netload {}", args.first().map_or("", String::as_str));
-        Proc::spawn_tool(prefix, &name, netload, args, capture_stdout)
+        Proc::spawn_tool(prefix, run_id, &name, netload, args, capture_stdout)
     }
 
-    /// Starts `binary ARGS` behind a command `prefix`, named `name` in errors.
+    /// Starts `binary ARGS` behind a command `prefix`, named `name` in errors, with `run_id`
+    /// in its environment. It dies with cnibench ([`crate::child::die_with_parent`]).
     pub(crate) fn spawn_tool(
         prefix: &[String],
+        run_id: Option<&str>,
         name: &str,
         binary: &Path,
         args: &[String],
@@ -212,7 +216,10 @@ impl Proc {
             }
             None => Command::new(binary),
         };
-        let mut child = command
+        if let Some(id) = run_id {
+            command.env(crate::child::RUN_ID_ENV, id);
+        }
+        let mut child = crate::child::die_with_parent(&mut command)
             .args(args)
             .stdin(Stdio::null())
             .stdout(if capture_stdout {
@@ -501,6 +508,7 @@ impl Backend for LoopbackBackend {
                 bind: host,
                 host,
                 port,
+                run_id: None,
             };
             return super::iperf3::run_rep(&ends, s, point, cancel, |_| {
                 listening(port).unwrap_or(false)

@@ -17,14 +17,15 @@ pub const NETNS_DIR: &str = "/run/netns";
 const MAX_PARALLEL: usize = 8;
 
 /// Runs `program args` with `input` on stdin; returns stdout. Errors name the command,
-/// its status, the failing batch line when the tool reports one, and stderr.
+/// its status, the failing batch line when the tool reports one, and stderr. The tool dies
+/// with cnibench ([`crate::child::die_with_parent`]).
 pub fn run_tool(
     program: &str,
     args: &[&str],
     input: Option<&str>,
     shown: &str,
 ) -> Result<String, LabError> {
-    let mut child = Command::new(program)
+    let mut child = crate::child::die_with_parent(&mut Command::new(program))
         .args(args)
         .stdin(if input.is_some() {
             Stdio::piped()
@@ -165,6 +166,20 @@ pub fn output_in(netns: &str, program: &str, args: &[&str]) -> Result<String, La
     full.extend_from_slice(args);
     let shown = format!("ip {}", full.join(" "));
     run_tool("ip", &full, None, &shown)
+}
+
+/// Ids of the processes whose network namespace is `netns` (`ip netns pids`).
+pub fn pids_in(netns: &str) -> Result<Vec<i32>, LabError> {
+    let out = run_tool(
+        "ip",
+        &["netns", "pids", netns],
+        None,
+        &format!("ip netns pids {netns}"),
+    )?;
+    Ok(out
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect())
 }
 
 /// A closure running on a thread inside a network namespace.

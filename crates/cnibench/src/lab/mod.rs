@@ -244,13 +244,34 @@ pub fn select_namespaces(
     names
 }
 
-/// Removes every namespace of `scope` (and with it every link, route, rule and set in
-/// it); returns the names removed. For runs that were killed: a live [`Lab`] cleans itself.
-pub fn clean(scope: &CleanScope) -> Result<Vec<String>, LabError> {
+/// How long [`clean`] gives the processes in a namespace to exit on SIGTERM before it
+/// sends SIGKILL: netload's servers stop within 1.5 s (the grace of open HTTP responses).
+pub const CLEAN_GRACE: Duration = Duration::from_secs(2);
+
+/// What [`clean`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cleaned {
+    /// Namespaces removed, in teardown order.
+    pub namespaces: Vec<String>,
+    /// Processes that were still running inside them, ended first.
+    pub ended: Vec<crate::child::Ended>,
+}
+
+/// Ends the processes still running in the namespaces of `scope` (SIGTERM, up to
+/// [`CLEAN_GRACE`], SIGKILL), then removes the namespaces (and with them every link, route,
+/// rule and set in them). For runs that were killed: a live [`Lab`] cleans itself.
+pub fn clean(scope: &CleanScope) -> Result<Cleaned, LabError> {
     if let CleanScope::Run(id) = scope {
         spec::validate_run_id(id)?;
     }
     let found = list_namespaces(scope);
+    // `ip netns del` only unmounts the name: a process inside keeps the namespace alive,
+    // unnamed, out of reach of any later clean, so the processes go first.
+    let mut pids = Vec::new();
+    for ns in &found {
+        pids.extend(exec::pids_in(ns)?);
+    }
+    let ended = crate::child::end(&pids, CLEAN_GRACE);
     exec::run_plan(&plan::delete_namespaces(&found))?;
     let left = list_namespaces(scope);
     if let Some(first) = left.first() {
@@ -261,7 +282,10 @@ pub fn clean(scope: &CleanScope) -> Result<Vec<String>, LabError> {
             stderr: format!("{} namespaces could not be removed", left.len()),
         });
     }
-    Ok(found)
+    Ok(Cleaned {
+        namespaces: found,
+        ended,
+    })
 }
 
 /// A running lab. Dropping it deletes every namespace it created.

@@ -2,6 +2,7 @@
 //! a service point, a policy point with its deny probe, `--proxy ipvs`, and kill -9 followed
 //! by `cnibench clean RUN_ID`. Names carry `netns_` so nextest runs them one at a time.
 
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -226,6 +227,189 @@ fn netns_lab_kill_9_then_clean_leaves_nothing() {
     let r = run(tmp.path(), &["clean", run_id]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("removed"), "{r:?}");
+    assert!(leftovers(&dir).is_empty(), "{r:?}");
+}
+
+/// Pids of the processes of cnibench run `run_id`: the run id in their environment (as
+/// `CNIBENCH_RUN_ID`) or in their arguments. Zombies have neither, and run no more.
+fn run_processes(run_id: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let env = format!("CNIBENCH_RUN_ID={run_id}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let read = |f: &str| std::fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default();
+        let environ = read("environ");
+        let cmdline = String::from_utf8_lossy(&read("cmdline")).replace('\0', " ");
+        if environ.split(|&b| b == 0).any(|v| v == env.as_bytes()) || cmdline.contains(run_id) {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+/// Kills and reaps a child on drop, so a failing assertion leaves no process behind.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Cleans the run's lab (processes and namespaces) on drop, also when an assertion fails.
+struct CleanOnDrop(Option<String>);
+
+impl Drop for CleanOnDrop {
+    fn drop(&mut self) {
+        if let Some(id) = &self.0 {
+            let _ = cnibench::backend::lab::clean(Some(id));
+        }
+    }
+}
+
+/// Waits (bounded) for `ready`, failing with `what`.
+fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = cnibench::clock::now() + limit;
+    while !ready() {
+        assert!(cnibench::clock::now() < deadline, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// kill -9 of cnibench while an HTTP point's replicas serve: every process of the run dies
+/// with it (the parent-death signal), and `clean RUN_ID` ends what was started in the run's namespaces
+/// afterwards (a `netload idle` that stops on SIGTERM, a process that ignores SIGTERM and
+/// needs SIGKILL) before removing them. No process of the run remains.
+#[test]
+fn netns_lab_kill_9_mid_run_then_clean_leaves_no_process() {
+    if !root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let nl = netload();
+    // A label of this process: the run id is unique among concurrent runs on the host.
+    let label = format!("k9procs{}", std::process::id());
+    let mut guard = CleanOnDrop(None);
+    let mut cnb = Reaped(
+        cnibench()
+            .current_dir(tmp.path())
+            .args([
+                "run",
+                "--backend",
+                "lab",
+                "--suite",
+                "quick",
+                // HTTP replicas serve until their point ends, and nothing they do ends
+                // them when cnibench goes (a repetition's client and `--once` server end
+                // each other once the client's output pipe breaks): only the death
+                // signal can.
+                "--only",
+                "http-replicas",
+                "--set",
+                "replicas=2",
+                "--out",
+                "killed",
+                "--label",
+                &label,
+                "--netload",
+                nl.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let dir = tmp.path().join("killed");
+    wait_for("meta.json", Duration::from_secs(20), || {
+        dir.join("meta.json").is_file()
+    });
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+    let run_id = meta["run_id"].as_str().unwrap().to_string();
+    guard.0 = Some(run_id.clone());
+    // Mid-run: both replicas serve.
+    wait_for("both replicas run", Duration::from_secs(60), || {
+        run_processes(&run_id)
+            .iter()
+            .filter(|(_, c)| c.contains("--replica"))
+            .count()
+            == 2
+    });
+    let seen = run_processes(&run_id);
+    assert!(
+        seen.iter().all(|(_, c)| c.contains("netload")),
+        "only netload carries the run id: {seen:?}"
+    );
+    cnb.0.kill().unwrap();
+    cnb.0.wait().unwrap();
+    wait_for(
+        "the run's processes die with cnibench",
+        Duration::from_secs(5),
+        || run_processes(&run_id).is_empty(),
+    );
+    let namespaces = leftovers(&dir);
+    assert!(!namespaces.is_empty(), "kill -9 leaves the lab behind");
+    // Processes that outlived their parent anyway: started by hand in a namespace of the
+    // run, one that stops on SIGTERM and one that ignores it.
+    let stray = |program: &[&str]| {
+        Reaped(
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &namespaces[0]])
+                .args(program)
+                .env("CNIBENCH_RUN_ID", &run_id)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut idle = stray(&[nl.to_str().unwrap(), "idle"]);
+    let mut deaf = stray(&["sh", "-c", "trap '' TERM; exec sleep 60"]);
+    let (idle_pid, deaf_pid) = (idle.0.id(), deaf.0.id());
+    wait_for("idle waits for its signal", Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{idle_pid}/wchan"))
+            .is_ok_and(|w| w.contains("sigtimedwait"))
+    });
+    // Once the shell has exec'd sleep, TERM is ignored (SIG_IGN survives exec).
+    wait_for("the shell execs sleep", Duration::from_secs(5), || {
+        std::fs::read(format!("/proc/{deaf_pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep"))
+    });
+    assert_eq!(run_processes(&run_id).len(), 2);
+
+    let r = run(tmp.path(), &["clean", &run_id]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains(&format!("ended process {idle_pid} (")),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("ended process {deaf_pid} (sleep 60; SIGKILL"))),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("removed"), "{r:?}");
+    let idle_status = idle.0.wait().unwrap();
+    assert!(
+        idle_status.success(),
+        "idle ended by TERM, exit 0: {idle_status:?}"
+    );
+    let deaf_status = deaf.0.wait().unwrap();
+    assert_eq!(deaf_status.signal(), Some(9), "{deaf_status:?}");
+    let left = run_processes(&run_id);
+    assert!(left.is_empty(), "{left:?}");
     assert!(leftovers(&dir).is_empty(), "{r:?}");
 }
 
