@@ -434,6 +434,9 @@ impl RunSummary {
     }
 }
 
+/// One metric's measured values and their recorded repetition numbers.
+type Series = (Vec<f64>, Vec<u32>);
+
 /// Summarizes records against the run's points (pure).
 pub fn summarize(meta: &Meta, records: &[Record], warnings: &[String]) -> RunSummary {
     let mut points: Vec<PointSummary> = meta
@@ -456,7 +459,6 @@ pub fn summarize(meta: &Meta, records: &[Record], warnings: &[String]) -> RunSum
         .map(|(i, p)| (p.id.as_str(), i))
         .collect();
     // Per point and metric: the measured values and their recorded repetition numbers.
-    type Series = (Vec<f64>, Vec<u32>);
     let mut values: Vec<BTreeMap<String, Series>> = vec![BTreeMap::new(); points.len()];
     let mut unknown = Vec::new();
     for rec in records {
