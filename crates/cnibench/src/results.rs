@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::carryover::StartState;
 use crate::metrics::{self, Metrics};
 use crate::scenario::Point;
+use crate::stationarity::{self, Instability};
 use crate::stats::{self, StopRule, Summary};
 
 /// Version of the run-directory format; a run written by another version is refused with
@@ -276,6 +277,31 @@ pub struct MetricSummary {
     pub stats: Summary,
     /// Every measured repetition's value, in order.
     pub raw: Vec<f64>,
+    /// The values are not stationary (level shift, trend or two modes): `stats` averages
+    /// regimes and must not be quoted alone. Absent when stationary or not assessed, and
+    /// in summaries written before the check existed (it is recomputed from `raw` whenever
+    /// a run is summarized again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unstable: Option<Instability>,
+}
+
+impl MetricSummary {
+    /// Statistics of `raw` with its stationarity verdict; `reps` are the recorded
+    /// repetition numbers of the values (for [`Instability::rep`]), `unit` the metric's.
+    /// `None` for no values.
+    pub fn new(raw: Vec<f64>, reps: &[u32], unit: &str) -> Option<MetricSummary> {
+        let stats = stats::summarize(&raw)?;
+        let unstable = stationarity::detect(&raw).map(|mut i| {
+            i.rep = i.index.and_then(|k| reps.get(k).copied());
+            i.reason = i.describe(unit);
+            i
+        });
+        Some(MetricSummary {
+            stats,
+            raw,
+            unstable,
+        })
+    }
 }
 
 /// What a run measured at one point.
@@ -304,13 +330,39 @@ impl PointSummary {
         self.metrics.get(&self.primary)
     }
 
-    /// Whether a reader must look at this point: it did not converge, failed, was
-    /// interrupted or never ended. Not-applicable points are expected, not alarming.
+    /// The primary metric's stationarity verdict: `Some` when its repetitions show a level
+    /// shift, a trend or two modes, so its mean averages regimes (see
+    /// [`crate::stationarity`]). Levels, the repetition and the reason are in it.
+    pub fn instability(&self) -> Option<&Instability> {
+        self.primary_summary()?.unstable.as_ref()
+    }
+
+    /// Whether the primary metric is not stationary.
+    pub fn is_unstable(&self) -> bool {
+        self.instability().is_some()
+    }
+
+    /// Why the point is unstable, naming the metric: `TTFB p50: level shift at repetition
+    /// 10 of 12: 0.246 ms -> 3.36 ms (x13.7)`.
+    pub fn unstable_reason(&self) -> Option<String> {
+        self.instability()
+            .map(|i| format!("{}: {}", metrics::info(&self.primary).label, i.reason))
+    }
+
+    /// The point's CI target was met on a stationary series. An unstable point recorded
+    /// as converged (runs written before the check) does not count.
+    pub fn converged(&self) -> bool {
+        self.status == Some(PointStatus::Converged) && !self.is_unstable()
+    }
+
+    /// Whether a reader must look at this point: it did not converge, is unstable, failed,
+    /// was interrupted or never ended. Not-applicable points are expected, not alarming.
     pub fn needs_attention(&self) -> bool {
-        !matches!(
-            self.status,
-            Some(PointStatus::Converged | PointStatus::NotApplicable)
-        )
+        self.is_unstable()
+            || !matches!(
+                self.status,
+                Some(PointStatus::Converged | PointStatus::NotApplicable)
+            )
     }
 
     /// Whether the backend declined the point.
@@ -318,9 +370,14 @@ impl PointSummary {
         self.status == Some(PointStatus::NotApplicable)
     }
 
-    /// A flag for every output: empty when the point converged.
+    /// A flag for every output: empty when the point converged. `UNSTABLE` wins over "not
+    /// converged" (it says why), not over a failure or an interruption.
     pub fn flag(&self) -> &'static str {
         match self.status {
+            Some(
+                s @ (PointStatus::Failed | PointStatus::Interrupted | PointStatus::NotApplicable),
+            ) => s.as_str(),
+            _ if self.is_unstable() => UNSTABLE,
             Some(s) => match s {
                 PointStatus::Converged => "",
                 other => other.as_str(),
@@ -330,6 +387,9 @@ impl PointSummary {
         }
     }
 }
+
+/// The flag of a point whose repetitions are not stationary.
+pub const UNSTABLE: &str = "UNSTABLE";
 
 /// `summary.json`: the statistics of a whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -349,17 +409,21 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    /// One line: how many measured points converged, how many were not applicable.
+    /// One line: how many measured points converged, how many are unstable, how many
+    /// were not applicable.
     pub fn verdict(&self) -> String {
         let na = self.points.iter().filter(|p| p.not_applicable()).count();
         let measured = self.points.len() - na;
-        let converged = self
-            .points
-            .iter()
-            .filter(|p| p.status == Some(PointStatus::Converged))
-            .count();
+        let converged = self.points.iter().filter(|p| p.converged()).count();
+        let unstable = self.points.iter().filter(|p| p.is_unstable()).count();
         let attention = self.points.iter().filter(|p| p.needs_attention()).count();
         let mut v = format!("{converged} of {measured} measured points converged");
+        if unstable > 0 {
+            let _ = write!(
+                v,
+                "; {unstable} unstable (level shift, trend or two modes: not averaged)"
+            );
+        }
         if na > 0 {
             let _ = write!(v, "; {na} not applicable on this backend");
         }
@@ -374,6 +438,9 @@ impl RunSummary {
         self.label.as_deref().unwrap_or(&self.run_id)
     }
 }
+
+/// One metric's measured values and their recorded repetition numbers.
+type Series = (Vec<f64>, Vec<u32>);
 
 /// Summarizes records against the run's points (pure).
 pub fn summarize(meta: &Meta, records: &[Record], warnings: &[String]) -> RunSummary {
@@ -396,7 +463,8 @@ pub fn summarize(meta: &Meta, records: &[Record], warnings: &[String]) -> RunSum
         .enumerate()
         .map(|(i, p)| (p.id.as_str(), i))
         .collect();
-    let mut values: Vec<BTreeMap<String, Vec<f64>>> = vec![BTreeMap::new(); points.len()];
+    // Per point and metric: the measured values and their recorded repetition numbers.
+    let mut values: Vec<BTreeMap<String, Series>> = vec![BTreeMap::new(); points.len()];
     let mut unknown = Vec::new();
     for rec in records {
         let id = match rec {
@@ -413,7 +481,9 @@ pub fn summarize(meta: &Meta, records: &[Record], warnings: &[String]) -> RunSum
             Record::Rep(r) if r.warmup => points[i].warmups += 1,
             Record::Rep(r) => {
                 for (k, v) in &r.metrics {
-                    values[i].entry(k.clone()).or_default().push(*v);
+                    let (vals, reps) = values[i].entry(k.clone()).or_default();
+                    vals.push(*v);
+                    reps.push(r.rep);
                 }
             }
             Record::PointEnd(e) => {
@@ -424,9 +494,10 @@ pub fn summarize(meta: &Meta, records: &[Record], warnings: &[String]) -> RunSum
         }
     }
     for (p, vals) in points.iter_mut().zip(values) {
-        for (k, raw) in vals {
-            if let Some(stats) = stats::summarize(&raw) {
-                p.metrics.insert(k, MetricSummary { stats, raw });
+        for (k, (raw, reps)) in vals {
+            let unit = metrics::info(&k).unit;
+            if let Some(m) = MetricSummary::new(raw, &reps, unit) {
+                p.metrics.insert(k, m);
             }
         }
     }
@@ -667,6 +738,33 @@ mod tests {
         assert_eq!(parsed.records.len(), 2);
         assert_eq!(parsed.valid_len, text.len());
         assert!(parsed.warnings[0].contains("line 2: corrupt"));
+    }
+
+    /// summary.json files written before the stationarity check still load; re-summarizing
+    /// their values gives them the verdict.
+    #[test]
+    fn old_metric_summaries_load_and_get_the_verdict() {
+        let raw = [291.839, 4788.223, 4747.263];
+        let old = serde_json::json!({
+            "stats": stats::summarize(&raw).unwrap(),
+            "raw": raw,
+        });
+        let m: MetricSummary = serde_json::from_value(old).unwrap();
+        assert_eq!(m.unstable, None);
+        let again = MetricSummary::new(m.raw, &[1, 2, 3], "µs").unwrap();
+        let i = again
+            .unstable
+            .as_ref()
+            .expect("the thesis run's tcp-crr shape");
+        assert_eq!((i.index, i.rep), (Some(1), Some(2)));
+        assert!(
+            i.reason.contains("292 µs -> 4768 µs (x16.3)"),
+            "{}",
+            i.reason
+        );
+        // And the new field round-trips.
+        let json = serde_json::to_string(&again).unwrap();
+        assert_eq!(serde_json::from_str::<MetricSummary>(&json).unwrap(), again);
     }
 
     #[test]

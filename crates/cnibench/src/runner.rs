@@ -1,6 +1,11 @@
 //! The repetition loop: prepare, warm up, repeat until the stopping rule holds, tear down,
 //! record every repetition as it happens.
 //!
+//! A point whose repetitions are not stationary (a level shift, a trend, two modes; see
+//! [`crate::stationarity`]) never converges: it is repeated up to the maximum or the time
+//! budget so both regimes are seen (why: [`StopRule::decide`]), and a warning names the
+//! repetition where it changed.
+//!
 //! A backend error ends its point (recorded as failed, measured repetitions kept) and the
 //! run goes on with the next point; only a failure to write results stops the run, since
 //! measuring without recording would lose data. Cancellation (Ctrl-C) ends the current
@@ -16,6 +21,7 @@ use crate::results::{
     PointEnd, PointStatus, Record, RepRecord, ResultsError, RunWriter, finished_points,
 };
 use crate::scenario::Point;
+use crate::stationarity;
 use crate::stats::{Decision, StopRule};
 
 /// How to repeat.
@@ -285,6 +291,15 @@ fn run_point(
         && status != PointStatus::NotApplicable
     {
         observer.warn(&format!("{}: {n}", point.id));
+    }
+    if let Some(i) = stationarity::detect(&values) {
+        let unit = metrics::info(primary).unit;
+        observer.warn(&format!(
+            "{}: {}: {}",
+            point.id,
+            crate::results::UNSTABLE,
+            i.describe(unit)
+        ));
     }
     Ok(end(status, &values, note))
 }
@@ -734,6 +749,83 @@ mod tests {
             ends[0].note.as_deref().unwrap().contains("too few"),
             "{:?}",
             ends[0]
+        );
+    }
+
+    /// Collects warnings.
+    #[derive(Default)]
+    struct Warnings(Vec<String>);
+
+    impl Observer for Warnings {
+        fn warn(&mut self, message: &str) {
+            self.0.push(message.to_string());
+        }
+    }
+
+    /// Issue 13's quick-suite shape: a level shift whose two regimes are each tight. With a
+    /// 10% target and at least 10 repetitions the interval alone would stop the point at
+    /// repetition 10 (±8.4%); it must instead run to `max_reps`, be warned about with the
+    /// repetition where it changed, and be summarized as unstable.
+    #[test]
+    fn a_level_shift_never_converges_and_is_flagged() {
+        let points = expand(&presets::load("quick").unwrap()).unwrap();
+        let points = &points[..1];
+        let tmp = tempfile::tempdir().unwrap();
+        let meta = meta_for(points);
+        let (_, mut writer) = RunDir::create(tmp.path(), &meta).unwrap();
+        let config = RunConfig {
+            rule: StopRule {
+                ci_target: 0.10,
+                min_reps: 10,
+                ..StopRule::default()
+            },
+            warmup_reps: 1,
+            warmup_s: None,
+        };
+        let mut calls = 0u32;
+        let mut shifting = Answering(|p: &Point| {
+            calls += 1;
+            // Call 1 is the warm-up; measured repetitions 1..=8 are fast, then slow.
+            let v = if calls <= 9 { 6.8 } else { 5.0 } + 0.01 * f64::from(calls % 3);
+            Ok(RepOutcome {
+                metrics: [(metrics::primary(p.workload.kind()).to_string(), v)].into(),
+                raw: serde_json::json!({}),
+            })
+        });
+        let mut warnings = Warnings::default();
+        let outcome = run(
+            &mut shifting,
+            points,
+            &[],
+            &mut writer,
+            &config,
+            &Cancel::default(),
+            &mut warnings,
+        )
+        .unwrap();
+        assert_eq!(outcome.not_converged, 1);
+        let ends = ends_of(tmp.path());
+        assert_eq!((ends[0].status, ends[0].reps), (PointStatus::MaxReps, 12));
+        assert!(
+            warnings
+                .0
+                .iter()
+                .any(|w| w.contains("UNSTABLE: level shift at repetition 9 of 12")),
+            "{:?}",
+            warnings.0
+        );
+        let text = std::fs::read_to_string(tmp.path().join("results.jsonl")).unwrap();
+        let summary = crate::results::summarize(&meta, &parse_records(&text).records, &[]);
+        let p = &summary.points[0];
+        let i = p.instability().expect("unstable");
+        // Measured index 8 is recorded repetition 9: the warm-up was repetition 0.
+        assert_eq!((i.index, i.rep), (Some(8), Some(9)));
+        assert_eq!(p.flag(), crate::results::UNSTABLE);
+        assert!(!p.converged() && p.needs_attention());
+        assert!(
+            summary.verdict().contains("1 unstable"),
+            "{}",
+            summary.verdict()
         );
     }
 

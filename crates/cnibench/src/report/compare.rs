@@ -14,7 +14,7 @@ use crate::stats::{self, Welch};
 pub struct Cell {
     /// Statistics and raw values of the compared metric.
     pub metric: MetricSummary,
-    /// Not converged / failed / interrupted flag (empty when fine).
+    /// Not converged / unstable / failed / interrupted flag (empty when fine).
     pub flag: String,
     /// Difference of the mean from the first run's, percent of the first run's mean.
     pub delta_pct: Option<f64>,
@@ -39,8 +39,12 @@ impl Line {
         let Some(cell) = self.cells.get(i).and_then(Option::as_ref) else {
             return "not measured";
         };
-        if self.cells.first().is_none_or(Option::is_none) {
+        let Some(first) = self.cells.first().and_then(Option::as_ref) else {
             return "not in the first run";
+        };
+        // A t-test of means over two regimes answers nothing about either regime.
+        if cell.metric.unstable.is_some() || first.metric.unstable.is_some() {
+            return "unstable: not compared";
         }
         match (cell.welch, cell.delta_pct) {
             (Some(w), Some(d)) if w.significant() => {

@@ -18,8 +18,13 @@ fn opt(x: Option<f64>) -> String {
     x.map(|v| format!("{v}")).unwrap_or_default()
 }
 
-/// Column headers.
-pub const HEADER: &str = "run,label,point,scenario,workload,metric,status,n,mean,median,trimmed_mean,stddev,cov,ci95_low,ci95_high,ci95_relative,min,max,pct_of_baseline,raw";
+/// Column headers. The last six describe a metric whose repetitions are not stationary
+/// (empty otherwise): `unstable` is `shift`, `trend` or `bimodal`; `unstable_index` the
+/// 0-based measured index and `unstable_rep` the recorded repetition number where a shift
+/// starts; `level_from`/`level_to` the two levels (before/after, first/last fitted, lower/
+/// higher mode) in the metric's unit; `unstable_reason` one line for people. Appended after
+/// `raw` so that readers of the older columns are unaffected.
+pub const HEADER: &str = "run,label,point,scenario,workload,metric,status,n,mean,median,trimmed_mean,stddev,cov,ci95_low,ci95_high,ci95_relative,min,max,pct_of_baseline,raw,unstable,unstable_index,unstable_rep,level_from,level_to,unstable_reason";
 
 /// The CSV report of a run.
 pub fn render(run: &RunSummary) -> String {
@@ -44,7 +49,11 @@ pub fn render(run: &RunSummary) -> String {
         ]
         .join(",");
         if p.metrics.is_empty() {
-            let _ = writeln!(out, "{lead},{},{status},0,,,,,,,,,,,,", field(&p.primary));
+            let _ = writeln!(
+                out,
+                "{lead},{},{status},0,,,,,,,,,,,,,,,,,,",
+                field(&p.primary)
+            );
             continue;
         }
         for (key, m) in &p.metrics {
@@ -55,9 +64,23 @@ pub fn render(run: &RunSummary) -> String {
                 .filter(|b| *b != 0.0)
                 .map(|b| s.mean / b * 100.0);
             let raw: Vec<String> = m.raw.iter().map(|v| format!("{v}")).collect();
+            let unstable = m.unstable.as_ref().map_or_else(
+                || ",,,,,".to_string(),
+                |i| {
+                    format!(
+                        "{},{},{},{},{},{}",
+                        i.kind.as_str(),
+                        i.index.map(|k| k.to_string()).unwrap_or_default(),
+                        i.rep.map(|r| r.to_string()).unwrap_or_default(),
+                        i.from,
+                        i.to,
+                        field(&i.reason)
+                    )
+                },
+            );
             let _ = writeln!(
                 out,
-                "{lead},{key},{status},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{lead},{key},{status},{},{},{},{},{},{},{},{},{},{},{},{},{},{unstable}",
                 s.n,
                 s.mean,
                 s.median,
@@ -87,6 +110,39 @@ mod tests {
         assert_eq!(field("a,b"), "\"a,b\"");
         assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(field("plain"), "plain");
+    }
+
+    #[test]
+    fn unstable_columns() {
+        let (_, run) = fixtures::unstable_run();
+        let text = render(&run);
+        let row = text
+            .lines()
+            .find(|l| l.contains("http-replicas") && l.contains(",ttfb_p50_ms,"))
+            .unwrap();
+        let tail: Vec<&str> = row.rsplitn(7, ',').collect();
+        assert_eq!(
+            tail[..6],
+            [
+                "level shift at repetition 9 of 12: 0.300 ms -> 4.47 ms (x14.9)",
+                tail[1],
+                tail[2],
+                "9",
+                "8",
+                "shift"
+            ],
+            "{row}"
+        );
+        let (from, to): (f64, f64) = (tail[2].parse().unwrap(), tail[1].parse().unwrap());
+        assert!(
+            (from - 0.30).abs() < 0.001 && (to - 4.475).abs() < 0.001,
+            "{row}"
+        );
+        let stable = text
+            .lines()
+            .find(|l| l.contains(",baseline,tcp,throughput_gbps,"))
+            .unwrap();
+        assert!(stable.ends_with(",,,,,,"), "{stable}");
     }
 
     #[test]

@@ -89,10 +89,7 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
                 "- **{}** `{}`{}",
                 p.flag(),
                 p.point.id,
-                p.note
-                    .as_ref()
-                    .map(|n| format!(": {n}"))
-                    .unwrap_or_default()
+                super::table::detail(p)
             );
         }
     }
@@ -131,6 +128,16 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
             continue;
         }
         let _ = writeln!(out, "### `{}`\n", p.point.id);
+        for (key, m) in &p.metrics {
+            if let Some(i) = &m.unstable {
+                let _ = writeln!(
+                    out,
+                    "> **{}** {key}: {}\n",
+                    crate::results::UNSTABLE,
+                    i.reason
+                );
+            }
+        }
         let keys: Vec<&String> = p.metrics.keys().collect();
         let mut header = vec!["rep"];
         header.extend(keys.iter().map(|k| k.as_str()));
@@ -155,6 +162,18 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
 mod tests {
     use super::*;
     use crate::report::fixtures;
+
+    #[test]
+    fn unstable_point_is_flagged_with_its_reason() {
+        let (meta, run) = fixtures::unstable_run();
+        let text = render(&meta, &run);
+        assert!(text.contains("| 0.300 -> 4.47 ms | - |"), "{text}");
+        assert!(text.contains("- **UNSTABLE** `http-replicas/"), "{text}");
+        assert!(
+            text.contains("> **UNSTABLE** throughput_gbps: level shift at repetition 9 of 12: 6.80 Gbit/s -> 1.50 Gbit/s (/4.5)"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn snapshot() {

@@ -8,7 +8,8 @@
 //! - [`scaling`]: scale points as ratios to the smallest point of their sweep;
 //! - [`iperf3`]: `iperf3 -J` documents turned into a run.
 //!
-//! Every output flags points that did not converge, failed or were interrupted.
+//! Every output flags points that did not converge, failed or were interrupted, and shows
+//! an unstable point (level shift, trend or two modes) by its two levels, not its mean.
 
 pub mod compare;
 pub mod csv;
@@ -21,6 +22,7 @@ pub mod table;
 use crate::metrics::{self, MetricInfo};
 use crate::results::{Meta, PointSummary, RunSummary};
 use crate::scenario::ScenarioKind;
+use crate::stationarity::{Instability, InstabilityKind};
 
 /// One point's headline figures, shared by the renderers.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +56,11 @@ pub fn rows(run: &RunSummary) -> Vec<Row<'_>> {
         .iter()
         .map(|p| {
             let metric = metrics::info(&p.primary);
+            // A mean over two regimes, of the point or of its baseline, has no percentage.
             let pct_baseline = baseline_for(run, p).and_then(|b| {
+                if p.is_unstable() || b.is_unstable() {
+                    return None;
+                }
                 let base = b.primary_summary()?.stats.mean;
                 let own = p.primary_summary()?.stats.mean;
                 (base != 0.0).then(|| own / base * 100.0)
@@ -87,6 +93,16 @@ pub fn num(x: f64) -> String {
     } else {
         format!("{x:.2e}")
     }
+}
+
+/// The two levels of an unstable point in place of its mean: `0.246 -> 3.36` for a shift or
+/// a trend (before and after, first and last), `0.246 | 3.36` for two modes.
+pub fn levels(i: &Instability) -> String {
+    let sep = match i.kind {
+        InstabilityKind::Shift | InstabilityKind::Trend => "->",
+        InstabilityKind::Bimodal => "|",
+    };
+    format!("{} {sep} {}", num(i.from), num(i.to))
 }
 
 /// Formats a ratio as a percentage with one decimal.
@@ -242,5 +258,30 @@ kind = "rr-latency"
         }
         let summary = summarize(&meta, &records, &[]);
         (meta, summary)
+    }
+
+    /// [`run`] with the http-replicas point replaced by issue 13's quick-suite shape: TTFB
+    /// 0.22–0.43 ms for 8 repetitions, then 4.4–4.6 ms, and throughput 6.8 then 1.5 Gbit/s.
+    pub fn unstable_run() -> (Meta, RunSummary) {
+        let (meta, mut run) = self::run("cni-a", 1);
+        let p = run
+            .points
+            .iter_mut()
+            .find(|p| p.point.kind == crate::scenario::ScenarioKind::HttpReplicas)
+            .unwrap();
+        let ttfb = vec![
+            0.31, 0.22, 0.43, 0.27, 0.25, 0.38, 0.29, 0.33, 4.5, 4.4, 4.6, 4.45,
+        ];
+        let gbps = vec![
+            6.8, 6.7, 6.9, 6.85, 6.75, 6.8, 6.95, 6.7, 1.5, 1.52, 1.48, 1.51,
+        ];
+        let reps: Vec<u32> = (1..=12).collect();
+        p.metrics.clear();
+        for (key, raw) in [(p.primary.clone(), ttfb), ("throughput_gbps".into(), gbps)] {
+            let unit = crate::metrics::info(&key).unit;
+            let m = crate::results::MetricSummary::new(raw, &reps, unit).unwrap();
+            p.metrics.insert(key, m);
+        }
+        (meta, run)
     }
 }

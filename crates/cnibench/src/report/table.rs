@@ -1,9 +1,11 @@
 //! The terminal table: one line per point, the primary metric with its CI, spread, the
-//! percentage of the baseline and a flag for anything that needs attention.
+//! percentage of the baseline and a flag for anything that needs attention; an unstable
+//! point shows its two levels (`0.246 -> 3.36 ms`) in the mean column, and why under the
+//! table.
 
 use std::fmt::Write as _;
 
-use super::{Row, coords, num, pct, rows};
+use super::{Row, coords, levels, num, pct, rows};
 use crate::results::{Meta, RunSummary};
 
 /// Aligns cells into columns; numeric-looking columns are right-aligned.
@@ -68,10 +70,19 @@ pub fn cells(row: &Row<'_>) -> Vec<String> {
     let (n, mean, ci, median, cov, range) = match p.primary_summary() {
         Some(m) => {
             let s = &m.stats;
+            // An unstable point shows its two levels instead of their mean, and no interval
+            // of that mean.
+            let (mean, ci) = match &m.unstable {
+                Some(i) => (format!("{}{unit}", levels(i)), "-".into()),
+                None => (
+                    format!("{}{unit}", num(s.mean)),
+                    s.ci_relative.map_or("-".into(), |r| format!("±{}", pct(r))),
+                ),
+            };
             (
                 s.n.to_string(),
-                format!("{}{unit}", num(s.mean)),
-                s.ci_relative.map_or("-".into(), |r| format!("±{}", pct(r))),
+                mean,
+                ci,
                 num(s.median),
                 s.cov.map_or("-".into(), pct),
                 format!("{}..{}", num(s.min), num(s.max)),
@@ -136,6 +147,20 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
     out
 }
 
+/// What to say after a flagged point's id: why it is unstable, then the note.
+pub fn detail(p: &crate::results::PointSummary) -> String {
+    let parts: Vec<String> = p
+        .unstable_reason()
+        .into_iter()
+        .chain(p.note.clone())
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", parts.join("; "))
+    }
+}
+
 /// Notes under a table: the verdict, points needing attention and not-applicable points
 /// with their reasons, warnings.
 pub fn footer(run: &RunSummary) -> String {
@@ -146,16 +171,7 @@ pub fn footer(run: &RunSummary) -> String {
         }
         let _ = writeln!(out, "{title}:");
         for p in points {
-            let _ = writeln!(
-                out,
-                "  {:<28} {}{}",
-                p.flag(),
-                p.point.id,
-                p.note
-                    .as_ref()
-                    .map(|n| format!(": {n}"))
-                    .unwrap_or_default()
-            );
+            let _ = writeln!(out, "  {:<28} {}{}", p.flag(), p.point.id, detail(p));
         }
     };
     list(
@@ -183,5 +199,28 @@ mod tests {
     fn snapshot() {
         let (meta, run) = fixtures::run("cni-a", 1);
         insta::assert_snapshot!(render(&meta, &run));
+    }
+
+    /// An unstable point shows its two levels, no CI, the UNSTABLE flag, and the reason
+    /// with the repetition under the table.
+    #[test]
+    fn unstable_point_is_never_averaged() {
+        let (meta, run) = fixtures::unstable_run();
+        let text = render(&meta, &run);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("http-replicas"))
+            .unwrap();
+        assert!(line.contains("0.300 -> 4.47 ms"), "{line}");
+        assert!(line.ends_with("UNSTABLE"), "{line}");
+        assert!(!line.contains('±'), "no CI of a two-regime mean: {line}");
+        assert!(
+            text.contains(
+                "TTFB p50: level shift at repetition 9 of 12: 0.300 ms -> 4.47 ms (x14.9)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("1 unstable"), "{text}");
+        insta::assert_snapshot!(text);
     }
 }
