@@ -56,6 +56,10 @@ pub struct ScaleSweep {
     pub base_count: u64,
     /// Every larger point, by rising count.
     pub ratios: Vec<ScaleRatio>,
+    /// Points of the sweep whose metric is not stationary (a level shift, trend or two
+    /// modes): their mean means nothing, so they get no ratio. (point, count, reason).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unstable: Vec<(String, u64, String)>,
 }
 
 /// The metrics a sweep is worth looking at for a point: throughput for streams; the
@@ -100,14 +104,24 @@ pub fn sweeps(summary: &RunSummary) -> Vec<ScaleSweep> {
             if by_count.len() < 2 {
                 continue;
             }
-            let (&base_count, base) = by_count.iter().next().expect("two or more");
-            for metric in sweep_metrics(base) {
-                let Some(base_values) = base.metrics.get(metric).map(|m| &m.raw) else {
+            let first = by_count.values().next().expect("two or more");
+            for metric in sweep_metrics(first) {
+                let unstable: Vec<(String, u64, String)> = by_count
+                    .iter()
+                    .filter_map(|(&count, p)| {
+                        let why = p.metrics.get(metric)?.unstable.as_ref()?;
+                        Some((p.point.id.clone(), count, why.reason.clone()))
+                    })
+                    .collect();
+                // The base is the smallest count with a stationary value.
+                let mut stable = by_count
+                    .iter()
+                    .filter(|(_, p)| p.metrics.get(metric).is_some_and(|m| m.unstable.is_none()));
+                let Some((&base_count, base)) = stable.next() else {
                     continue;
                 };
-                let ratios: Vec<ScaleRatio> = by_count
-                    .iter()
-                    .skip(1)
+                let base_values = &base.metrics[metric].raw;
+                let ratios: Vec<ScaleRatio> = stable
                     .filter_map(|(&count, p)| {
                         let values = &p.metrics.get(metric)?.raw;
                         ratio(base_values, values).map(|r| ScaleRatio {
@@ -117,7 +131,7 @@ pub fn sweeps(summary: &RunSummary) -> Vec<ScaleSweep> {
                         })
                     })
                     .collect();
-                if !ratios.is_empty() {
+                if !ratios.is_empty() || !unstable.is_empty() {
                     out.push(ScaleSweep {
                         series: series.clone(),
                         key: key.to_owned(),
@@ -125,6 +139,7 @@ pub fn sweeps(summary: &RunSummary) -> Vec<ScaleSweep> {
                         base: base.point.id.clone(),
                         base_count,
                         ratios,
+                        unstable,
                     });
                 }
             }

@@ -135,7 +135,7 @@ fn netns_tcp_crr_leaves_no_time_wait_on_the_client() {
     .unwrap()
     .expect("responder binds in namespace b");
 
-    const CONNECTIONS: u64 = 60_000;
+    let connections: u64 = 60_000;
     let mut done = 0u64;
     // Bounded: at most 60 runs of 2 s, far more than 60k connections need even in a
     // debug build.
@@ -153,11 +153,11 @@ fn netns_tcp_crr_leaves_no_time_wait_on_the_client() {
             report.errors
         );
         done += report.transactions;
-        if done >= CONNECTIONS {
+        if done >= connections {
             break;
         }
     }
-    assert!(done >= CONNECTIONS, "only {done} connections in 60 runs");
+    assert!(done >= connections, "only {done} connections in 60 runs");
     let client_tw = time_wait_sockets(&pair.a);
     // The responder holds them instead, where they take no ephemeral port.
     let server_tw = time_wait_sockets(&pair.b);

@@ -52,6 +52,17 @@ pub fn body(sweeps: &[ScaleSweep]) -> Vec<Vec<String>> {
                 r.p_value.map_or("-".into(), |p| format!("{p:.3}")),
             ]);
         }
+        for (_, count, why) in &s.unstable {
+            rows.push(vec![
+                format!("{} ({})", s.series, s.key),
+                info.label.to_string(),
+                s.base_count.to_string(),
+                count.to_string(),
+                "UNSTABLE".into(),
+                "-".into(),
+                why.clone(),
+            ]);
+        }
     }
     rows
 }
