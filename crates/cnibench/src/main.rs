@@ -1,5 +1,6 @@
 //! `cnibench` command line: parses arguments and calls the library.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -822,15 +823,17 @@ fn interrupted_note(dir: &Path, summary: &cnibench::results::RunSummary) -> Stri
         summary.points.len()
     );
     if !partial.is_empty() {
-        text.push_str(&format!(
+        let _ = write!(
+            text,
             "; unfinished, continued from the repetitions kept (after a fresh warm-up): {}",
             partial.join(", ")
-        ));
+        );
     }
-    text.push_str(&format!(
+    let _ = write!(
+        text,
         "\ncontinue with: cnibench run --resume {}",
         dir.display()
-    ));
+    );
     text
 }
 

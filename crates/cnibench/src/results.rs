@@ -812,7 +812,7 @@ mod tests {
         let (_, from_log) = RunDir::open(tmp.path()).unwrap();
         let summary = from_log.summary();
         assert_eq!(summary.points.len(), meta.points.len());
-        assert_eq!(records.is_empty(), false);
+        assert!(!records.is_empty());
         dir.write_summary(&summary).unwrap();
         std::fs::remove_file(tmp.path().join(RESULTS)).unwrap();
         let (_, loaded) = RunDir::open(tmp.path()).unwrap();

@@ -54,6 +54,17 @@ pub const SMALL: (u32, u32) = (400, 240);
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
+/// An axis tick: [`num`] without trailing zeros (`0`, `2.5`, `0.12`), which read as
+/// round numbers on an axis.
+pub fn tick(v: f64) -> String {
+    let s = num(v);
+    if s.contains('.') && !s.contains('e') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 /// Runs `f` on an SVG canvas of `size`; a drawing error becomes a visible message (the
 /// page still renders, and the browser test finds the chart without data).
 fn svg(
@@ -99,13 +110,14 @@ fn row_chart<'a, 'b>(
         .build_cartesian_2d(x, (0..n).into_segmented())?;
     chart
         .configure_mesh()
+        .max_light_lines(1)
         .disable_y_mesh()
         .y_labels(n)
         .y_label_formatter(&|v| match v {
             SegmentValue::CenterOf(i) if *i < labels.len() => labels[n - 1 - *i].to_string(),
             _ => String::new(),
         })
-        .x_label_formatter(&|v| num(*v))
+        .x_label_formatter(&|v| tick(*v))
         .x_desc(x_desc)
         .label_style((FONT, LABEL))
         .axis_desc_style((FONT, LABEL))
@@ -156,7 +168,8 @@ pub fn hbars(
             // Room on the right for the value text.
             (lo - pad, hi + (hi - lo).abs() * 0.35 + pad)
         } else {
-            let top = if hi > 0.0 { hi * 1.3 } else { 1.0 };
+            // Room on the right for the value text.
+            let top = if hi > 0.0 { hi * 1.6 } else { 1.0 };
             (lo.min(0.0), top)
         };
         let mut chart = row_chart(root, title, x_desc, &labels, x0..x1)?;
@@ -257,6 +270,7 @@ pub fn strip(s: &Strip<'_>) -> String {
             .build_cartesian_2d(0.4f64..(n as f64 + 0.6), (lo - pad)..(hi + pad))?;
         chart
             .configure_mesh()
+            .max_light_lines(1)
             .x_labels(n.min(12))
             .x_label_formatter(&|v| {
                 let i = v.round();
@@ -267,7 +281,7 @@ pub fn strip(s: &Strip<'_>) -> String {
                 }
             })
             .y_labels(5)
-            .y_label_formatter(&|v| num(*v))
+            .y_label_formatter(&|v| tick(*v))
             .x_desc("repetition (run order)")
             .y_desc(s.y_desc)
             .label_style((FONT, LABEL))
@@ -343,7 +357,7 @@ impl XAxis {
     fn label(self, v: f64) -> String {
         let whole = (v - v.round()).abs() < 1e-9;
         match self {
-            XAxis::Linear => num(v),
+            XAxis::Linear => tick(v),
             XAxis::Log if whole => {
                 let x = 10f64.powf(v.round());
                 if x >= 1000.0 {
@@ -351,7 +365,7 @@ impl XAxis {
                 } else if x >= 1.0 {
                     format!("{x}")
                 } else {
-                    num(x)
+                    tick(x)
                 }
             }
             XAxis::Percentile if whole && v >= 0.0 => {
@@ -482,8 +496,9 @@ pub fn lines(l: &Lines<'_>) -> String {
         let axis = l.x_axis;
         chart
             .configure_mesh()
+            .max_light_lines(1)
             .x_label_formatter(&|v| axis.label(*v))
-            .y_label_formatter(&|v| num(*v))
+            .y_label_formatter(&|v| tick(*v))
             .x_desc(l.x_desc)
             .y_desc(l.y_desc)
             .label_style((FONT, LABEL))
@@ -613,6 +628,14 @@ mod tests {
     /// Whether `svg` has a text element saying `text` (plotters puts it on its own line).
     fn has_text(svg: &str, text: &str) -> bool {
         svg.contains(&format!(">\n{text}\n</text>"))
+    }
+
+    #[test]
+    fn ticks_drop_trailing_zeros() {
+        assert_eq!(
+            [0.0, 2.0, 2.5, 0.125, 1500.0].map(tick),
+            ["0", "2", "2.5", "0.125", "1500"]
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! percentile plot per point), and every repetition of every point in run order.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 use super::charts::{self, HBar, Line, LinePoint, Lines, PALETTE, StackRow, Strip, WIDE, XAxis};
 use super::reps::{self, Reps};
@@ -214,10 +215,11 @@ fn overview(run: &RunSummary) -> Option<Figure> {
     let mut caption = "100 % = the baseline (host to host) with the same workload and tool; less is worse: throughput and rates as own/baseline, latencies as baseline/own. Whiskers: 95 % CI of the ratio (relative CIs added in quadrature). Orange: the point needs attention (see the table).".to_string();
     if !unpaired.is_empty() {
         let list: Vec<String> = unpaired.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        caption.push_str(&format!(
+        let _ = write!(
+            caption,
             " Not shown, no baseline with their workload in this run: {} point(s).",
             list.join(", ")
-        ));
+        );
     }
     Some(Figure {
         id: "overview".into(),
@@ -330,13 +332,14 @@ pub fn sweep_keys(points: &[&PointSummary]) -> Vec<&'static str> {
     keys
 }
 
-/// A log x axis when the values span more than a decade and a half.
+/// A log x axis when the values span a factor of 5 or more (object counts grow by
+/// decades: 1..10k services, 1k..20k policies).
 pub fn log_axis(series: &[Line]) -> XAxis {
     let (lo, hi) = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.x))
         .fold((f64::INFINITY, 0.0f64), |(a, b), x| (a.min(x), b.max(x)));
-    if lo > 0.0 && hi / lo >= 20.0 {
+    if lo > 0.0 && hi / lo >= 5.0 {
         XAxis::Log
     } else {
         XAxis::Linear
@@ -456,7 +459,7 @@ fn cpu(run: &RunSummary, reps: &Reps) -> Vec<Figure> {
     for scenario in scenarios(run) {
         let mut rows = Vec::new();
         for p in run.points.iter().filter(|p| p.point.scenario == scenario) {
-            let Some(split) = reps.get(&p.point.id).and_then(|r| reps::mean_cpu(r)) else {
+            let Some(split) = reps.get(&p.point.id).and_then(reps::mean_cpu) else {
                 continue;
             };
             for (end, e) in [("client", split.client), ("server", split.server)] {
