@@ -336,7 +336,15 @@ pub fn render_html(runs: &[RunSummary], metas: &[Meta], lines: &[Line]) -> Strin
                     label: format!("{} · {}", l.point, l.metric.label),
                     value: r * 100.0,
                     ci: ci.map(|(a, b)| (a * 100.0, b * 100.0)),
-                    text: format!("{:.1}%  p={p}  {verdict}", r * 100.0),
+                    // Short, so that the text fits beside the widest whisker.
+                    text: format!(
+                        "{:.1}%  p={p}{}",
+                        r * 100.0,
+                        match class(verdict) {
+                            "same" => String::new(),
+                            c => format!("  {c}"),
+                        }
+                    ),
                     color: match class(verdict) {
                         "better" => charts::BETTER,
                         "worse" => charts::WORSE,

@@ -643,7 +643,7 @@ fn repetitions(run: &RunSummary, reps: &Reps) -> Vec<Figure> {
                 num(s.mean),
                 info.unit,
                 s.ci_relative
-                    .map_or(String::new(), |r| format!(" ±{}", super::pct(r))),
+                    .map_or(String::new(), |r| format!(", 95% CI ±{}", super::pct(r))),
                 if warmups > 0 {
                     format!(" · {warmups} warm-up (hollow, not counted)")
                 } else {
