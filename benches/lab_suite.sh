@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs a cnibench suite on the lab backend with the release build and files the result under
-# benches/runs/lab-<suite>-<UTC date>/: report.md, summary.json, meta.json, plan.txt and a
-# setup.md with the machine, the wall time, the load before the start and the setup time of
-# every point (with the lab's phase breakdown: services, policies, filler pods, checks).
-# The run directories themselves (every raw repetition) stay under results/ (git-ignored).
+# benches/runs/lab-<suite>-<UTC date>/: the run directory as `cnibench report` reads it
+# (meta.json, results.jsonl with every raw repetition, gzip-compressed as results.jsonl.gz
+# when over 1 MiB, summary.json, report.{html,md,csv}, charts/), plan.txt and a setup.md
+# with the machine, the wall time, the load before the start and the setup time of every
+# point (with the lab's phase breakdown: services, policies, filler pods, checks).
+# `cnibench report` on the filed directory renders the same report as the run wrote.
+# Screenshots of the report: scripts/report-browser.sh <filed dir> <filed dir>/screenshots
 #
 # Besides the main run (first mode of --modes), a setup pass per further proxy/policy mode
 # runs the suite's scale scenarios (pod-to-service, pod-to-pod-policies) with 1 s repetitions
@@ -56,10 +59,23 @@ if [ -e "$out" ]; then
   echo "error: $out exists; pass another --out" >&2
   exit 1
 fi
-# The full run directories (results.jsonl with every raw repetition) stay in results/
-# (git-ignored); only the reports are filed under benches/runs/.
+# The run directories are written under results/ (git-ignored) and filed when they end.
 work=results/lab-suite-$name-$stamp
 mkdir -p "$work"
+
+# file_run SRC DST: a run directory as filed: everything `cnibench report` reads and wrote,
+# the repetition log compressed when large (cnibench reads results.jsonl.gz transparently).
+file_run() {
+  local src=$1 dst=$2
+  mkdir -p "$dst"
+  cp "$src/meta.json" "$src/summary.json" "$src"/report.* "$dst/"
+  [ -d "$src/charts" ] && cp -r "$src/charts" "$dst/"
+  if [ "$(stat -c %s "$src/results.jsonl")" -gt 1048576 ]; then
+    gzip -9 -n -c "$src/results.jsonl" >"$dst/results.jsonl.gz"
+  else
+    cp "$src/results.jsonl" "$dst/"
+  fi
+}
 
 # The revision the binaries are built from (not the one at the end of a long run).
 git_rev="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.toml Cargo.lock || echo '-dirty')"
@@ -82,7 +98,7 @@ status=0
   --label "lab-$name-$first" --out "$work/main" "${extra[@]}" >"$work/main.table" || status=$?
 wall_s=$(elapsed "$run_start")
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-cp "$work/main/report.md" "$work/main/summary.json" "$work/main/meta.json" "$out/"
+file_run "$work/main" "$out"
 
 passes=("$work/main")
 pass_walls=("$wall_s")
@@ -104,7 +120,7 @@ if [ "$setup_pass" -eq 1 ]; then
       --label "setup-pass-$m" --out "$work/setup-$m" >/dev/null || status=$?
     passes+=("$work/setup-$m")
     pass_walls+=("$(elapsed "$t")")
-    cp "$work/setup-$m/summary.json" "$out/setup-pass-$m.summary.json"
+    file_run "$work/setup-$m" "$out/setup-pass-$m"
   done
 fi
 
@@ -157,5 +173,6 @@ w("")
 open(env["LS_OUT"] + "/setup.md", "w").write("\n".join(out) + "\n")
 PY
 cat "$work/main.table"
-echo "filed under $out (setup.md, report.md, summary.json, meta.json, plan.txt); run directories in $work" >&2
+echo "filed under $out (the run directory, plan.txt, setup.md); work directories in $work" >&2
+echo "screenshots: scripts/report-browser.sh $out $out/screenshots" >&2
 exit "$status"

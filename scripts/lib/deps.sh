@@ -14,6 +14,8 @@ declare -A NETLOAD_PACKAGES=(
   [readelf]=binutils
   [skopeo]=skopeo
   [umoci]=umoci
+  # The browser test of the HTML report (scripts/report-browser.sh).
+  [chromium]=chromium
 )
 # What the main job needs; the test command asks for every tool above.
 NETLOAD_MAIN_TOOLS=(ip iperf3 iptables nft conntrack)

@@ -1,5 +1,6 @@
 //! `cnibench` command line: parses arguments and calls the library.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -272,9 +273,13 @@ struct CompareArgs {
     /// Run directories; the first is the reference.
     #[arg(required = true, num_args = 2..)]
     runs: Vec<PathBuf>,
-    /// Output format (table, markdown, csv).
+    /// Output format printed to stdout (table, markdown, csv, html).
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Also write the comparison as one self-contained HTML page (ratio chart, sweeps of
+    /// every run overlaid, the full table) to this file.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -765,7 +770,7 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
         warmup_reps: meta.warmup_reps,
         warmup_s: meta.warmup_s,
     };
-    let mut bars = progress::Progress::new(meta.points.len(), meta.rule);
+    let mut bars = progress::Progress::new(meta.points.len(), meta.rule, meta.warmup_reps);
     let outcome = runner::run(
         backend.as_mut(),
         &meta.points,
@@ -781,17 +786,14 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
     let (_, loaded) = RunDir::open(&dir.path)?;
     let summary = loaded.summary();
     dir.write_summary(&summary)?;
-    write_reports(&dir.path, &loaded.meta, &summary)?;
+    write_reports(&dir.path, &loaded, &summary)?;
     println!("{}", report::table::render(&loaded.meta, &summary));
     eprintln!(
         "results: {} (report.html, report.md, report.csv, summary.json)",
         dir.path.display()
     );
     if outcome.interrupted {
-        eprintln!(
-            "interrupted: what was measured is saved; continue with `cnibench run --resume {}`",
-            dir.path.display()
-        );
+        eprintln!("{}", interrupted_note(&dir.path, &summary));
         return Ok(ExitCode::from(130));
     }
     if outcome.failed > 0 {
@@ -805,13 +807,76 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_reports(dir: &Path, meta: &Meta, summary: &cnibench::results::RunSummary) -> Result<()> {
-    for (name, text) in [
-        ("report.md", report::markdown::render(meta, summary)),
-        ("report.csv", report::csv::render(summary)),
-        ("report.html", report::html::render(meta, summary)),
-    ] {
+/// What Ctrl-C kept and how to go on: `--resume` skips finished points and continues an
+/// unfinished one from its kept repetitions (after a fresh warm-up, see `runner`).
+fn interrupted_note(dir: &Path, summary: &cnibench::results::RunSummary) -> String {
+    let measured: usize = summary
+        .points
+        .iter()
+        .filter_map(|p| p.primary_summary().map(|m| m.raw.len()))
+        .sum();
+    let finished = summary
+        .points
+        .iter()
+        .filter(|p| {
+            p.status
+                .is_some_and(cnibench::results::PointStatus::is_final)
+        })
+        .count();
+    let partial: Vec<&str> = summary
+        .points
+        .iter()
+        .filter(|p| {
+            !p.status
+                .is_some_and(cnibench::results::PointStatus::is_final)
+                && (p.warmups > 0 || !p.metrics.is_empty())
+        })
+        .map(|p| p.point.id.as_str())
+        .collect();
+    let mut text = format!(
+        "interrupted: kept {measured} measured repetitions in {}; {finished} of {} points are finished and will be skipped",
+        dir.join(cnibench::results::RESULTS).display(),
+        summary.points.len()
+    );
+    if !partial.is_empty() {
+        let _ = write!(
+            text,
+            "; unfinished, continued from the repetitions kept (after a fresh warm-up): {}",
+            partial.join(", ")
+        );
+    }
+    let _ = write!(
+        text,
+        "\ncontinue with: cnibench run --resume {}",
+        dir.display()
+    );
+    text
+}
+
+fn write_reports(
+    dir: &Path,
+    loaded: &LoadedRun,
+    summary: &cnibench::results::RunSummary,
+) -> Result<()> {
+    // Charts of an earlier rendering that this one no longer draws must not linger.
+    let charts = dir.join(report::markdown::CHARTS_DIR);
+    if charts.is_dir() {
+        for entry in std::fs::read_dir(&charts)
+            .with_context(|| format!("cannot list {}", charts.display()))?
+        {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "svg") {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
+    }
+    for (name, text) in report::files(&loaded.meta, summary, &loaded.parsed.records) {
         let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
@@ -830,7 +895,7 @@ fn cmd_report(a: &ReportArgs) -> Result<()> {
     let summary = loaded.summary();
     match a.format {
         None => {
-            write_reports(&a.run_dir, &loaded.meta, &summary)?;
+            write_reports(&a.run_dir, &loaded, &summary)?;
             print!("{}", report::table::render(&loaded.meta, &summary));
             eprintln!(
                 "wrote report.html, report.md and report.csv in {}",
@@ -838,25 +903,43 @@ fn cmd_report(a: &ReportArgs) -> Result<()> {
             );
         }
         Some(Format::Table) => print!("{}", report::table::render(&loaded.meta, &summary)),
-        Some(Format::Markdown) => print!("{}", report::markdown::render(&loaded.meta, &summary)),
-        Some(Format::Csv) => print!("{}", report::csv::render(&summary)),
-        Some(Format::Html) => print!("{}", report::html::render(&loaded.meta, &summary)),
+        Some(f @ (Format::Markdown | Format::Csv | Format::Html)) => {
+            let name = match f {
+                Format::Markdown => "report.md",
+                Format::Csv => "report.csv",
+                _ => "report.html",
+            };
+            let files = report::files(&loaded.meta, &summary, &loaded.parsed.records);
+            let text = files
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.as_str())
+                .unwrap_or_default();
+            print!("{text}");
+        }
     }
     Ok(())
 }
 
 fn cmd_compare(a: &CompareArgs) -> Result<()> {
-    let runs = a
+    let loaded = a
         .runs
         .iter()
-        .map(|p| open_run(p).map(|l| l.summary()))
+        .map(|p| open_run(p))
         .collect::<Result<Vec<_>>>()?;
+    let runs: Vec<_> = loaded.iter().map(LoadedRun::summary).collect();
+    let metas: Vec<Meta> = loaded.into_iter().map(|l| l.meta).collect();
     let lines = report::compare::compare(&runs);
     match a.format {
         Format::Table => print!("{}", report::compare::render_table(&runs, &lines)),
         Format::Markdown => print!("{}", report::compare::render_markdown(&runs, &lines)),
         Format::Csv => print!("{}", report::compare::render_csv(&runs, &lines)),
-        Format::Html => bail!("compare renders table, markdown or csv"),
+        Format::Html => print!("{}", report::compare::render_html(&runs, &metas, &lines)),
+    }
+    if let Some(path) = &a.html {
+        std::fs::write(path, report::compare::render_html(&runs, &metas, &lines))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }

@@ -1,15 +1,51 @@
-//! Progress bars (indicatif) for a run: one for the suite, one for the current point.
-//! When stderr is not a terminal, one line per point is printed instead.
+//! Progress of a run on stderr (a [`runner::Observer`]).
+//!
+//! On a terminal: two indicatif bars, the suite (points done, elapsed, ETA) and the current
+//! point (repetition, CI so far against the target). Without a terminal (CI logs, `nohup`):
+//! one line per repetition with the same facts and the ETA, and one per finished point.
+//! The ETA is [`eta`]: a pure estimate from the repetitions and points seen so far.
+//!
+//! [`runner::Observer`]: crate::runner::Observer
 
 use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::clock;
 use crate::metrics;
 use crate::results::{PointEnd, PointStatus, RepRecord};
 use crate::runner::Observer;
 use crate::scenario::Point;
 use crate::stats::{self, StopRule};
+
+/// What the ETA is estimated from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EtaInput {
+    /// Mean wall time of the points measured so far in this invocation, seconds.
+    pub mean_point_s: Option<f64>,
+    /// Mean wall time of a repetition so far (warm-ups included), seconds.
+    pub mean_rep_s: Option<f64>,
+    /// Repetitions of the current point so far, warm-ups included.
+    pub current_reps: usize,
+    /// Points after the current one.
+    pub remaining: usize,
+}
+
+/// Seconds left in the run, or `None` before anything was timed. The current point is
+/// expected to reach the rule's minimum plus the warm-ups (one more repetition once past
+/// it); every remaining point is expected to take as long as the mean finished one, or,
+/// before any finished, the minimum repetitions at the mean repetition time. A rough
+/// guide: a point that does not converge runs to its maximum.
+pub fn eta(rule: &StopRule, warmups: u32, e: &EtaInput) -> Option<f64> {
+    let rep = e.mean_rep_s?;
+    let floor = rule.min_reps + warmups as usize;
+    let current_left = floor.saturating_sub(e.current_reps).max(1) as f64 * rep;
+    let per_point = e
+        .mean_point_s
+        .unwrap_or((rule.min_reps + warmups as usize) as f64 * rep);
+    Some(current_left + per_point * e.remaining as f64)
+}
 
 /// Shows progress on stderr.
 #[derive(Debug)]
@@ -18,12 +54,20 @@ pub struct Progress {
     suite: ProgressBar,
     point: Option<ProgressBar>,
     rule: StopRule,
+    warmups: u32,
     tty: bool,
+    started: Instant,
+    point_started: Instant,
+    index: usize,
+    total: usize,
+    current_reps: usize,
+    rep_walls: Vec<f64>,
+    point_walls: Vec<f64>,
 }
 
 impl Progress {
-    /// Bars for `total` points under `rule`.
-    pub fn new(total: usize, rule: StopRule) -> Self {
+    /// Progress of `total` points under `rule` with `warmups` warm-up repetitions each.
+    pub fn new(total: usize, rule: StopRule, warmups: u32) -> Self {
         let tty = std::io::stderr().is_terminal();
         let multi = MultiProgress::with_draw_target(if tty {
             ProgressDrawTarget::stderr()
@@ -33,18 +77,30 @@ impl Progress {
         let suite = multi.add(ProgressBar::new(total as u64));
         suite.set_style(
             ProgressStyle::with_template(
-                "{prefix:>6} [{bar:30}] {pos}/{len} points  elapsed {elapsed}  ETA {eta}",
+                "{prefix:>7} [{bar:30}] {pos}/{len} points  elapsed {elapsed}  {msg}",
             )
             .expect("valid template")
             .progress_chars("=> "),
         );
         suite.set_prefix("suite");
+        if tty {
+            suite.enable_steady_tick(Duration::from_secs(1));
+        }
+        let now = clock::now();
         Progress {
             multi,
             suite,
             point: None,
             rule,
+            warmups,
             tty,
+            started: now,
+            point_started: now,
+            index: 0,
+            total,
+            current_reps: 0,
+            rep_walls: Vec::new(),
+            point_walls: Vec::new(),
         }
     }
 
@@ -56,6 +112,22 @@ impl Progress {
         }
     }
 
+    fn eta_text(&self) -> String {
+        let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        let input = EtaInput {
+            mean_point_s: mean(&self.point_walls),
+            mean_rep_s: mean(&self.rep_walls),
+            current_reps: self.current_reps,
+            remaining: self.total.saturating_sub(self.index + 1),
+        };
+        eta(&self.rule, self.warmups, &input).map_or("ETA after the first repetition".into(), |s| {
+            format!(
+                "ETA {}",
+                clock::human_duration(Duration::from_secs_f64(s.max(0.0)))
+            )
+        })
+    }
+
     /// Clears the bars.
     pub fn finish(&self) {
         self.suite.finish_and_clear();
@@ -65,31 +137,59 @@ impl Progress {
 
 impl Observer for Progress {
     fn point_started(&mut self, index: usize, total: usize, point: &Point) {
+        self.index = index;
+        self.total = total;
+        self.current_reps = 0;
+        self.point_started = clock::now();
         let bar = self.multi.add(ProgressBar::new(self.rule.max_reps as u64));
         bar.set_style(
-            ProgressStyle::with_template("{prefix:>6} [{bar:30}] {pos}/{len} reps  {msg}")
+            ProgressStyle::with_template("{prefix:>7} [{bar:30}] rep {pos}/{len}  {msg}")
                 .expect("valid template")
                 .progress_chars("=> "),
         );
         bar.set_prefix(format!("{}/{total}", index + 1));
         bar.set_message(format!("{} (warm-up)", point.id));
         self.point = Some(bar);
+        self.suite.set_message(self.eta_text());
     }
 
     fn rep_finished(&mut self, point: &Point, rep: &RepRecord, values: &[f64]) {
+        self.current_reps += 1;
+        self.rep_walls.push(rep.wall_s);
+        let ci = stats::summarize(values)
+            .and_then(|s| s.ci_relative)
+            .map_or("CI after 2 reps".to_string(), |r| {
+                format!("CI ±{:.1}%", r * 100.0)
+            });
+        let what = if rep.warmup {
+            "warm-up".to_string()
+        } else {
+            format!("rep {}", values.len())
+        };
+        let eta = self.eta_text();
+        self.suite.set_message(eta.clone());
         if let Some(bar) = &self.point {
             bar.set_position(values.len() as u64);
-            let ci = stats::summarize(values)
-                .and_then(|s| s.ci_relative)
-                .map_or("CI after 2 reps".to_string(), |r| {
-                    format!("CI ±{:.1}%", r * 100.0)
-                });
-            let kind = if rep.warmup { " (warm-up done)" } else { "" };
             bar.set_message(format!(
-                "{}  {ci} (target ±{:.1}%){kind}",
+                "{}  {ci} (target ±{:.1}%){}",
                 point.id,
-                self.rule.ci_target * 100.0
+                self.rule.ci_target * 100.0,
+                if rep.warmup { " (warm-up done)" } else { "" }
             ));
+        }
+        if !self.tty {
+            let info = metrics::info(metrics::primary(point.workload.kind()));
+            let value = rep.metrics.get(info.key).map_or("-".into(), |v| {
+                format!("{} {}", super::report::num(*v), info.unit)
+            });
+            eprintln!(
+                "[{}/{}] {} {what}: {value}  {ci} (target ±{:.1}%)  elapsed {}  {eta}",
+                self.index + 1,
+                self.total,
+                point.id,
+                self.rule.ci_target * 100.0,
+                clock::human_duration(clock::now() - self.started),
+            );
         }
     }
 
@@ -97,6 +197,10 @@ impl Observer for Progress {
         if let Some(bar) = self.point.take() {
             bar.finish_and_clear();
             self.multi.remove(&bar);
+        }
+        if end.reps > 0 {
+            self.point_walls
+                .push((clock::now() - self.point_started).as_secs_f64());
         }
         self.suite.inc(1);
         let key = metrics::primary(point.workload.kind());
@@ -125,5 +229,32 @@ impl Observer for Progress {
 
     fn warn(&mut self, message: &str) {
         self.line(&format!("warning: {message}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_counts_the_current_point_and_the_rest() {
+        let rule = StopRule::default();
+        let mut e = EtaInput {
+            mean_point_s: None,
+            mean_rep_s: None,
+            current_reps: 0,
+            remaining: 10,
+        };
+        assert_eq!(eta(&rule, 1, &e), None);
+        // Before any point ended: 4 reps (3 + 1 warm-up) of 2 s each, for this point and 10 more.
+        e.mean_rep_s = Some(2.0);
+        e.current_reps = 1;
+        assert_eq!(eta(&rule, 1, &e), Some(6.0 + 80.0));
+        // Past the minimum: one more repetition; the rest at the mean point time.
+        e.current_reps = 6;
+        e.mean_point_s = Some(30.0);
+        assert_eq!(eta(&rule, 1, &e), Some(2.0 + 300.0));
+        e.remaining = 0;
+        assert_eq!(eta(&rule, 1, &e), Some(2.0));
     }
 }

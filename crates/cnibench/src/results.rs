@@ -4,6 +4,12 @@
 //! Parsing and summarizing records are pure ([`parse_records`], [`summarize`]); only
 //! [`RunDir`] and [`RunWriter`] touch the file system. A torn last line (a crash during a
 //! write) is reported as a warning and, on resume, cut off before appending.
+//!
+//! A run filed for others (benches/runs/) may carry `results.jsonl.gz` (gzip) instead of
+//! `results.jsonl`; reading is transparent, so a report rendered from the filed files equals
+//! the one written at the end of the run. A directory with neither (filed before the
+//! repetitions were kept) is read from its `summary.json`, with a warning saying what that
+//! loses (warm-ups and the tools' raw output).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -199,6 +205,32 @@ pub enum ResultsError {
         found: String,
         /// The cnibench version that wrote it, if recorded.
         writer: String,
+    },
+    /// `--resume` of a run whose repetitions are only compressed.
+    #[error(
+        "{path} holds results.jsonl.gz but no results.jsonl: a filed run is read-only; decompress it first (gunzip -k {path}/results.jsonl.gz) to continue it"
+    )]
+    Compressed {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// `results.jsonl.gz` is not valid gzip.
+    #[error("{path}: not a readable gzip file: {source}")]
+    Gzip {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `summary.json` (read when there are no repetitions) does not parse.
+    #[error("{path}: invalid summary.json: {source}")]
+    Summary {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
     },
     /// `meta.json` does not parse.
     #[error("{path}: invalid meta.json: {source}")]
@@ -536,16 +568,29 @@ pub struct LoadedRun {
     pub dir: PathBuf,
     /// `meta.json`.
     pub meta: Meta,
-    /// Parsed `results.jsonl`.
+    /// Parsed `results.jsonl` (or `results.jsonl.gz`).
     pub parsed: Parsed,
+    /// `summary.json`, read only when the directory has no repetition log at all.
+    pub stored_summary: Option<RunSummary>,
 }
 
 impl LoadedRun {
-    /// The run's statistics.
+    /// The run's statistics: from the repetitions, or from `summary.json` when the
+    /// directory has none (with a warning of what is missing).
     pub fn summary(&self) -> RunSummary {
-        summarize(&self.meta, &self.parsed.records, &self.parsed.warnings)
+        match &self.stored_summary {
+            Some(stored) => {
+                let mut s = stored.clone();
+                s.warnings.push(STORED_SUMMARY_WARNING.into());
+                s
+            }
+            None => summarize(&self.meta, &self.parsed.records, &self.parsed.warnings),
+        }
     }
 }
+
+/// Said by every report of a run read from `summary.json` alone.
+pub const STORED_SUMMARY_WARNING: &str = "no results.jsonl: read from summary.json, which has every measured value but not the warm-ups or the tools' raw output (latency percentiles, CPU split); the run was filed before its repetitions were kept";
 
 /// A run directory on disk.
 #[derive(Debug, Clone)]
@@ -558,6 +603,8 @@ pub struct RunDir {
 pub const META: &str = "meta.json";
 /// Name of the repetition log.
 pub const RESULTS: &str = "results.jsonl";
+/// Name of the gzip-compressed repetition log of a filed run.
+pub const RESULTS_GZ: &str = "results.jsonl.gz";
 /// Name of the summary file.
 pub const SUMMARY: &str = "summary.json";
 
@@ -614,11 +661,9 @@ impl RunDir {
             path: meta_path,
             source,
         })?;
-        let results = path.join(RESULTS);
-        let text = match std::fs::read(&results) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(io("cannot read", &results)(e)),
+        let (text, stored_summary) = match read_results(path)? {
+            Some(text) => (text, None),
+            None => (String::new(), read_stored_summary(path)?),
         };
         let parsed = parse_records(&text);
         let dir = RunDir {
@@ -630,6 +675,7 @@ impl RunDir {
                 dir: dir.path,
                 meta,
                 parsed,
+                stored_summary,
             },
         ))
     }
@@ -637,6 +683,11 @@ impl RunDir {
     /// Opens an existing run to continue it: cuts a torn last line off `results.jsonl`
     /// (it was reported by [`RunDir::open`]'s warnings) and opens it for appending.
     pub fn resume(path: &Path) -> Result<(RunDir, LoadedRun, RunWriter), ResultsError> {
+        if !path.join(RESULTS).exists() && path.join(RESULTS_GZ).exists() {
+            return Err(ResultsError::Compressed {
+                path: path.to_path_buf(),
+            });
+        }
         let (dir, loaded) = Self::open(path)?;
         let mut writer =
             RunWriter::open(&path.join(RESULTS), Some(loaded.parsed.valid_len as u64))?;
@@ -658,6 +709,43 @@ impl RunDir {
         std::fs::rename(&tmp, &path).map_err(io("cannot rename into", &path))?;
         Ok(path)
     }
+}
+
+/// The text of the run's repetition log: `results.jsonl`, else `results.jsonl.gz`
+/// decompressed; `None` when there is neither. Invalid UTF-8 is replaced, so that the
+/// line parser reports the damaged line instead of the whole file failing.
+fn read_results(dir: &Path) -> Result<Option<String>, ResultsError> {
+    let plain = dir.join(RESULTS);
+    match std::fs::read(&plain) {
+        Ok(bytes) => return Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("cannot read", &plain)(e)),
+    }
+    let gz = dir.join(RESULTS_GZ);
+    let file = match std::fs::File::open(&gz) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("cannot read", &gz)(e)),
+    };
+    let mut bytes = Vec::new();
+    // Multi-member: `gzip` of concatenated parts is still one log.
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(file), &mut bytes)
+        .map_err(|source| ResultsError::Gzip { path: gz, source })?;
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// `summary.json` of a directory without a repetition log; `None` when it has none either
+/// (a run that has not measured anything yet).
+fn read_stored_summary(dir: &Path) -> Result<Option<RunSummary>, ResultsError> {
+    let path = dir.join(SUMMARY);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("cannot read", &path)(e)),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|source| ResultsError::Summary { path, source })
 }
 
 /// Appends records to `results.jsonl`, flushing and syncing each one.
@@ -777,5 +865,77 @@ mod tests {
         ];
         let done = finished_points(&recs);
         assert_eq!(done.keys().collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    /// The report fixture's run (the fake backend's records) written as a run directory.
+    fn write_run(dir: &Path) -> (Meta, Vec<Record>) {
+        let (meta, _, records) = crate::report::fixtures::run_with_records("gz", 1);
+        let (_, mut w) = RunDir::create(dir, &meta).unwrap();
+        for r in &records {
+            w.append(r).unwrap();
+        }
+        (meta, records)
+    }
+
+    #[test]
+    fn gzip_log_reads_like_the_plain_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (meta, records) = write_run(tmp.path());
+        let (_, plain) = RunDir::open(tmp.path()).unwrap();
+        let text = std::fs::read(tmp.path().join(RESULTS)).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&text).unwrap();
+        std::fs::write(tmp.path().join(RESULTS_GZ), gz.finish().unwrap()).unwrap();
+        std::fs::remove_file(tmp.path().join(RESULTS)).unwrap();
+        let (_, packed) = RunDir::open(tmp.path()).unwrap();
+        assert_eq!(packed.parsed, plain.parsed);
+        assert_eq!(packed.parsed.records.len(), records.len());
+        assert_eq!(packed.summary(), plain.summary());
+        assert_eq!(packed.meta, meta);
+        assert!(matches!(
+            RunDir::resume(tmp.path()),
+            Err(ResultsError::Compressed { .. })
+        ));
+        std::fs::write(tmp.path().join(RESULTS_GZ), b"not gzip").unwrap();
+        let err = RunDir::open(tmp.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("results.jsonl.gz: not a readable gzip"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn without_a_log_the_summary_file_is_read_and_says_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (meta, records) = write_run(tmp.path());
+        let dir = RunDir {
+            path: tmp.path().to_path_buf(),
+        };
+        let (_, from_log) = RunDir::open(tmp.path()).unwrap();
+        let summary = from_log.summary();
+        assert_eq!(summary.points.len(), meta.points.len());
+        assert!(!records.is_empty());
+        dir.write_summary(&summary).unwrap();
+        std::fs::remove_file(tmp.path().join(RESULTS)).unwrap();
+        let (_, loaded) = RunDir::open(tmp.path()).unwrap();
+        assert!(loaded.parsed.records.is_empty());
+        let read = loaded.summary();
+        // Values survive the JSON round trip to the last bit or two; statuses and counts exactly.
+        for (a, b) in read.points.iter().zip(&summary.points) {
+            assert_eq!(
+                (&a.point, a.status, a.metrics.len()),
+                (&b.point, b.status, b.metrics.len())
+            );
+            for (k, m) in &a.metrics {
+                let close = m
+                    .raw
+                    .iter()
+                    .zip(&b.metrics[k].raw)
+                    .all(|(x, y)| (x - y).abs() <= 1e-12 * y.abs());
+                assert!(close, "{k}");
+            }
+        }
+        assert_eq!(read.warnings, [STORED_SUMMARY_WARNING]);
     }
 }

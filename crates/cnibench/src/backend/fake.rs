@@ -290,7 +290,8 @@ impl Backend for FakeBackend {
                     "schema_version": 1,
                     "netload_version": "fake",
                     "transactions_per_second": 1e6 / p50,
-                    "latency": {"p50_us": p50, "p90_us": p50 * 1.4, "p99_us": p50 * 2.6},
+                    "latency": {"min_us": p50 * 0.6, "p50_us": p50, "p90_us": p50 * 1.4,
+                        "p99_us": p50 * 2.6, "p99_9_us": p50 * 4.1, "max_us": p50 * 7.0},
                 })
             }
             Workload::Http(h) => {
@@ -305,7 +306,8 @@ impl Backend for FakeBackend {
                     "totals": {
                         "requests_per_second": f64::from(h.concurrency) / secs,
                         "goodput_bits_per_second": h.file_size.0 as f64 * 8.0 / secs,
-                        "ttfb": {"p50_us": ttfb * 1e3, "p99_us": ttfb * 3e3},
+                        "ttfb": {"min_us": ttfb * 0.5e3, "p50_us": ttfb * 1e3, "p90_us": ttfb * 1.8e3,
+                            "p99_us": ttfb * 3e3, "p99_9_us": ttfb * 4.5e3, "max_us": ttfb * 8e3},
                     },
                     "replica_fairness": 1.0 - 0.01 * rng.uniform(),
                 })

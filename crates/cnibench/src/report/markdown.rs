@@ -1,10 +1,16 @@
-//! Markdown report: the summary table, flagged points, and every raw repetition.
+//! Markdown report: the summary table, flagged points, the charts (as links to the SVG
+//! files `cnibench report` writes under `charts/`, so a code-hosting page shows them), and
+//! every raw repetition.
 
 use std::fmt::Write as _;
 
+use super::figures::{Figure, Section};
 use super::table::{HEADER, cells};
 use super::{num, rows};
 use crate::results::{Meta, RunSummary};
+
+/// Directory of the chart files, relative to the report.
+pub const CHARTS_DIR: &str = "charts";
 
 fn md_escape(s: &str) -> String {
     s.replace('|', "\\|")
@@ -22,8 +28,35 @@ pub fn table(header: &[&str], body: &[Vec<String>]) -> String {
     out
 }
 
-/// The Markdown report of a run.
-pub fn render(meta: &Meta, run: &RunSummary) -> String {
+/// The charts as Markdown images: wide charts one per paragraph, small multiples of a
+/// scenario side by side in one paragraph.
+fn charts(figures: &[Figure]) -> String {
+    let mut out = String::new();
+    let mut last: Option<(Section, &str)> = None;
+    for f in figures {
+        let here = (f.section, f.scenario.as_str());
+        if last.map(|l| l.0) != Some(f.section) {
+            let _ = writeln!(out, "\n### {}\n", f.section.title());
+        } else if f.small && last != Some(here) {
+            out.push('\n');
+        }
+        let image = format!(
+            "![{}]({CHARTS_DIR}/{}.svg)",
+            f.title.replace(['[', ']'], ""),
+            f.id
+        );
+        if f.small {
+            let _ = write!(out, "{image} ");
+        } else {
+            let _ = writeln!(out, "{image}\n\n{}\n", f.caption);
+        }
+        last = Some(here);
+    }
+    out.trim_end().to_string() + "\n"
+}
+
+/// The Markdown report of a run with its `figures` (their SVG files under [`CHARTS_DIR`]).
+pub fn render(meta: &Meta, run: &RunSummary, figures: &[Figure]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# cnibench run {}\n", meta.run_id);
     let _ = writeln!(out, "- suite: {}", meta.suite);
@@ -122,6 +155,10 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
             &setup,
         ));
     }
+    if !figures.is_empty() {
+        out.push_str("\n## Charts\n");
+        out.push_str(&charts(figures));
+    }
     out.push_str("\n## Raw repetitions\n\n");
     for p in &run.points {
         if p.metrics.is_empty() {
@@ -161,12 +198,12 @@ pub fn render(meta: &Meta, run: &RunSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures;
+    use crate::report::{figures, fixtures, reps};
 
     #[test]
     fn unstable_point_is_flagged_with_its_reason() {
         let (meta, run) = fixtures::unstable_run();
-        let text = render(&meta, &run);
+        let text = render(&meta, &run, &[]);
         assert!(text.contains("| 0.300 -> 4.47 ms | - |"), "{text}");
         assert!(text.contains("- **UNSTABLE** `http-replicas/"), "{text}");
         assert!(
@@ -177,7 +214,8 @@ mod tests {
 
     #[test]
     fn snapshot() {
-        let (meta, run) = fixtures::run("cni-a", 1);
-        insta::assert_snapshot!(render(&meta, &run));
+        let (meta, run, records) = fixtures::run_with_records("cni-a", 1);
+        let figs = figures::figures(&meta, &run, &reps::from_records(&records));
+        insta::assert_snapshot!(render(&meta, &run, &figs));
     }
 }

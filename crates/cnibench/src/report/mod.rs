@@ -3,7 +3,10 @@
 //! - [`table`]: aligned terminal table;
 //! - [`markdown`]: GitHub-flavoured Markdown with raw repetitions;
 //! - [`csv`]: one row per point and metric, raw repetitions included;
-//! - [`html`]: one self-contained page with inline SVG charts (plotters);
+//! - [`html`]: one self-contained page with inline SVG charts;
+//! - [`figures`]: which charts a run gets (overview, sweeps, CPU, latency, repetitions);
+//! - [`charts`]: the SVG chart primitives (plotters);
+//! - [`reps`]: every repetition in run order, with percentiles and CPU split from raw JSON;
 //! - [`compare`]: side-by-side runs with Welch's t-test;
 //! - [`scaling`]: scale points as ratios to the smallest point of their sweep;
 //! - [`iperf3`]: `iperf3 -J` documents turned into a run.
@@ -11,18 +14,44 @@
 //! Every output flags points that did not converge, failed or were interrupted, and shows
 //! an unstable point (level shift, trend or two modes) by its two levels, not its mean.
 
+pub mod charts;
 pub mod compare;
 pub mod csv;
+pub mod figures;
 pub mod html;
 pub mod iperf3;
 pub mod markdown;
+pub mod reps;
 pub mod scaling;
 pub mod table;
 
 use crate::metrics::{self, MetricInfo};
-use crate::results::{Meta, PointSummary, RunSummary};
+use crate::results::{Meta, PointSummary, Record, RunSummary};
 use crate::scenario::ScenarioKind;
 use crate::stationarity::{Instability, InstabilityKind};
+
+/// Every file `cnibench report` writes into a run directory, as (relative path, text):
+/// `report.html`, `report.md`, `report.csv` and `charts/<id>.svg`. The repetitions come
+/// from `records` when it has any, else from the summary's raw values (a run filed with
+/// `summary.json` only).
+pub fn files(meta: &Meta, run: &RunSummary, records: &[Record]) -> Vec<(String, String)> {
+    let reps = if records.iter().any(|r| matches!(r, Record::Rep(_))) {
+        reps::from_records(records)
+    } else {
+        reps::from_summary(run)
+    };
+    let figs = figures::figures(meta, run, &reps);
+    let mut out = vec![
+        ("report.html".to_string(), html::render(meta, run, &figs)),
+        ("report.md".to_string(), markdown::render(meta, run, &figs)),
+        ("report.csv".to_string(), csv::render(run)),
+    ];
+    out.extend(
+        figs.into_iter()
+            .map(|f| (format!("{}/{}.svg", markdown::CHARTS_DIR, f.id), f.svg)),
+    );
+    out
+}
 
 /// One point's headline figures, shared by the renderers.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,6 +195,12 @@ pub(crate) mod fixtures {
     /// A small suite with a baseline, a sweep, an http point, a not-applicable point; the
     /// last point fails.
     pub fn run(label: &str, seed: u64) -> (Meta, RunSummary) {
+        let (meta, summary, _) = run_with_records(label, seed);
+        (meta, summary)
+    }
+
+    /// [`run`] with its records (the fake's raw JSON included).
+    pub fn run_with_records(label: &str, seed: u64) -> (Meta, RunSummary, Vec<Record>) {
         let suite = file::parse(
             r#"
 name = "fixture"
@@ -237,7 +272,7 @@ kind = "rr-latency"
                     wall_s: 2.0,
                     metrics: out.metrics,
                     start: None,
-                    raw: serde_json::json!({}),
+                    raw: out.raw,
                 }));
             }
             let status = if i == n - 1 {
@@ -257,7 +292,7 @@ kind = "rr-latency"
             }));
         }
         let summary = summarize(&meta, &records, &[]);
-        (meta, summary)
+        (meta, summary, records)
     }
 
     /// [`run`] with the http-replicas point replaced by issue 13's quick-suite shape: TTFB

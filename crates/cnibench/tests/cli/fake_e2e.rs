@@ -33,6 +33,13 @@ fn fake_run_report_compare() {
     let raw = &recs[0]["raw"];
     assert_eq!(raw["schema_version"], 1, "netload's JSON is embedded");
     assert_eq!(ends(&a).len(), 6);
+    // The charts are files too (the Markdown links them).
+    let md = std::fs::read_to_string(a.join("report.md")).unwrap();
+    assert!(
+        md.contains("![Every point as % of its baseline](charts/overview.svg)"),
+        "{md}"
+    );
+    assert!(a.join("charts/overview.svg").is_file());
 
     let r = run(tmp.path(), &["report", "cni-a", "--format", "table"]);
     assert_eq!(r.code, 0, "{r:?}");
@@ -64,9 +71,56 @@ fn fake_run_report_compare() {
     );
     let c = run(
         tmp.path(),
-        &["compare", "cni-a", "cni-b", "--format", "csv"],
+        &[
+            "compare", "cni-a", "cni-b", "--format", "csv", "--html", "cmp.html",
+        ],
     );
     assert!(c.stdout.lines().count() > 6, "{c:?}");
+    let page = std::fs::read_to_string(tmp.path().join("cmp.html")).unwrap();
+    assert!(
+        page.contains("<h2>cni-b vs cni-a</h2>") && page.contains("<svg"),
+        "{page}"
+    );
+}
+
+#[test]
+fn fake_progress_without_a_terminal_is_one_line_per_repetition() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = run(
+        tmp.path(),
+        &[
+            &[
+                "run",
+                "--backend",
+                "fake",
+                "--out",
+                "p",
+                "--only",
+                "baseline,rr-latency",
+            ][..],
+            &crate::util::TWO_REPS,
+        ]
+        .concat(),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let reps: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with('[')).collect();
+    // Two points of two repetitions, no warm-up.
+    assert_eq!(reps.len(), 4, "{r:?}");
+    assert!(
+        reps[0].starts_with("[1/2] baseline/workload=tcp rep 1: "),
+        "{}",
+        reps[0]
+    );
+    assert!(
+        reps[0].contains("Gbit/s") && reps[0].contains("elapsed") && reps[0].contains("ETA"),
+        "{}",
+        reps[0]
+    );
+    assert!(
+        reps[3].starts_with("[2/2] rr-latency/") && reps[3].contains("CI ±"),
+        "{}",
+        reps[3]
+    );
 }
 
 #[test]

@@ -100,7 +100,15 @@ fn ctrl_c_tears_down_saves_and_exits_nonzero() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("--resume"), "{stderr}");
+    assert!(
+        stderr.contains("continue with: cnibench run --resume int"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("interrupted: kept ")
+            && stderr.contains(" measured repetitions in int/results.jsonl"),
+        "{stderr}"
+    );
     let dir = tmp.path().join("int");
     assert!(dir.join("summary.json").is_file());
     let e = ends(&dir);
