@@ -213,11 +213,11 @@ class NoDropRows(unittest.TestCase):
         srv, cli = h.search_commands("netload", row8, "H", 19201, "netload", "iperf3")
         self.assertEqual(srv, ["netload", "server", "--port", "19201"])
         self.assertEqual(" ".join(cli), "netload udp H --port 19201 -l 1400 --find-rate 1 --trial-time 1 -t 2 "
-                                        "--omit 1 --search-budget 90 --json")
+                                        "--omit 0 --search-budget 90 --json")
         srv, cli = h.search_commands("iperf3", row8, "H", 19201, "netload", "iperf3")
         self.assertEqual(srv, ["iperf3", "-s", "-p", "19201"])
         self.assertEqual(" ".join(cli + h.iperf3_trial_args(2.5e9, "confirm")),
-                         "iperf3 -c H -p 19201 -u -l 1400 -O 1 -J -b 2500000000 -t 2")
+                         "iperf3 -c H -p 19201 -u -l 1400 -O 0 -J -b 2500000000 -t 2")
         self.assertEqual(h.iperf3_trial_args(0.0, "probe"), ["-b", "0", "-t", "1"])
         _, cli = h.search_commands("netload", h.ROWS[9], "H", 1, "netload", "iperf3", no_offload="--no-gso")
         self.assertIn("--no-gso", cli)
