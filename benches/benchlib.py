@@ -274,8 +274,9 @@ class RateSearch:
             self.lo = None
             self._fail_at(refuted)
             limit = refuted / (1.0 + self.cfg.resolution)
+            # Only paced trials: an unlimited one certifies no rate below the refuted one.
             cands = [(o.offered_bps, min(o.offered_bps, o.sent_bps)) for p, o, k in self.trials
-                     if k and p != "probe" and min(o.offered_bps, o.sent_bps) <= limit]
+                     if k and o.offered_bps > 0 and min(o.offered_bps, o.sent_bps) <= limit]
             self.lo = max(cands, key=lambda c: c[1]) if cands else None
             if self.lo is None:
                 self.guess = refuted * max(1.0 - 4.0 * self.cfg.resolution, 0.5)

@@ -169,6 +169,31 @@ ROWS: tuple[Row, ...] = (
         max_loss_percent=1.0,
         search_loss=1.0,
     ),
+    # Rows 8-10 run each tool with its own receive buffer: netload asks for 32 MiB (forced
+    # past rmem_max as root), iperf3 keeps the kernel default (~208 KiB). These two give
+    # both the same request, which the kernel caps at net.core.rmem_max for both.
+    Row(
+        11,
+        "UDP 1400 B at the no-drop rate (≤1% loss), both -w 4M",
+        "udp",
+        ("-l", "1400", "-w", "4M"),
+        ("-u", "-l", "1400", "-w", "4M"),
+        "≥20× goodput at equal loss and equal buffers",
+        20.0,
+        max_loss_percent=1.0,
+        search_loss=1.0,
+    ),
+    Row(
+        12,
+        "UDP 64 B at the no-drop rate (≤1% loss), both -w 4M: packets/s",
+        "udp",
+        ("-l", "64", "-w", "4M"),
+        ("-u", "-l", "64", "-w", "4M"),
+        "pps reported",
+        0.0,
+        max_loss_percent=1.0,
+        search_loss=1.0,
+    ),
 )
 
 # Trials of the no-drop searches (rows with search_loss), the same for both tools. iperf3

@@ -161,6 +161,14 @@ class RateSearchMirrorsNetload(unittest.TestCase):
         self.assertLessEqual(c["rate_bps"], 10e9)
         self.assertTrue(any(p[0] == "confirm" and p[2] > 0 for p in log))
 
+    def test_refuted_sender_limited_rate_is_searched_with_paced_trials(self):
+        c, log = simulate(self.cfg(), 20e9, lambda r, i: 0.0 if i == 0 else knee(10e9)(r, i))
+        self.assertEqual(log[1][0], "confirm")
+        self.assertTrue(all(p[1] > 0 for p in log[2:]), log)
+        self.assertEqual(c["status"], "confirmed")
+        self.assertLessEqual(c["rate_bps"], 10e9)
+        self.assertGreaterEqual(c["rate_bps"], 10e9 / 1.02)
+
     def test_budget_and_floor(self):
         c, log = simulate(self.cfg(max_trials=4), 40e9, knee(10e9))
         self.assertEqual((len(log), c["status"]), (4, "budget-exhausted"))

@@ -187,11 +187,11 @@ class Commands(unittest.TestCase):
 
     def test_args(self):
         a = h.parse_args(["--self-test"])
-        self.assertEqual((a.runs, a.time, len(a.rows)), (1, 1.0, 10))
+        self.assertEqual((a.runs, a.time, len(a.rows)), (1, 1.0, 12))
         a = h.parse_args(["--rows", "6,7", "--paths", "loopback"])
         self.assertEqual([r.num for r in a.rows], [6, 7])
         self.assertEqual(a.paths, ["loopback"])
-        for bad in (["--rows", "11"], ["--paths", "wifi"], ["--runs", "0"]):
+        for bad in (["--rows", "13"], ["--paths", "wifi"], ["--runs", "0"]):
             with self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
                 h.parse_args(bad)
 

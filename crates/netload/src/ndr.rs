@@ -182,7 +182,6 @@ pub struct Conclusion {
 #[derive(Debug, Clone, Copy)]
 struct Past {
     obs: Observation,
-    purpose: Purpose,
     pass: bool,
 }
 
@@ -286,7 +285,7 @@ impl RateSearch {
     /// Records what the trial asked for by the last [`RateSearch::next`] measured.
     pub fn record(&mut self, purpose: Purpose, obs: Observation) {
         let pass = self.passes(&obs);
-        self.trials.push(Past { obs, purpose, pass });
+        self.trials.push(Past { obs, pass });
         // What a pass certifies: no more than was really sent.
         let certified = if obs.offered_bps == 0.0 {
             obs.sent_bps
@@ -328,11 +327,13 @@ impl RateSearch {
                 let refuted = self.lo.map_or(failed_at, |(_, r)| r);
                 self.lo = None;
                 self.fail_at(refuted);
+                // Only paced trials qualify: an unlimited one (the probe, or a confirmation of
+                // a sender-limited rate) certifies no rate below the one just refuted.
                 let limit = refuted / (1.0 + self.cfg.resolution);
                 self.lo = self
                     .trials
                     .iter()
-                    .filter(|p| p.pass && p.purpose != Purpose::Probe)
+                    .filter(|p| p.pass && p.obs.offered_bps > 0.0)
                     .map(|p| (p.obs.offered_bps, p.obs.offered_bps.min(p.obs.sent_bps)))
                     .filter(|&(_, r)| r <= limit)
                     .max_by(|a, b| a.1.total_cmp(&b.1));
@@ -768,6 +769,19 @@ mod tests {
         assert_eq!(c.status, SearchStatus::Confirmed, "{log:?}");
         assert!(c.rate_bps.unwrap() <= 10e9, "{c:?} {log:?}");
         assert!(log.iter().any(|l| l.0 == Purpose::Confirm && l.2 > 0.0));
+    }
+
+    #[test]
+    fn a_refuted_sender_limited_rate_is_searched_below_with_paced_trials() {
+        // The unlimited probe passes by luck, its first confirmation does not: the search
+        // must go on at real rates below the sender's, never at "unlimited" again.
+        let (c, log) = simulate(cfg(), 20e9, |r, i| if i == 0 { 0.0 } else { knee(10e9)(r) });
+        assert_eq!(log[1].0, Purpose::Confirm);
+        assert!(log[1].2 > 0.0);
+        assert!(log[2..].iter().all(|l| l.1 > 0.0), "{log:?}");
+        assert_eq!(c.status, SearchStatus::Confirmed, "{log:?}");
+        let rate = c.rate_bps.unwrap();
+        assert!(rate <= 10e9 && rate >= 10e9 / (1.0 + DEFAULT_RESOLUTION), "{rate}");
     }
 
     #[test]
