@@ -209,6 +209,7 @@ class RateSearch:
         self.trials: list[tuple[str, NdrObservation, bool]] = []
         self.lo: Optional[tuple[float, float]] = None  # (offered asked for, rate certified)
         self.hi: Optional[float] = None
+        self.ceiling: Optional[float] = None  # lowest offered rate the sender fell short of
         self.guess = 0.0
         self.confirming: Optional[int] = None
         self.exhausted_floor = False
@@ -235,23 +236,29 @@ class RateSearch:
         lo_offered, lo_rate = self.lo
         if self.confirming is not None:
             if self.confirming >= self.cfg.confirmations:
-                return ("done", self._conclude("sender-limited" if lo_offered == 0.0 else "confirmed"))
+                sender_bound = self.ceiling is not None and (self.hi is None or self.ceiling < self.hi)
+                return ("done", self._conclude("sender-limited" if lo_offered == 0.0 or sender_bound else "confirmed"))
             return ("run", lo_offered, "confirm")
-        if self.hi is not None and self.hi / lo_rate - 1.0 > self.cfg.resolution:
-            return ("run", (self.hi * lo_rate) ** 0.5, "bisect")
+        bounds = [b for b in (self.hi, self.ceiling) if b is not None]
+        upper = min(bounds) if bounds else None
+        if upper is not None and upper / lo_rate - 1.0 > self.cfg.resolution:
+            return ("run", (upper * lo_rate) ** 0.5, "bisect")
         self.confirming = 0
         return self._wanted()
 
     def record(self, purpose: str, obs: NdrObservation) -> None:
         ok = self.passes(obs)
         self.trials.append((purpose, obs, ok))
+        short = obs.offered_bps > 0.0 and obs.sent_bps < obs.offered_bps * NDR_SENDER_SHORTFALL
+        if short:
+            self.ceiling = obs.offered_bps if self.ceiling is None else min(self.ceiling, obs.offered_bps)
         if obs.offered_bps == 0.0:
             certified = obs.sent_bps
-        elif obs.sent_bps < obs.offered_bps * NDR_SENDER_SHORTFALL:
+        elif short:
             certified = max(obs.sent_bps, NDR_FLOOR_BPS)
         else:
             certified = obs.offered_bps
-        failed_at = obs.sent_bps if obs.offered_bps == 0.0 else obs.offered_bps
+        failed_at = max(obs.sent_bps, NDR_FLOOR_BPS) if obs.offered_bps == 0.0 or short else obs.offered_bps
         if purpose == "probe":
             if ok:
                 self.lo = (0.0, certified)

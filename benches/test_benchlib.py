@@ -106,9 +106,11 @@ class Processes(unittest.TestCase):
 
 
 
-def simulate(cfg, ceiling, loss):
+def simulate(cfg, ceiling, loss, paced=None):
     """Runs benchlib.RateSearch against `loss(sent_bps, trial_index)` (percent) from a sender
-    that tops out at `ceiling`; returns the conclusion and the (purpose, offered, loss) log."""
+    that tops out at `ceiling` (at `paced` when pacing); returns the conclusion and the
+    (purpose, offered, loss) log."""
+    paced = ceiling if paced is None else paced
     s = benchlib.RateSearch(cfg)
     elapsed, log = 0.0, []
     for i in range(1000):
@@ -116,7 +118,7 @@ def simulate(cfg, ceiling, loss):
         if step[0] == "done":
             return step[1], log
         _, offered, purpose = step
-        sent = ceiling if offered == 0.0 else min(offered, ceiling)
+        sent = ceiling if offered == 0.0 else min(offered, paced)
         lp = min(max(loss(sent, i), 0.0), 100.0)
         s.record(purpose, benchlib.NdrObservation(offered, sent, sent * (1 - lp / 100), lp))
         log.append((purpose, offered, lp))
@@ -168,6 +170,14 @@ class RateSearchMirrorsNetload(unittest.TestCase):
         self.assertEqual(c["status"], "confirmed")
         self.assertLessEqual(c["rate_bps"], 10e9)
         self.assertGreaterEqual(c["rate_bps"], 10e9 / 1.02)
+
+    def test_paced_shortfall_bounds_the_search(self):
+        c, log = simulate(self.cfg(), 20e9, knee(10e9), paced=6e9)
+        self.assertEqual(c["status"], "sender-limited", log)
+        # A sender within 3% of its rate counts as having offered it.
+        self.assertLessEqual(c["rate_bps"], 6e9 / benchlib.NDR_SENDER_SHORTFALL)
+        self.assertGreaterEqual(c["rate_bps"], 6e9 / 1.02)
+        self.assertLessEqual(len(log), 16)
 
     def test_budget_and_floor(self):
         c, log = simulate(self.cfg(max_trials=4), 40e9, knee(10e9))

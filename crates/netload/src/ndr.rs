@@ -195,6 +195,8 @@ pub struct RateSearch {
     lo: Option<(f64, f64)>,
     /// Lowest failing offered rate.
     hi: Option<f64>,
+    /// Lowest offered rate the sender fell short of: the search cannot resolve above it.
+    ceiling: Option<f64>,
     /// Next bracketing guess.
     guess: f64,
     /// Confirmations of `lo` passed so far; `Some` while confirming.
@@ -211,6 +213,7 @@ impl RateSearch {
             trials: Vec::new(),
             lo: None,
             hi: None,
+            ceiling: None,
             guess: 0.0,
             confirming: None,
             exhausted_floor: false,
@@ -258,7 +261,8 @@ impl RateSearch {
         };
         if let Some(done) = self.confirming {
             if done >= self.cfg.confirmations {
-                let status = if lo_offered == 0.0 {
+                let sender_bound = self.ceiling.is_some_and(|c| self.hi.is_none_or(|h| c < h));
+                let status = if lo_offered == 0.0 || sender_bound {
                     SearchStatus::SenderLimited
                 } else {
                     SearchStatus::Confirmed
@@ -270,7 +274,13 @@ impl RateSearch {
                 purpose: Purpose::Confirm,
             };
         }
-        match self.hi {
+        // Above the sender's shortfall nothing can be learnt: it bounds the bisection
+        // like a failure.
+        let upper = match (self.hi, self.ceiling) {
+            (Some(h), Some(c)) => Some(h.min(c)),
+            (h, c) => h.or(c),
+        };
+        match upper {
             Some(hi) if hi / lo_rate - 1.0 > self.cfg.resolution => Step::Run {
                 offered_bps: (hi * lo_rate).sqrt(),
                 purpose: Purpose::Bisect,
@@ -286,16 +296,26 @@ impl RateSearch {
     pub fn record(&mut self, purpose: Purpose, obs: Observation) {
         let pass = self.passes(&obs);
         self.trials.push(Past { obs, pass });
-        // What a pass certifies: no more than was really sent.
+        // What a pass certifies: no more than was really sent. A paced sender short of its
+        // rate also says that rate is out of its reach (without that, a sender that always
+        // falls short passes the same midpoint again and again).
+        let short = obs.offered_bps > 0.0 && obs.sent_bps < obs.offered_bps * SENDER_SHORTFALL;
+        if short {
+            self.ceiling = Some(
+                self.ceiling
+                    .map_or(obs.offered_bps, |c| c.min(obs.offered_bps)),
+            );
+        }
         let certified = if obs.offered_bps == 0.0 {
             obs.sent_bps
-        } else if obs.sent_bps < obs.offered_bps * SENDER_SHORTFALL {
+        } else if short {
             obs.sent_bps.max(FLOOR_BPS)
         } else {
             obs.offered_bps
         };
-        let failed_at = if obs.offered_bps == 0.0 {
-            obs.sent_bps
+        // Loss at a rate the sender did not reach happened at what it sent.
+        let failed_at = if obs.offered_bps == 0.0 || short {
+            obs.sent_bps.max(FLOOR_BPS)
         } else {
             obs.offered_bps
         };
@@ -670,6 +690,16 @@ mod tests {
     fn simulate(
         cfg: SearchConfig,
         ceiling: f64,
+        loss: impl FnMut(f64, usize) -> f64,
+    ) -> (Conclusion, Vec<(Purpose, f64, f64)>) {
+        simulate_paced(cfg, ceiling, ceiling, loss)
+    }
+
+    /// As [`simulate`], with a sender that reaches only `paced` bits/s when it paces.
+    fn simulate_paced(
+        cfg: SearchConfig,
+        ceiling: f64,
+        paced: f64,
         mut loss: impl FnMut(f64, usize) -> f64,
     ) -> (Conclusion, Vec<(Purpose, f64, f64)>) {
         let mut s = RateSearch::new(cfg);
@@ -686,7 +716,7 @@ mod tests {
                     let sent = if offered_bps == 0.0 {
                         ceiling
                     } else {
-                        offered_bps.min(ceiling)
+                        offered_bps.min(paced)
                     };
                     let l = loss(sent, i).clamp(0.0, 100.0);
                     s.record(
@@ -781,7 +811,23 @@ mod tests {
         assert!(log[2..].iter().all(|l| l.1 > 0.0), "{log:?}");
         assert_eq!(c.status, SearchStatus::Confirmed, "{log:?}");
         let rate = c.rate_bps.unwrap();
-        assert!(rate <= 10e9 && rate >= 10e9 / (1.0 + DEFAULT_RESOLUTION), "{rate}");
+        assert!(
+            rate <= 10e9 && rate >= 10e9 / (1.0 + DEFAULT_RESOLUTION),
+            "{rate}"
+        );
+    }
+
+    #[test]
+    fn a_paced_sender_short_of_its_rate_bounds_the_search_instead_of_stalling_it() {
+        // Unlimited, the sender overloads the path (20G into a 10G knee); paced, it never
+        // gets past 6G. Every paced trial above 6G passes at what it really sent.
+        let (c, log) = simulate_paced(cfg(), 20e9, 6e9, |r, _| knee(10e9)(r));
+        assert_eq!(c.status, SearchStatus::SenderLimited, "{log:?}");
+        let rate = c.rate_bps.unwrap();
+        // A sender within 3% of its rate counts as having offered it.
+        assert!(rate <= 6e9 / SENDER_SHORTFALL, "{rate} {log:?}");
+        assert!(rate >= 6e9 / (1.0 + DEFAULT_RESOLUTION), "{rate} {log:?}");
+        assert!(log.len() <= 16, "{log:?}");
     }
 
     #[test]
