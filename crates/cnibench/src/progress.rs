@@ -99,7 +99,7 @@ impl Observer for Progress {
             self.multi.remove(&bar);
         }
         self.suite.inc(1);
-        let key = metrics::primary(point.workload.kind());
+        let key = metrics::primary_of(&point.workload);
         let info = metrics::info(key);
         let detail = match end.status {
             PointStatus::NotApplicable | PointStatus::Failed => {

@@ -281,6 +281,7 @@ mod tests {
             direction: Direction::Forward,
             nodelay: false,
             zerocopy: Zerocopy::None,
+            find_rate: None,
         }
     }
 

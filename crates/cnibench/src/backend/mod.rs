@@ -20,7 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::metrics::Metrics;
-use crate::scenario::{Direction, HttpWorkload, Point, RrMode, RrWorkload, StreamWorkload};
+use crate::scenario::{
+    Direction, HttpWorkload, Point, RateSearch, RrMode, RrWorkload, StreamWorkload,
+};
 
 /// Whether a backend can run a point.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,7 +223,19 @@ pub fn stream_args(s: &StreamWorkload, host: &str, port: u16) -> Vec<String> {
     if s.zerocopy != crate::scenario::Zerocopy::None {
         a.extend(["--zerocopy".into(), s.zerocopy.as_str().into()]);
     }
-    if s.udp {
+    if let Some(search) = s.find_rate.filter(|_| s.udp) {
+        // One repetition is one search: short trials to find the knee, then confirmations
+        // of the workload's own duration (`-t`) at the rate found; `--omit` warms up every
+        // trial.
+        a.extend([
+            "--find-rate".into(),
+            search.loss_percent.to_string(),
+            "--trial-time".into(),
+            RateSearch::trial(s.duration).0.to_string(),
+            "--search-budget".into(),
+            RateSearch::budget().as_secs_f64().to_string(),
+        ]);
+    } else if s.udp {
         // netload's UDP default is 1G; always say what the suite asked for (0 = unlimited).
         a.extend(["--rate".into(), s.rate.0.to_string()]);
     }
@@ -297,10 +311,39 @@ mod tests {
             direction: Direction::Reverse,
             nodelay: true,
             zerocopy: crate::scenario::Zerocopy::Sendfile,
+            find_rate: None,
         };
         assert_eq!(
             stream_args(&s, "127.0.0.1", 9201).join(" "),
             "tcp 127.0.0.1 --port 9201 -t 2 --omit 0.5 -P 4 -R -l 65536 --mss 1400 --nodelay --zerocopy sendfile --json"
+        );
+    }
+
+    #[test]
+    fn udp_without_a_rate_searches_for_the_no_drop_rate() {
+        let mut s = StreamWorkload {
+            udp: true,
+            duration: Seconds(4.0),
+            omit: Seconds(1.0),
+            streams: 2,
+            length: Some(Bytes(64)),
+            mss: None,
+            rate: BitsPerSec(0),
+            direction: Direction::Forward,
+            nodelay: false,
+            zerocopy: crate::scenario::Zerocopy::None,
+            find_rate: Some(RateSearch { loss_percent: 1.0 }),
+        };
+        assert_eq!(
+            stream_args(&s, "198.18.0.2", 9201).join(" "),
+            "udp 198.18.0.2 --port 9201 -t 4 --omit 1 -P 2 -l 64 --find-rate 1 --trial-time 1 --search-budget 60 --json"
+        );
+        s.find_rate = None;
+        s.rate = BitsPerSec(500_000_000);
+        assert!(
+            stream_args(&s, "h", 1)
+                .join(" ")
+                .contains("--rate 500000000 --json")
         );
     }
 

@@ -86,6 +86,7 @@ pub fn import(
             },
             nodelay: false,
             zerocopy: Zerocopy::None,
+            find_rate: None,
         }),
         tool: Tool::Iperf3,
         params: BTreeMap::from([("tool".to_string(), "iperf3".to_string())]),

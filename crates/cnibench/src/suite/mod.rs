@@ -17,9 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::scenario::{
-    BitsPerSec, Bytes, Direction, HttpWorkload, Objects, PathKind, Placement, Point, RrMode,
-    RrWorkload, ScenarioKind, Seconds, StreamWorkload, Tool, Topology, Workload, WorkloadKind,
-    Zerocopy,
+    BitsPerSec, Bytes, Direction, HttpWorkload, Objects, PathKind, Placement, Point, RateSearch,
+    RrMode, RrWorkload, ScenarioKind, Seconds, StreamWorkload, Tool, Topology, Workload,
+    WorkloadKind, Zerocopy,
 };
 pub use params::{Key, Raw, Value};
 
@@ -424,6 +424,13 @@ fn build_point(spec: &ScenarioSpec, combo: &[(Key, Value, &Origin)]) -> Result<P
                 Some(Value::Rate(r)) => BitsPerSec(r),
                 _ => BitsPerSec(0),
             },
+            // UDP without a rate asks for the figure users need: the highest rate the path
+            // carries without (almost) any loss. An explicit rate (0 = unlimited) is kept.
+            // iperf3 has no search of its own; its UDP points keep sending at `rate`.
+            find_rate: (workload == WorkloadKind::Udp
+                && get(Key::Rate).is_none()
+                && !matches!(get(Key::Tool), Some(Value::Tool(Tool::Iperf3))))
+            .then_some(RateSearch::DEFAULT),
             direction: match get(Key::Direction) {
                 Some(Value::Direction(d)) => d,
                 _ => Direction::Forward,
