@@ -39,6 +39,10 @@ const MAX_BURST: Duration = Duration::from_micros(100);
 /// 19.4 Gbit/s sent 22 Gbit/s in their window and lost 2.7%). The lag beyond this is
 /// forgiven: the sender then offers less than asked, which its sent rate shows.
 pub const MAX_PACING_DEBT: Duration = Duration::from_millis(1);
+/// The bucket is never shallower than this many bits (256 KB): at low rates a millisecond is
+/// a few datagrams, less than a loaded host's wake-up latency, and forgiving that lag cut a
+/// 50 Mbit/s sender to 18 Mbit/s, while a catch-up of this size overflows no queue.
+pub const MIN_PACING_DEBT_BITS: f64 = 2_097_152.0;
 /// Sequence numbers never reach this; larger values are hello/ack datagrams.
 const SEQ_LIMIT: u64 = 1 << 56;
 
@@ -275,8 +279,8 @@ pub enum Pace {
 }
 
 /// Token-bucket pacing at `rate_bps`: the batch after `sent_bits` is due at `epoch +
-/// sent_bits / rate`; a sender more than [`MAX_PACING_DEBT`] late moves `epoch` so that it
-/// is exactly that late.
+/// sent_bits / rate`; a sender later than the bucket's depth ([`pacing_depth`]) moves
+/// `epoch` so that it is exactly that late.
 pub fn pace(now: Instant, epoch: Instant, sent_bits: f64, rate_bps: f64) -> Pace {
     let due = epoch + Duration::from_secs_f64(sent_bits / rate_bps);
     if due > now {
@@ -284,8 +288,14 @@ pub fn pace(now: Instant, epoch: Instant, sent_bits: f64, rate_bps: f64) -> Pace
     }
     let lag = now - due;
     Pace::Send {
-        epoch: epoch + lag.saturating_sub(MAX_PACING_DEBT),
+        epoch: epoch + lag.saturating_sub(pacing_depth(rate_bps)),
     }
+}
+
+/// Depth of a paced sender's bucket as time at `rate_bps`: [`MAX_PACING_DEBT`], or
+/// [`MIN_PACING_DEBT_BITS`] at the rate when that is longer.
+pub fn pacing_depth(rate_bps: f64) -> Duration {
+    MAX_PACING_DEBT.max(Duration::from_secs_f64(MIN_PACING_DEBT_BITS / rate_bps))
 }
 
 /// Messages for one sendmmsg of a paced sender `since_epoch` into its schedule with
@@ -599,14 +609,19 @@ mod tests {
         let now = due + MAX_PACING_DEBT / 2;
         assert_eq!(pace(now, t0, 1e6, 1e9), Pace::Send { epoch: t0 });
         // 10 ms late (descheduled): the schedule moves up so that only the bucket's depth
-        // is caught up, and the next batch is due after that.
+        // is caught up (2.1 ms at 1 Gbit/s: the 256 KB floor), and the next batch is due
+        // after that.
+        let depth = pacing_depth(1e9);
+        assert!(depth > MAX_PACING_DEBT && depth < Duration::from_millis(3));
         let now = due + Duration::from_millis(10);
         let Pace::Send { epoch } = pace(now, t0, 1e6, 1e9) else {
             panic!("a late batch is sent")
         };
-        assert_eq!(epoch, t0 + Duration::from_millis(10) - MAX_PACING_DEBT);
+        assert_eq!(epoch, t0 + Duration::from_millis(10) - depth);
         let lag = now - (epoch + Duration::from_millis(1));
-        assert_eq!(lag, MAX_PACING_DEBT);
+        assert_eq!(lag, depth);
+        // At 20 Gbit/s a millisecond is deeper than the floor.
+        assert_eq!(pacing_depth(20e9), MAX_PACING_DEBT);
     }
 
     #[test]
