@@ -261,39 +261,6 @@ fn settings_line(side: &SideReport, s: &EffectiveSettings) -> String {
     parts.join(", ")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn units_scale() {
-        assert_eq!(rate(18.5e9), "18.50 Gbit/s");
-        assert_eq!(rate(999.0), "999.00 bit/s");
-        assert_eq!(bytes(2_500_000), "2.50 MB");
-        assert_eq!(bytes(12), "12 B");
-    }
-
-    #[test]
-    fn interval_line_shows_tcp_columns() {
-        let i = Interval {
-            start_s: 0.0,
-            end_s: 1.0,
-            sent_bytes: 2_000_000_000,
-            received_bytes: 0,
-            bits_per_second: 16e9,
-            retransmits: Some(3),
-            rtt_us: Some(42),
-            cwnd: Some(512),
-            packets: None,
-            lost: None,
-        };
-        let line = interval_line(&i);
-        assert!(line.contains("16.00 Gbit/s"), "{line}");
-        assert!(line.contains("42µs"), "{line}");
-        assert!(line.contains(" 3 "), "{line}");
-    }
-}
-
 /// What a rate search will do, printed before its first trial.
 pub fn rate_search_plan(opts: &crate::ndr::SearchOptions, spec: &TestSpec) -> String {
     let c = &opts.config;
@@ -368,7 +335,7 @@ pub fn rate_search_summary(r: &crate::ndr::RateSearchReport) -> String {
                 .trials
                 .iter()
                 .filter(|x| x.purpose == crate::ndr::Purpose::Confirm && x.pass)
-                .filter(|x| x.offered_bps == t.offered_bps)
+                .filter(|x| x.offered_bps.to_bits() == t.offered_bps.to_bits())
                 .count();
             let _ = writeln!(
                 out,
@@ -404,4 +371,37 @@ pub fn rate_search_summary(r: &crate::ndr::RateSearchReport) -> String {
         let _ = writeln!(out, "warning: {w}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_scale() {
+        assert_eq!(rate(18.5e9), "18.50 Gbit/s");
+        assert_eq!(rate(999.0), "999.00 bit/s");
+        assert_eq!(bytes(2_500_000), "2.50 MB");
+        assert_eq!(bytes(12), "12 B");
+    }
+
+    #[test]
+    fn interval_line_shows_tcp_columns() {
+        let i = Interval {
+            start_s: 0.0,
+            end_s: 1.0,
+            sent_bytes: 2_000_000_000,
+            received_bytes: 0,
+            bits_per_second: 16e9,
+            retransmits: Some(3),
+            rtt_us: Some(42),
+            cwnd: Some(512),
+            packets: None,
+            lost: None,
+        };
+        let line = interval_line(&i);
+        assert!(line.contains("16.00 Gbit/s"), "{line}");
+        assert!(line.contains("42µs"), "{line}");
+        assert!(line.contains(" 3 "), "{line}");
+    }
 }

@@ -141,13 +141,13 @@ impl FakeBackend {
         if s.udp
             && let Some(search) = s.find_rate
         {
-            return self.search_doc(point, s, search.loss_percent, gbps, rng);
+            return Self::search_doc(point, s, search.loss_percent, gbps, rng);
         }
         let packets = s
             .udp
             .then_some((gbps * 1e9 / 8.0 * s.duration.0) as u64 / 1400);
         let lost = packets.map(|p| (p as f64 * 0.001 * rng.uniform()) as u64);
-        self.stream_doc(
+        Self::stream_doc(
             point,
             s,
             s.duration.0,
@@ -162,7 +162,6 @@ impl FakeBackend {
     /// carries `knee_gbps` without loss and loses the excess above it, with a little noise,
     /// from a sender that reaches twice that.
     fn search_doc(
-        &self,
         point: &Point,
         s: &crate::scenario::StreamWorkload,
         loss_target: f64,
@@ -170,8 +169,8 @@ impl FakeBackend {
         rng: &mut SplitMix,
     ) -> serde_json::Value {
         use netload::ndr::{RateSearch, RateSearchReport, SearchConfig, Step, Trial};
-        let trial_s = crate::scenario::RateSearch::trial(s.duration).0;
-        let mut config = SearchConfig::new(trial_s + s.omit.0, s.duration.0 + s.omit.0);
+        let short_trial_s = crate::scenario::RateSearch::trial(s.duration).0;
+        let mut config = SearchConfig::new(short_trial_s + s.omit.0, s.duration.0 + s.omit.0);
         config.loss_percent = loss_target;
         let mut search = RateSearch::new(config);
         let mut trials: Vec<Trial> = Vec::new();
@@ -187,7 +186,7 @@ impl FakeBackend {
             let duration = if purpose == netload::ndr::Purpose::Confirm {
                 s.duration.0
             } else {
-                trial_s
+                short_trial_s
             };
             let sent_gbps = if offered_bps == 0.0 {
                 2.0 * knee_gbps
@@ -195,10 +194,10 @@ impl FakeBackend {
                 offered_bps / 1e9
             };
             let excess = (sent_gbps - knee_gbps).max(0.0) / sent_gbps;
-            let loss = (excess + 0.0005 * rng.uniform()).min(1.0);
+            let loss_share = (excess + 0.0005 * rng.uniform()).min(1.0);
             let packets = (sent_gbps * 1e9 / 8.0 * duration) as u64 / 1400;
-            let lost = (packets as f64 * loss) as u64;
-            let doc = self.stream_doc(
+            let lost = (packets as f64 * loss_share) as u64;
+            let doc = Self::stream_doc(
                 point,
                 s,
                 duration,
@@ -225,7 +224,7 @@ impl FakeBackend {
             schema_version: netload::ndr::RATE_SEARCH_SCHEMA_VERSION,
             netload_version: "fake".into(),
             config,
-            trial_s,
+            trial_s: short_trial_s,
             confirm_s: s.duration.0,
             warmup_s: s.omit.0,
             trials,
@@ -240,7 +239,6 @@ impl FakeBackend {
     /// (of 1400 bytes) lost on the way for UDP, `rate_bps` asked for per stream.
     #[allow(clippy::too_many_arguments, clippy::needless_update)]
     fn stream_doc(
-        &self,
         point: &Point,
         s: &crate::scenario::StreamWorkload,
         duration: f64,
