@@ -243,6 +243,13 @@ pub fn stream_args(s: &StreamWorkload, host: &str, port: u16) -> Vec<String> {
     a
 }
 
+/// Whether the stream server of `s` serves exactly one test (`netload server --once`): not
+/// when the client searches for a no-drop rate, which runs one test per trial (the server
+/// is then stopped by its guard once the client is done).
+pub fn serves_one_test(s: &StreamWorkload) -> bool {
+    !(s.udp && s.find_rate.is_some())
+}
+
 /// Command-line arguments of `netload rr HOST ... --json` for a request/response workload
 /// (its responder is `netload rr-server`, see [`rr_server_args`]).
 pub fn rr_args(r: &RrWorkload, host: &str, port: u16) -> Vec<String> {
