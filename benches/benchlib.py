@@ -162,6 +162,156 @@ def parse_netload(doc: dict[str, Any], proto: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------
+# The no-drop-rate search, for tools that have none of their own
+# --------------------------------------------------------------------------------------
+
+# The same constants and steps as netload's crates/netload/src/ndr.rs, so that a tool
+# searched here (iperf3 -u -b RATE) and `netload udp --find-rate` end at equal loss by the
+# same rule. Keep the two in step; test_benchlib.py runs the same simulated knees.
+NDR_FLOOR_BPS = 1e6
+NDR_FIRST_GUESS = 0.95
+NDR_SENDER_SHORTFALL = 0.97
+
+
+@dataclass
+class NdrConfig:
+    """Bounds of one search (netload's `SearchConfig`): loss target in percent, resolution
+    as a fraction, confirmation trials, trial cap, budget and expected trial walls in s."""
+
+    loss_percent: float = 0.1
+    resolution: float = 0.02
+    confirmations: int = 2
+    max_trials: int = 24
+    budget_s: float = 60.0
+    trial_wall_s: float = 1.0
+    confirm_wall_s: float = 2.0
+
+
+@dataclass
+class NdrObservation:
+    """What one trial measured: offered (0 = unlimited), sent and received bit/s, loss %."""
+
+    offered_bps: float
+    sent_bps: float
+    received_bps: float
+    loss_percent: float
+
+
+class RateSearch:
+    """netload's `RateSearch` state machine: `next(elapsed_s)` returns ("run", offered_bps,
+    purpose) or ("done", conclusion dict); `record(purpose, obs)` after each trial.
+    Purposes: probe (unlimited), bracket (halving until a pass), bisect (geometric midpoint
+    of highest pass and lowest failure), confirm (the highest pass again; one failure
+    refutes it)."""
+
+    def __init__(self, cfg: NdrConfig) -> None:
+        self.cfg = cfg
+        self.trials: list[tuple[str, NdrObservation, bool]] = []
+        self.lo: Optional[tuple[float, float]] = None  # (offered asked for, rate certified)
+        self.hi: Optional[float] = None
+        self.ceiling: Optional[float] = None  # lowest offered rate the sender fell short of
+        self.guess = 0.0
+        self.confirming: Optional[int] = None
+        self.exhausted_floor = False
+
+    def passes(self, obs: NdrObservation) -> bool:
+        return obs.loss_percent == obs.loss_percent and obs.loss_percent <= self.cfg.loss_percent
+
+    def next(self, elapsed_s: float) -> tuple:
+        step = self._wanted()
+        if step[0] != "run":
+            return step
+        wall = self.cfg.confirm_wall_s if step[2] == "confirm" else self.cfg.trial_wall_s
+        if len(self.trials) >= self.cfg.max_trials or elapsed_s + wall > self.cfg.budget_s:
+            return ("done", self._conclude("budget-exhausted"))
+        return step
+
+    def _wanted(self) -> tuple:
+        if not self.trials:
+            return ("run", 0.0, "probe")
+        if self.exhausted_floor:
+            return ("done", self._conclude("no-passing-rate"))
+        if self.lo is None:
+            return ("run", self.guess, "bracket")
+        lo_offered, lo_rate = self.lo
+        if self.confirming is not None:
+            if self.confirming >= self.cfg.confirmations:
+                sender_bound = self.ceiling is not None and (self.hi is None or self.ceiling < self.hi)
+                return ("done", self._conclude("sender-limited" if lo_offered == 0.0 or sender_bound else "confirmed"))
+            return ("run", lo_offered, "confirm")
+        bounds = [b for b in (self.hi, self.ceiling) if b is not None]
+        upper = min(bounds) if bounds else None
+        if upper is not None and upper / lo_rate - 1.0 > self.cfg.resolution:
+            return ("run", (upper * lo_rate) ** 0.5, "bisect")
+        self.confirming = 0
+        return self._wanted()
+
+    def record(self, purpose: str, obs: NdrObservation) -> None:
+        ok = self.passes(obs)
+        self.trials.append((purpose, obs, ok))
+        short = obs.offered_bps > 0.0 and obs.sent_bps < obs.offered_bps * NDR_SENDER_SHORTFALL
+        if short:
+            self.ceiling = obs.offered_bps if self.ceiling is None else min(self.ceiling, obs.offered_bps)
+        if obs.offered_bps == 0.0:
+            certified = obs.sent_bps
+        elif short:
+            certified = max(obs.sent_bps, NDR_FLOOR_BPS)
+        else:
+            certified = obs.offered_bps
+        failed_at = max(obs.sent_bps, NDR_FLOOR_BPS) if obs.offered_bps == 0.0 or short else obs.offered_bps
+        if purpose == "probe":
+            if ok:
+                self.lo = (0.0, certified)
+                self.confirming = 0
+            else:
+                self.hi = failed_at
+                self.guess = min(obs.received_bps, failed_at) * NDR_FIRST_GUESS
+                self._check_floor()
+        elif purpose in ("bracket", "bisect"):
+            if ok:
+                if self.lo is None or certified > self.lo[1]:
+                    self.lo = (obs.offered_bps, certified)
+            else:
+                self._fail_at(failed_at)
+        elif ok:  # confirm
+            self.confirming = (self.confirming or 0) + 1
+        else:
+            self.confirming = None
+            refuted = self.lo[1] if self.lo else failed_at
+            self.lo = None
+            self._fail_at(refuted)
+            limit = refuted / (1.0 + self.cfg.resolution)
+            # Only paced trials: an unlimited one certifies no rate below the refuted one.
+            cands = [(o.offered_bps, min(o.offered_bps, o.sent_bps)) for p, o, k in self.trials
+                     if k and o.offered_bps > 0 and min(o.offered_bps, o.sent_bps) <= limit]
+            self.lo = max(cands, key=lambda c: c[1]) if cands else None
+            if self.lo is None:
+                self.guess = refuted * max(1.0 - 4.0 * self.cfg.resolution, 0.5)
+                self._check_floor()
+
+    def _fail_at(self, rate: float) -> None:
+        self.hi = rate if self.hi is None else min(self.hi, rate)
+        if self.lo is None:
+            self.guess = rate / 2.0
+            self._check_floor()
+
+    def _check_floor(self) -> None:
+        if self.lo is None and self.guess < NDR_FLOOR_BPS:
+            self.exhausted_floor = True
+
+    def _conclude(self, status: str) -> dict[str, Any]:
+        if self.lo is None:
+            if status == "budget-exhausted" and self.trials:
+                status = "no-passing-rate"
+            return {"status": status, "rate_bps": None, "trial": None, "lowest_failure_bps": self.hi}
+        lo_offered, lo_rate = self.lo
+        at = sorted((i for i, (_, o, k) in enumerate(self.trials) if k and o.offered_bps == lo_offered),
+                    key=lambda i: self.trials[i][1].received_bps)
+        return {"status": status, "rate_bps": lo_rate, "trial": at[(len(at) - 1) // 2] if at else None,
+                "lowest_failure_bps": self.hi}
+
+
+# --------------------------------------------------------------------------------------
 # Statistics and Markdown cells
 # --------------------------------------------------------------------------------------
 

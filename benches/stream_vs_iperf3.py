@@ -33,12 +33,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (  # noqa: E402
     REPO_ROOT,
     Interrupted,
+    NdrConfig,
+    NdrObservation,
     ParseError,
     PortPool,
+    RateSearch,
     Procs,
     _short,
     _tail,
     children_cpu_s,
+    num_field,
     ensure_iperf3,
     fmt,
     fmt_spread,
@@ -92,6 +96,10 @@ class Row:
     target_ratio: float  # netload/iperf3 receiver Gbit/s must be >= this
     max_cpu_ratio: Optional[float] = None  # netload/iperf3 CPU s/Gbit must be <= this
     max_loss_percent: Optional[float] = None  # netload loss must be <= this (UDP)
+    # UDP at the no-drop rate: both tools searched for the highest offered rate with loss
+    # <= this percent (netload --find-rate; iperf3 -b RATE by benchlib.RateSearch, the same
+    # algorithm), and compared there. target_ratio 0 = figures reported, no target.
+    search_loss: Optional[float] = None
 
 
 ROWS: tuple[Row, ...] = (
@@ -128,7 +136,78 @@ ROWS: tuple[Row, ...] = (
         1.5,
         max_loss_percent=1.0,
     ),
+    Row(
+        8,
+        "UDP 1400 B at the no-drop rate (≤1% loss), GSO/GRO",
+        "udp",
+        ("-l", "1400"),
+        ("-u", "-l", "1400"),
+        "≥20× goodput at equal loss (≤1%)",
+        20.0,
+        max_loss_percent=1.0,
+        search_loss=1.0,
+    ),
+    Row(
+        9,
+        "UDP 64 B at the no-drop rate (≤1% loss): packets/s",
+        "udp",
+        ("-l", "64"),
+        ("-u", "-l", "64"),
+        "pps reported",
+        0.0,
+        max_loss_percent=1.0,
+        search_loss=1.0,
+    ),
+    Row(
+        10,
+        "UDP 1400 B at the no-drop rate (≤1% loss), batching only",
+        "udp",
+        ("-l", "1400", "--no-offload"),
+        ("-u", "-l", "1400"),
+        "reported",
+        0.0,
+        max_loss_percent=1.0,
+        search_loss=1.0,
+    ),
+    # Rows 8-10 run each tool with its own receive buffer: netload asks for 32 MiB (forced
+    # past rmem_max as root), iperf3 keeps the kernel default (~208 KiB). These two give
+    # both the same request, which the kernel caps at net.core.rmem_max for both.
+    Row(
+        11,
+        "UDP 1400 B at the no-drop rate (≤1% loss), both -w 4M",
+        "udp",
+        ("-l", "1400", "-w", "4M"),
+        ("-u", "-l", "1400", "-w", "4M"),
+        "≥20× goodput at equal loss and equal buffers",
+        20.0,
+        max_loss_percent=1.0,
+        search_loss=1.0,
+    ),
+    Row(
+        12,
+        "UDP 64 B at the no-drop rate (≤1% loss), both -w 4M: packets/s",
+        "udp",
+        ("-l", "64", "-w", "4M"),
+        ("-u", "-l", "64", "-w", "4M"),
+        "pps reported",
+        0.0,
+        max_loss_percent=1.0,
+        search_loss=1.0,
+    ),
 )
+
+# Trials of the no-drop searches (rows with search_loss), the same for both tools. iperf3
+# takes whole seconds for -t and -O, so these are whole seconds. No warm-up: iperf3 3.12
+# miscounts UDP loss with -O (`-u -b 1G -t 1 -O 1` on loopback reported 163% lost, 99496
+# of 60824 packets), so neither tool omits anything.
+SEARCH_TRIAL_S = 1
+SEARCH_CONFIRM_S = 2
+SEARCH_WARMUP_S = 0
+SEARCH_BUDGET_S = 90.0
+SEARCH_PAUSE_S = 0.1
+# Beyond warm-up and measured window, what a trial costs: set-up, netload's 0.5 s drain
+# grace (iperf3 has its own end-of-test exchange), the pause.
+SEARCH_TRIAL_OVERHEAD_S = 0.7
 
 
 # --------------------------------------------------------------------------------------
@@ -163,6 +242,13 @@ class RunResult:
     node: dict[str, float] = field(default_factory=dict)  # harness /proc/stat deltas, seconds
     wall_s: Optional[float] = None
     server_note: Optional[str] = None  # e.g. a once-server that exited non-zero or had to be killed
+    # No-drop search rows: the rate found, packets/s received there, how the search went,
+    # and its loss curve [(offered Gbit/s, loss %, pass, purpose)].
+    offered_gbps: Optional[float] = None
+    mpps: Optional[float] = None
+    search_status: Optional[str] = None
+    search_trials: Optional[int] = None
+    curve: list[tuple[float, float, bool, str]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------
@@ -292,6 +378,141 @@ def commands(
     return server, client
 
 
+def search_config(loss: float) -> "NdrConfig":
+    """The bounds both tools' searches run with (netload gets them as flags)."""
+    return NdrConfig(
+        loss_percent=loss,
+        budget_s=SEARCH_BUDGET_S,
+        trial_wall_s=SEARCH_WARMUP_S + SEARCH_TRIAL_S + SEARCH_TRIAL_OVERHEAD_S,
+        confirm_wall_s=SEARCH_WARMUP_S + SEARCH_CONFIRM_S + SEARCH_TRIAL_OVERHEAD_S,
+    )
+
+
+def search_commands(tool: str, row: Row, host: str, port: int, netload: str, iperf3: str,
+                    no_offload: str = "--no-offload") -> tuple[list[str], list[str]]:
+    """Server and client of a no-drop row. netload's client runs the whole search; iperf3's
+    is one trial, completed per trial with `-b RATE -t T` by `iperf3_trial_args`. Servers
+    stay up for every trial of a search (no --once / -1)."""
+    if tool == "netload":
+        extra = [no_offload if a == "--no-offload" else a for a in row.netload_args]
+        client = [netload, "udp", host, "--port", str(port), *extra,
+                  "--find-rate", "%g" % row.search_loss, "--trial-time", str(SEARCH_TRIAL_S),
+                  "-t", str(SEARCH_CONFIRM_S), "--omit", str(SEARCH_WARMUP_S),
+                  "--search-budget", "%g" % SEARCH_BUDGET_S, "--json"]
+        return [netload, "server", "--port", str(port)], client
+    client = [iperf3, "-c", host, "-p", str(port), *row.iperf3_args, "-O", str(SEARCH_WARMUP_S), "-J"]
+    return [iperf3, "-s", "-p", str(port)], client
+
+
+def iperf3_trial_args(offered_bps: float, purpose: str) -> list[str]:
+    """`-b` (0 = unlimited, as iperf3 reads it) and `-t` of one iperf3 search trial."""
+    t = SEARCH_CONFIRM_S if purpose == "confirm" else SEARCH_TRIAL_S
+    return ["-b", str(int(round(offered_bps))), "-t", str(t)]
+
+
+def netload_search_result(doc: dict[str, Any], length: int) -> dict[str, Any]:
+    """The RunResult fields of a `netload udp --find-rate --json` document: the trial that
+    represents the no-drop rate, parsed like any netload UDP report, plus the search."""
+    if not isinstance(doc, dict) or doc.get("kind") != "udp-rate-search":
+        raise ParseError("not a netload rate search document")
+    trials = doc.get("trials") or []
+    res = doc.get("result") or {}
+    out: dict[str, Any] = {
+        "search_status": res.get("status"),
+        "search_trials": len(trials),
+        "curve": [((t["offered_bps"] or t["sent_bps"]) / 1e9, t["loss_percent"], t["pass"], t["purpose"])
+                  for t in trials],
+    }
+    i = res.get("trial")
+    if i is None or not 0 <= i < len(trials):
+        raise ParseError("no rate passed (%s)" % res.get("status"))
+    at = trials[i]
+    out.update(parse_netload(at["report"], "udp"))
+    out["offered_gbps"] = num_field(res, "rate_bps") / 1e9
+    out["mpps"] = num_field(at, "received_bps") / (8 * length) / 1e6
+    return out
+
+
+def search_iperf3(run_trial: Callable[[float, str], tuple[Optional[dict[str, Any]], Optional[str]]],
+                  cfg: "NdrConfig", length: int, clock: Callable[[], float] = time.monotonic,
+                  pause: Callable[[], None] = lambda: time.sleep(SEARCH_PAUSE_S)) -> dict[str, Any]:
+    """Searches iperf3's no-drop rate with benchlib.RateSearch; `run_trial(offered, purpose)`
+    runs one `iperf3 -J` client and returns its document (or an error). The RunResult fields
+    of the trial that represents the rate, as netload_search_result gives them."""
+    search = RateSearch(cfg)
+    t0 = clock()
+    parsed: list[dict[str, Any]] = []
+    curve: list[tuple[float, float, bool, str]] = []
+    while True:
+        step = search.next(clock() - t0)
+        if step[0] == "done":
+            conclusion = step[1]
+            break
+        _, offered, purpose = step
+        if parsed:
+            pause()
+        doc, err = run_trial(offered, purpose)
+        if err:
+            raise ParseError("trial %d (%s at %s bit/s): %s" % (len(parsed), purpose, int(offered), err))
+        p = parse_iperf3(doc, "udp")
+        end = doc["end"]
+        sent = (end.get("sum_sent") or end.get("sum") or {}).get("bits_per_second", 0.0)
+        obs = NdrObservation(offered, float(sent), p["gbps"] * 1e9, p["loss_percent"])
+        search.record(purpose, obs)
+        parsed.append(p)
+        curve.append(((offered or obs.sent_bps) / 1e9, obs.loss_percent, search.passes(obs), purpose))
+    out: dict[str, Any] = {"search_status": conclusion["status"], "search_trials": len(parsed), "curve": curve}
+    i = conclusion["trial"]
+    if i is None:
+        raise ParseError("no rate passed (%s)" % conclusion["status"])
+    out.update(parsed[i])
+    out["offered_gbps"] = conclusion["rate_bps"] / 1e9
+    out["mpps"] = parsed[i]["gbps"] * 1e9 / (8 * length) / 1e6
+    return out
+
+
+def run_search_once(procs: Procs, path: Path_, row: Row, run: int, order: int, tool: str, port: int,
+                    netload: str, iperf3: str, no_offload: str = "--no-offload") -> RunResult:
+    """One no-drop search of one tool with a server that lives through all its trials. The
+    harness's own CPU and /proc/stat figures would cover the whole search, not the rate
+    found, so they are left out: CPU/Gbit is each tool's figure for that trial."""
+    server_argv, client_argv = search_commands(tool, row, path.server_host, port, netload, iperf3, no_offload)
+    server_argv = path.wrap(server_argv, "server")
+    client_argv = path.wrap(client_argv, "client")
+    length = int(row.netload_args[row.netload_args.index("-l") + 1])
+    res = RunResult(path.name, row.num, run, tool, order, shlex.join(client_argv), shlex.join(server_argv))
+    with tempfile.TemporaryFile() as srv_out:
+        server, res.error = start_server(procs, server_argv, port, srv_out, SERVER_READY_TIMEOUT_S)
+        if server is None:
+            return res
+        t0 = time.monotonic()
+        try:
+            if res.error:
+                return res
+            if tool == "netload":
+                client = run_client(procs, client_argv, SEARCH_BUDGET_S + CLIENT_SLACK_S)
+                if client.error and not (isinstance(client.doc, dict) and client.doc.get("kind")):
+                    res.error = client.error
+                    return res
+                parsed = netload_search_result(client.doc, length)
+            else:
+                def trial(offered: float, purpose: str) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+                    c = run_client(procs, client_argv + iperf3_trial_args(offered, purpose),
+                                   SEARCH_CONFIRM_S + SEARCH_WARMUP_S + CLIENT_SLACK_S)
+                    return c.doc, c.error
+                parsed = search_iperf3(trial, search_config(row.search_loss), length)
+            for k, v in parsed.items():
+                setattr(res, k, v)
+            res.ok = True
+            return res
+        except ParseError as e:
+            res.error = str(e)
+            return res
+        finally:
+            res.wall_s = round(time.monotonic() - t0, 2)
+            procs.kill(server)
+
+
 def run_once(*args: Any, **kw: Any) -> RunResult:
     """One client run with a fresh server; adds the harness's own CPU measurement."""
     c0 = children_cpu_s()
@@ -376,6 +597,8 @@ def _per_gbit(rs: list[RunResult], key: str) -> list[float]:
 def verdict(row: Row, ratio: Optional[float], cpu_ratio: Optional[float], n_loss: Optional[float]) -> str:
     if ratio is None:
         return "—"
+    if row.target_ratio <= 0:
+        return "reported"
     ok = ratio >= row.target_ratio
     why = []
     if not ok:
@@ -445,6 +668,66 @@ def render_table(results: list[RunResult], rows: list[Row], paths: list[str], ru
                 )
             )
     return "\n".join(lines)
+
+
+def render_search_table(results: list[RunResult], rows: list[Row], paths: list[str]) -> str:
+    """The no-drop rows: what each tool's search found, per path (medians over runs, with
+    min–max), packets per second there, CPU per Gbit there, and the spread of the search."""
+    lines = [
+        "| # | row | path | netload goodput Gbit/s | iperf3 goodput Gbit/s | ratio n/i "
+        "| netload Mpps | iperf3 Mpps | pps ratio n/i | netload offered Gbit/s | iperf3 offered Gbit/s "
+        "| loss % at the rate n / i | CPU s/Gbit n / i | trials n / i | status n / i | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in paths:
+        for row in rows:
+            if row.search_loss is None:
+                continue
+            by = {t: [r for r in results if r.path == p and r.row == row.num and r.tool == t] for t in TOOLS}
+            if not any(by.values()):
+                continue
+            g = {t: summary(_vals(by[t], "gbps")) for t in TOOLS}
+            pps = {t: summary(_vals(by[t], "mpps")) for t in TOOLS}
+
+            def ratio(d: dict[str, Any]) -> Optional[float]:
+                return d["netload"]["median"] / d["iperf3"]["median"] if d["netload"] and d["iperf3"] and d["iperf3"]["median"] > 0 else None
+
+            r_g, r_p = ratio(g), ratio(pps)
+            loss = {t: _med(by[t], "loss_percent") for t in TOOLS}
+            cpu = {t: _med(by[t], "cpu_s_per_gbit") for t in TOOLS}
+            trials = {t: _med(by[t], "search_trials") for t in TOOLS}
+            status = {t: "/".join(sorted({r.search_status for r in by[t] if r.search_status})) or "—" for t in TOOLS}
+            for t in TOOLS:
+                errs = [r.error for r in by[t] if not r.ok]
+                if errs:
+                    status[t] += " (%s failed %d/%d: %s)" % (t, len(errs), len(by[t]), _short(errs[0], 80))
+            lines.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s / %s | %s / %s | %s |" % (
+                row.num, row.name, p,
+                fmt_spread(g["netload"], len(by["netload"]), iqr=False),
+                fmt_spread(g["iperf3"], len(by["iperf3"]), iqr=False),
+                fmt(r_g) + ("×" if r_g is not None else ""),
+                fmt_spread(pps["netload"], len(by["netload"]), 3, iqr=False),
+                fmt_spread(pps["iperf3"], len(by["iperf3"]), 3, iqr=False),
+                fmt(r_p) + ("×" if r_p is not None else ""),
+                fmt(_med(by["netload"], "offered_gbps")), fmt(_med(by["iperf3"], "offered_gbps")),
+                fmt(loss["netload"], 3), fmt(loss["iperf3"], 3),
+                fmt(cpu["netload"], 3), fmt(cpu["iperf3"], 3),
+                fmt(trials["netload"], 0), fmt(trials["iperf3"], 0),
+                status["netload"], status["iperf3"],
+                verdict(row, r_g, None, loss["netload"]),
+            ))
+    return "\n".join(lines)
+
+
+def render_curves(results: list[RunResult]) -> str:
+    """Every search's loss curve, one line per search: offered Gbit/s → loss %."""
+    out = []
+    for r in results:
+        if not r.curve:
+            continue
+        pts = ", ".join("%.3g→%.3g%%%s" % (x, y, "" if ok else "✗") for x, y, ok, _ in sorted(r.curve))
+        out.append("- %s row %d run %d %s (%s): %s" % (r.path, r.row, r.run, r.tool, r.search_status, pts))
+    return "\n".join(out) or "(no searches)"
 
 
 def render_raw(results: list[RunResult]) -> str:
@@ -570,10 +853,16 @@ def main(argv: Optional[list[str]] = None) -> int:
                         order = TOOLS if run % 2 == 0 else TOOLS[::-1]
                         for i, tool in enumerate(order):
                             port = ports.take(path.name == "loopback")
-                            r = run_once(procs, path, row, run, i, tool, args.time, port, netload, iperf3, no_offload)
+                            if row.search_loss is not None:
+                                r = run_search_once(procs, path, row, run, i, tool, port, netload, iperf3, no_offload)
+                            else:
+                                r = run_once(procs, path, row, run, i, tool, args.time, port, netload, iperf3, no_offload)
                             results.append(r)
                             if r.ok:
                                 extra = " loss %.3f%%" % r.loss_percent if r.loss_percent is not None else ""
+                                if r.search_status:
+                                    extra += ", %.3f Mpps at %.2f Gbit/s offered, %s after %d trials" % (
+                                        r.mpps, r.offered_gbps, r.search_status, r.search_trials)
                                 log("%s row %d run %d/%d %s: %.2f Gbit/s, CPU %.3f s/Gbit%s" % (
                                     path.name, row.num, run + 1, args.runs, tool, r.gbps,
                                     r.cpu_s_per_gbit or float("nan"), extra))
@@ -601,7 +890,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         "harness's (getrusage of its reaped children, both tools alike). "
         "Node softirq per Gbit from the harness's /proc/stat deltas around each client run (both tools alike). "
         "See benches/README.md." % (args.runs, args.time),
-        render_table(results, args.rows, args.paths, args.runs),
+        render_table(results, [r for r in args.rows if r.search_loss is None], args.paths, args.runs),
+        "## At the no-drop rate (equal loss)",
+        "Both tools searched for the highest offered rate with receiver loss ≤ the row's target, the same "
+        "way (probe unlimited, bracket, bisect to 2%%, %d confirmations; netload: `--find-rate`, iperf3: "
+        "`-b RATE` per trial from benchlib.RateSearch); trials of %ds (confirmations %ds) after %ds warm-up, "
+        "budget %gs. Figures are those of the trial that represents the rate; CPU s/Gbit is each tool's own "
+        "process CPU (client + server) in that trial." % (
+            NdrConfig().confirmations, SEARCH_TRIAL_S, SEARCH_CONFIRM_S, SEARCH_WARMUP_S, SEARCH_BUDGET_S),
+        render_search_table(results, args.rows, args.paths),
+        "### Loss curves (offered Gbit/s → loss; ✗ = over the target)",
+        render_curves(results),
         "## Every run",
         render_raw(results),
         "## Setup",

@@ -105,5 +105,88 @@ class Processes(unittest.TestCase):
             self.assertTrue(why.startswith("server did not start"), why)
 
 
+
+def simulate(cfg, ceiling, loss, paced=None):
+    """Runs benchlib.RateSearch against `loss(sent_bps, trial_index)` (percent) from a sender
+    that tops out at `ceiling` (at `paced` when pacing); returns the conclusion and the
+    (purpose, offered, loss) log."""
+    paced = ceiling if paced is None else paced
+    s = benchlib.RateSearch(cfg)
+    elapsed, log = 0.0, []
+    for i in range(1000):
+        step = s.next(elapsed)
+        if step[0] == "done":
+            return step[1], log
+        _, offered, purpose = step
+        sent = ceiling if offered == 0.0 else min(offered, paced)
+        lp = min(max(loss(sent, i), 0.0), 100.0)
+        s.record(purpose, benchlib.NdrObservation(offered, sent, sent * (1 - lp / 100), lp))
+        log.append((purpose, offered, lp))
+        elapsed += cfg.confirm_wall_s if purpose == "confirm" else cfg.trial_wall_s
+    raise AssertionError("search did not end")
+
+
+def knee(k):
+    return lambda r, _i: 0.0 if r <= k else (r - k) / r * 100
+
+
+class RateSearchMirrorsNetload(unittest.TestCase):
+    """The cases of crates/netload/src/ndr.rs's tests, so both searches stay the same."""
+
+    def cfg(self, **kw):
+        return benchlib.NdrConfig(budget_s=1e9, **kw)
+
+    def test_clean_knee_within_resolution_and_confirmed(self):
+        c, log = simulate(self.cfg(), 40e9, knee(10e9))
+        self.assertEqual(c["status"], "confirmed")
+        self.assertLessEqual(c["rate_bps"], 10e9)
+        self.assertGreaterEqual(c["rate_bps"], 10e9 / 1.02)
+        self.assertEqual(log[0][0], "probe")
+        self.assertEqual(sum(1 for p in log if p[0] == "confirm"), 2)
+        self.assertLessEqual(len(log), 12)
+
+    def test_sender_limited(self):
+        c, log = simulate(self.cfg(), 5e9, knee(10e9))
+        self.assertEqual((c["status"], c["rate_bps"], len(log)), ("sender-limited", 5e9, 3))
+
+    def test_lucky_pass_is_refuted(self):
+        lucky = [1]
+
+        def loss(r, i):
+            if r > 10e9 and i > 0 and lucky[0]:
+                lucky[0] -= 1
+                return 0.0
+            return 5.0 if r > 10e9 else 0.0
+
+        c, log = simulate(self.cfg(), 40e9, loss)
+        self.assertEqual(c["status"], "confirmed")
+        self.assertLessEqual(c["rate_bps"], 10e9)
+        self.assertTrue(any(p[0] == "confirm" and p[2] > 0 for p in log))
+
+    def test_refuted_sender_limited_rate_is_searched_with_paced_trials(self):
+        c, log = simulate(self.cfg(), 20e9, lambda r, i: 0.0 if i == 0 else knee(10e9)(r, i))
+        self.assertEqual(log[1][0], "confirm")
+        self.assertTrue(all(p[1] > 0 for p in log[2:]), log)
+        self.assertEqual(c["status"], "confirmed")
+        self.assertLessEqual(c["rate_bps"], 10e9)
+        self.assertGreaterEqual(c["rate_bps"], 10e9 / 1.02)
+
+    def test_paced_shortfall_bounds_the_search(self):
+        c, log = simulate(self.cfg(), 20e9, knee(10e9), paced=6e9)
+        self.assertEqual(c["status"], "sender-limited", log)
+        # A sender within 3% of its rate counts as having offered it.
+        self.assertLessEqual(c["rate_bps"], 6e9 / benchlib.NDR_SENDER_SHORTFALL)
+        self.assertGreaterEqual(c["rate_bps"], 6e9 / 1.02)
+        self.assertLessEqual(len(log), 16)
+
+    def test_budget_and_floor(self):
+        c, log = simulate(self.cfg(max_trials=4), 40e9, knee(10e9))
+        self.assertEqual((len(log), c["status"]), (4, "budget-exhausted"))
+        c, log = simulate(benchlib.NdrConfig(budget_s=3.5), 40e9, knee(10e9))
+        self.assertEqual((len(log), c["status"]), (3, "budget-exhausted"))
+        c, log = simulate(self.cfg(), 40e9, lambda r, i: 50.0)
+        self.assertEqual((c["status"], c["rate_bps"]), ("no-passing-rate", None))
+        self.assertLessEqual(len(log), 24)
+
 if __name__ == "__main__":
     unittest.main()

@@ -187,14 +187,81 @@ class Commands(unittest.TestCase):
 
     def test_args(self):
         a = h.parse_args(["--self-test"])
-        self.assertEqual((a.runs, a.time, len(a.rows)), (1, 1.0, 7))
+        self.assertEqual((a.runs, a.time, len(a.rows)), (1, 1.0, 12))
         a = h.parse_args(["--rows", "6,7", "--paths", "loopback"])
         self.assertEqual([r.num for r in a.rows], [6, 7])
         self.assertEqual(a.paths, ["loopback"])
-        for bad in (["--rows", "8"], ["--paths", "wifi"], ["--runs", "0"]):
+        for bad in (["--rows", "13"], ["--paths", "wifi"], ["--runs", "0"]):
             with self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
                 h.parse_args(bad)
 
+
+
+def iperf3_udp_trial(offered, sent, loss):
+    """An `iperf3 -u -J` document trimmed to what the search reads."""
+    got = sent * (1 - loss / 100)
+    return {"start": {}, "end": {
+        "sum": {"seconds": 1.0, "bits_per_second": sent, "lost_percent": loss},
+        "sum_sent": {"seconds": 1.0, "bits_per_second": sent},
+        "sum_received": {"seconds": 1.0, "bytes": got / 8, "bits_per_second": got},
+        "cpu_utilization_percent": {"host_total": 50.0, "remote_total": 30.0}}}
+
+
+class NoDropRows(unittest.TestCase):
+    def test_search_commands(self):
+        row8 = h.ROWS[7]
+        srv, cli = h.search_commands("netload", row8, "H", 19201, "netload", "iperf3")
+        self.assertEqual(srv, ["netload", "server", "--port", "19201"])
+        self.assertEqual(" ".join(cli), "netload udp H --port 19201 -l 1400 --find-rate 1 --trial-time 1 -t 2 "
+                                        "--omit 0 --search-budget 90 --json")
+        srv, cli = h.search_commands("iperf3", row8, "H", 19201, "netload", "iperf3")
+        self.assertEqual(srv, ["iperf3", "-s", "-p", "19201"])
+        self.assertEqual(" ".join(cli + h.iperf3_trial_args(2.5e9, "confirm")),
+                         "iperf3 -c H -p 19201 -u -l 1400 -O 0 -J -b 2500000000 -t 2")
+        self.assertEqual(h.iperf3_trial_args(0.0, "probe"), ["-b", "0", "-t", "1"])
+        _, cli = h.search_commands("netload", h.ROWS[9], "H", 1, "netload", "iperf3", no_offload="--no-gso")
+        self.assertIn("--no-gso", cli)
+
+    def test_iperf3_search_finds_the_knee_at_the_same_rule(self):
+        knee = 1.2e9
+
+        def trial(offered, purpose):
+            sent = 3e9 if offered == 0 else offered
+            loss = 0.0 if sent <= knee else (sent - knee) / sent * 100
+            return iperf3_udp_trial(offered, sent, loss), None
+
+        t = [0.0]
+
+        def clock():
+            t[0] += 1.0
+            return t[0]
+
+        out = h.search_iperf3(trial, h.search_config(1.0), 1400, clock=clock, pause=lambda: None)
+        self.assertEqual(out["search_status"], "confirmed")
+        self.assertLessEqual(out["offered_gbps"], knee * 1.01 / 1e9)
+        self.assertGreaterEqual(out["offered_gbps"], knee / 1.02 / 1e9)
+        self.assertAlmostEqual(out["mpps"], out["gbps"] * 1e9 / 8 / 1400 / 1e6)
+        self.assertLessEqual(out["loss_percent"], 1.0)
+        self.assertEqual(out["curve"][0][3], "probe")
+        with self.assertRaisesRegex(b.ParseError, "trial 0"):
+            h.search_iperf3(lambda o, p: (None, "exit 1: boom"), h.search_config(1.0), 1400)
+
+    def test_netload_search_document(self):
+        trial = {"offered_bps": 9e9, "sent_bps": 9e9, "received_bps": 8.96e9, "loss_percent": 0.4,
+                 "pass": True, "purpose": "confirm", "report": netload_udp()}
+        probe = dict(trial, offered_bps=0.0, sent_bps=20e9, loss_percent=40.0, **{"pass": False, "purpose": "probe"})
+        doc = {"kind": "udp-rate-search", "trials": [probe, trial],
+               "result": {"status": "confirmed", "rate_bps": 9e9, "trial": 1}}
+        out = h.netload_search_result(doc, 1400)
+        self.assertEqual((out["search_status"], out["search_trials"], out["offered_gbps"]), ("confirmed", 2, 9.0))
+        self.assertAlmostEqual(out["mpps"], 8.96e9 / 8 / 1400 / 1e6)
+        self.assertEqual(out["curve"][0][:3], (20.0, 40.0, False))
+        self.assertAlmostEqual(out["gbps"], 12.0)  # from the trial's own report
+        doc["result"] = {"status": "no-passing-rate", "rate_bps": None, "trial": None}
+        with self.assertRaisesRegex(b.ParseError, "no rate passed"):
+            h.netload_search_result(doc, 1400)
+        with self.assertRaises(b.ParseError):
+            h.netload_search_result({"flows": []}, 1400)
 
 if __name__ == "__main__":
     unittest.main()

@@ -7,10 +7,12 @@
 
 use std::collections::BTreeMap;
 
+use netload::ndr::{Purpose, RATE_SEARCH_KIND, RateSearchReport};
 use netload::report::StreamReport;
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::scenario::WorkloadKind;
+use crate::scenario::{Workload, WorkloadKind};
 
 /// Metric values of one repetition, by metric key.
 pub type Metrics = BTreeMap<String, f64>;
@@ -30,6 +32,14 @@ pub struct MetricInfo {
 
 /// Receiver-measured goodput summed over directions, Gbit/s.
 pub const THROUGHPUT: &str = "throughput_gbps";
+/// UDP goodput at the no-drop rate (the highest offered rate whose loss met the target of
+/// the point's rate search), Gbit/s; the loss and CPU metrics of such a repetition are
+/// those of the same trial.
+pub const NDR_GOODPUT: &str = "ndr_goodput_gbps";
+/// Datagrams per second received at the no-drop rate, millions.
+pub const NDR_MPPS: &str = "ndr_mpps";
+/// Trials the rate search took.
+pub const SEARCH_TRIALS: &str = "search_trials";
 /// Client node busy CPU seconds per Gbit moved.
 pub const CLIENT_CPU: &str = "client_cpu_s_per_gbit";
 /// Server node busy CPU seconds per Gbit moved.
@@ -65,6 +75,18 @@ pub const CATALOGUE: &[MetricInfo] = &[
         key: THROUGHPUT,
         label: "throughput",
         unit: "Gbit/s",
+        higher_is_better: true,
+    },
+    MetricInfo {
+        key: NDR_GOODPUT,
+        label: "no-drop goodput",
+        unit: "Gbit/s",
+        higher_is_better: true,
+    },
+    MetricInfo {
+        key: NDR_MPPS,
+        label: "no-drop packets",
+        unit: "Mpps",
         higher_is_better: true,
     },
     MetricInfo {
@@ -157,6 +179,12 @@ pub const CATALOGUE: &[MetricInfo] = &[
         unit: "ms",
         higher_is_better: false,
     },
+    MetricInfo {
+        key: SEARCH_TRIALS,
+        label: "search trials",
+        unit: "",
+        higher_is_better: false,
+    },
 ];
 
 /// The catalogue entry of `key`; unknown keys get a neutral entry.
@@ -179,6 +207,16 @@ pub fn primary(workload: WorkloadKind) -> &'static str {
         WorkloadKind::Tcp | WorkloadKind::Udp => THROUGHPUT,
         WorkloadKind::TcpRr | WorkloadKind::TcpCrr | WorkloadKind::UdpRr => LATENCY_P50,
         WorkloadKind::Http => TTFB_P50,
+    }
+}
+
+/// The primary metric of a point's workload: as [`primary`], except that a UDP workload
+/// that searches for its no-drop rate leads with [`NDR_GOODPUT`] (UDP points of runs
+/// written before the search existed have no search and keep [`THROUGHPUT`]).
+pub fn primary_of(workload: &Workload) -> &'static str {
+    match workload {
+        Workload::Stream(s) if s.udp && s.find_rate.is_some() => NDR_GOODPUT,
+        other => primary(other.kind()),
     }
 }
 
@@ -232,6 +270,74 @@ pub fn from_stream(report: &StreamReport) -> Metrics {
         (!jitter.is_empty()).then(|| jitter.iter().sum::<f64>() / jitter.len() as f64),
     );
     m
+}
+
+/// Metrics of a no-drop-rate search (`netload udp --find-rate --json`): the no-drop goodput
+/// and packet rate, and every stream metric (loss, jitter, CPU per Gbit) of the trial that
+/// represents the rate. Its goodput is [`NDR_GOODPUT`], never [`THROUGHPUT`], so it is not
+/// mistaken for an unlimited-rate figure of an older run.
+pub fn from_rate_search(report: &RateSearchReport) -> Result<Metrics, String> {
+    let trial = report.at_rate().ok_or_else(|| {
+        format!(
+            "the rate search found no rate with loss <= {}% ({}, {} trials)",
+            report.config.loss_percent,
+            report.result.status.as_str(),
+            report.trials.len()
+        )
+    })?;
+    let mut m = from_stream(&trial.report);
+    m.remove(THROUGHPUT);
+    m.insert(NDR_GOODPUT.into(), trial.received_bps / 1e9);
+    let window = trial
+        .report
+        .client
+        .duration_s
+        .max(trial.report.server.duration_s);
+    let received = trial.packets_sent.saturating_sub(trial.lost);
+    if window > 0.0 {
+        m.insert(NDR_MPPS.into(), received as f64 / window / 1e6);
+    }
+    m.insert(SEARCH_TRIALS.into(), report.trials.len() as f64);
+    Ok(m)
+}
+
+/// One trial of a point's loss curve (see [`loss_curve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CurvePoint {
+    /// Offered rate, Gbit/s (an unlimited probe: what its senders sent).
+    pub offered_gbps: f64,
+    /// Goodput the receivers got, Gbit/s.
+    pub received_gbps: f64,
+    /// Loss, percent of datagrams sent.
+    pub loss_percent: f64,
+    /// Whether the loss met the search's target.
+    pub pass: bool,
+    /// A confirmation trial of the final rate.
+    pub confirmation: bool,
+}
+
+/// The loss-against-offered-rate curve of one repetition of a UDP point, from the raw JSON
+/// stored with it, sorted by offered rate; `None` when the repetition did not search
+/// (TCP, older runs, iperf3). Pure: for charts.
+pub fn loss_curve(raw: &Value) -> Option<Vec<CurvePoint>> {
+    if raw.get("kind").and_then(Value::as_str) != Some(RATE_SEARCH_KIND) {
+        return None;
+    }
+    let report: RateSearchReport = serde_json::from_value(raw.clone()).ok()?;
+    let mut curve: Vec<CurvePoint> = report
+        .trials
+        .iter()
+        .zip(report.curve())
+        .map(|(t, (offered, loss))| CurvePoint {
+            offered_gbps: offered / 1e9,
+            received_gbps: t.received_bps / 1e9,
+            loss_percent: loss,
+            pass: t.pass,
+            confirmation: t.purpose == Purpose::Confirm,
+        })
+        .collect();
+    curve.sort_by(|a, b| a.offered_gbps.total_cmp(&b.offered_gbps));
+    Some(curve)
 }
 
 /// Looks up a number by dotted path (`latency.p50_us`), also under a `client` object.
@@ -365,7 +471,22 @@ pub fn extract(workload: WorkloadKind, raw: &Value) -> Result<Metrics, String> {
     if raw.get("interrupted").and_then(Value::as_bool) == Some(true) {
         return Err("netload stopped early (interrupted): the repetition is incomplete".into());
     }
-    let metrics = if workload.is_stream() {
+    let search = raw.get("kind").and_then(Value::as_str) == Some(RATE_SEARCH_KIND);
+    let metrics = if workload == WorkloadKind::Udp && search {
+        let report: RateSearchReport = serde_json::from_value(raw.clone())
+            .map_err(|e| format!("not a netload rate search report: {e}"))?;
+        if report.schema_version != netload::ndr::RATE_SEARCH_SCHEMA_VERSION {
+            return Err(format!(
+                "netload rate search schema version {} (this cnibench reads {})",
+                report.schema_version,
+                netload::ndr::RATE_SEARCH_SCHEMA_VERSION
+            ));
+        }
+        if report.result.status == netload::ndr::SearchStatus::Interrupted {
+            return Err("netload stopped early (interrupted): the repetition is incomplete".into());
+        }
+        from_rate_search(&report)?
+    } else if workload.is_stream() {
         let report: StreamReport = serde_json::from_value(raw.clone())
             .map_err(|e| format!("not a netload stream report: {e}"))?;
         if report.schema_version != netload::report::SCHEMA_VERSION {
@@ -381,7 +502,11 @@ pub fn extract(workload: WorkloadKind, raw: &Value) -> Result<Metrics, String> {
     } else {
         from_http(raw)
     };
-    let primary = primary(workload);
+    let primary = if search {
+        NDR_GOODPUT
+    } else {
+        primary(workload)
+    };
     if metrics.contains_key(primary) {
         Ok(metrics)
     } else {
@@ -452,6 +577,77 @@ mod tests {
                     "sum_received_bidir_reverse": {"bits_per_second": 1e9, "seconds": 1.0}}});
         let m = from_iperf3(&bidir).unwrap();
         assert_eq!((m[THROUGHPUT], m[RETRANSMITS]), (3.0, 7.0));
+    }
+
+    /// The first UDP point of the thesis suite and a repetition of it from the fake backend,
+    /// whose UDP documents are netload's own search over a simulated knee.
+    fn udp_search_rep() -> (crate::scenario::Point, Value) {
+        use crate::backend::{Backend, Cancel, fake::FakeBackend};
+        let points = crate::suite::expand(&crate::suite::presets::load("thesis").unwrap()).unwrap();
+        let p = points
+            .into_iter()
+            .find(|p| p.workload.kind() == WorkloadKind::Udp)
+            .expect("the thesis suite has a UDP point");
+        let rep = FakeBackend::new(3)
+            .run_rep(&p, 1, &Cancel::default())
+            .unwrap();
+        (p, rep.raw)
+    }
+
+    #[test]
+    fn udp_points_lead_with_no_drop_goodput_and_old_runs_keep_throughput() {
+        let (p, raw) = udp_search_rep();
+        assert_eq!(primary_of(&p.workload), NDR_GOODPUT);
+        let m = extract(WorkloadKind::Udp, &raw).unwrap();
+        assert!(m[NDR_GOODPUT] > 0.0);
+        assert!(!m.contains_key(THROUGHPUT), "{m:?}");
+        assert!(m[LOSS] <= 0.1, "loss at the no-drop rate: {}", m[LOSS]);
+        assert!(m.contains_key(SERVER_CPU) && m.contains_key(NDR_MPPS));
+        assert!(m[SEARCH_TRIALS] >= 3.0);
+        // The no-drop goodput is that of the trial the search picked.
+        let report: RateSearchReport = serde_json::from_value(raw.clone()).unwrap();
+        assert!((m[NDR_GOODPUT] - report.goodput_bps().unwrap() / 1e9).abs() < 1e-12);
+        // A UDP point of a run written before the search existed: no `find_rate`, a plain
+        // stream report, throughput as the primary metric.
+        let mut old = p.clone();
+        if let Workload::Stream(s) = &mut old.workload {
+            s.find_rate = None;
+        }
+        assert_eq!(primary_of(&old.workload), THROUGHPUT);
+        let plain = report.trials[0].report.clone();
+        let m = extract(WorkloadKind::Udp, &serde_json::to_value(plain).unwrap()).unwrap();
+        assert!(m.contains_key(THROUGHPUT) && !m.contains_key(NDR_GOODPUT));
+    }
+
+    #[test]
+    fn the_loss_curve_of_a_repetition_is_sorted_and_absent_without_a_search() {
+        let (_, raw) = udp_search_rep();
+        let curve = loss_curve(&raw).unwrap();
+        let report: RateSearchReport = serde_json::from_value(raw.clone()).unwrap();
+        assert_eq!(curve.len(), report.trials.len());
+        assert!(
+            curve
+                .windows(2)
+                .all(|w| w[0].offered_gbps <= w[1].offered_gbps)
+        );
+        // The probe ran unlimited and overloaded the simulated path: the top of the curve.
+        let top = curve.last().unwrap();
+        assert!(!top.pass && top.loss_percent > 1.0, "{top:?}");
+        assert!(curve.iter().any(|c| c.confirmation && c.pass));
+        assert!(loss_curve(&json!({"flows": []})).is_none());
+        let plain = serde_json::to_value(&report.trials[0].report).unwrap();
+        assert!(loss_curve(&plain).is_none());
+    }
+
+    #[test]
+    fn a_search_without_a_passing_rate_is_an_error_naming_it() {
+        let (_, raw) = udp_search_rep();
+        let mut report: RateSearchReport = serde_json::from_value(raw).unwrap();
+        report.result.trial = None;
+        report.result.rate_bps = None;
+        report.result.status = netload::ndr::SearchStatus::NoPassingRate;
+        let err = extract(WorkloadKind::Udp, &serde_json::to_value(report).unwrap()).unwrap_err();
+        assert!(err.contains("found no rate"), "{err}");
     }
 
     #[test]

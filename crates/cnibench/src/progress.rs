@@ -203,7 +203,7 @@ impl Observer for Progress {
                 .push((clock::now() - self.point_started).as_secs_f64());
         }
         self.suite.inc(1);
-        let key = metrics::primary(point.workload.kind());
+        let key = metrics::primary_of(&point.workload);
         let info = metrics::info(key);
         let detail = match end.status {
             PointStatus::NotApplicable | PointStatus::Failed => {

@@ -483,7 +483,7 @@ pub fn summarize(meta: &Meta, records: &[Record], warnings: &[String]) -> RunSum
             point: p.clone(),
             status: None,
             note: None,
-            primary: metrics::primary(p.workload.kind()).to_string(),
+            primary: metrics::primary_of(&p.workload).to_string(),
             warmups: 0,
             setup_s: None,
             metrics: BTreeMap::new(),

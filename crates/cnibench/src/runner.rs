@@ -124,7 +124,7 @@ fn run_point(
     cancel: &Cancel,
     observer: &mut dyn Observer,
 ) -> Result<PointEnd, ResultsError> {
-    let primary = metrics::primary(point.workload.kind());
+    let primary = metrics::primary_of(&point.workload);
     let mut values: Vec<f64> = Vec::new();
     let mut next_rep = 0u32;
     for rec in prior {
@@ -418,7 +418,7 @@ mod tests {
                     stderr: String::new(),
                 });
             }
-            let key = metrics::primary(point.workload.kind());
+            let key = metrics::primary_of(&point.workload);
             Ok(RepOutcome {
                 metrics: [(key.to_string(), 100.0 + f64::from(rep % 2))].into(),
                 raw: serde_json::json!({}),

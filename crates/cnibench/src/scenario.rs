@@ -308,6 +308,38 @@ pub struct StreamWorkload {
     /// Socket buffer size (`-w`), bytes; `None` lets the kernel autotune.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<Bytes>,
+    /// UDP only: search for the no-drop rate (`netload udp --find-rate`) instead of
+    /// sending at `rate`; a repetition is then one whole search. Absent in runs written
+    /// before the search existed, whose UDP points sent at `rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub find_rate: Option<RateSearch>,
+}
+
+/// How a UDP point searches for its no-drop rate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RateSearch {
+    /// Highest acceptable receiver loss, percent.
+    pub loss_percent: f64,
+}
+
+impl RateSearch {
+    /// netload's default loss target.
+    pub const DEFAULT: RateSearch = RateSearch {
+        loss_percent: netload::ndr::DEFAULT_LOSS_PERCENT,
+    };
+
+    /// Measured seconds of the search's short trials for a workload measuring `duration`:
+    /// 1 s, or less when the workload is shorter (its `duration` is what the confirmation
+    /// trials at the final rate last).
+    pub fn trial(duration: Seconds) -> Seconds {
+        Seconds(duration.0.min(1.0))
+    }
+
+    /// Wall-time budget of one search, the bound `netload` keeps (trials that would end
+    /// past it are not started).
+    pub fn budget() -> Duration {
+        netload::ndr::DEFAULT_BUDGET
+    }
 }
 
 /// Request/response flavour.
@@ -379,9 +411,11 @@ impl Workload {
     pub fn for_warmup(&self, secs: f64) -> Workload {
         let cap = |d: Seconds| Seconds(d.0.min(secs.ceil().max(1.0)));
         match self {
+            // A warm-up brings the path up at full speed; it needs no rate search.
             Workload::Stream(s) => Workload::Stream(StreamWorkload {
                 duration: cap(s.duration),
                 omit: Seconds(0.0),
+                find_rate: None,
                 ..s.clone()
             }),
             Workload::Rr(r) => Workload::Rr(RrWorkload {
@@ -399,6 +433,7 @@ impl Workload {
     /// process start-up.
     pub fn nominal_duration(&self) -> Duration {
         match self {
+            Workload::Stream(s) if s.find_rate.is_some() => RateSearch::budget(),
             Workload::Stream(s) => s.omit.duration() + s.duration.duration(),
             Workload::Rr(r) => r.duration.duration(),
             Workload::Http(h) => h.duration.duration(),

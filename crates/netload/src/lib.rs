@@ -14,6 +14,7 @@
 //! - [`rr`]: request/response latency (`TCP_RR`, `TCP_CRR`, `UDP_RR`), client and responder;
 //! - [`http`]: HTTP server with generated bodies and the TTFB client; [`idle`]: filler mode;
 //! - [`server`], [`client`]: the two ends of a test; [`render`]: human-readable tables;
+//! - [`ndr`]: the no-drop rate search of `netload udp --find-rate` (pure search, driver);
 //! - [`iperf3`]: iperf3 3.x wire protocol, server side and client side;
 //! - [`mod@bench`], [`netns`]: the local microbenchmark, on loopback or between two namespaces.
 
@@ -26,6 +27,7 @@ pub mod hist;
 pub mod http;
 pub mod idle;
 pub mod iperf3;
+pub mod ndr;
 pub mod netns;
 pub mod render;
 pub mod report;

@@ -14,7 +14,7 @@ use netload::server::{Server, ServerConfig};
 use netload::spec::{
     BitRate, ByteSize, Direction, Limits, Protocol, TestSpec, Zerocopy, parse_affinity,
 };
-use netload::{bench, http, idle, render, rr};
+use netload::{bench, http, idle, ndr, render, rr};
 
 /// Network load generator and sink: TCP/UDP streams with CPU accounting.
 #[derive(Parser)]
@@ -44,8 +44,8 @@ enum Command {
     RrServer(rr::RrServerArgs),
     /// Only the HTTP server (`netload server --http PORT` also runs one).
     HttpServer(http::server::HttpServerArgs),
-    /// Print the JSON Schema of `--json` stream reports.
-    Schema,
+    /// Print the JSON Schema of `--json` stream reports (or of `udp --find-rate --json`).
+    Schema(SchemaArgs),
 }
 
 #[derive(Args)]
@@ -82,6 +82,21 @@ struct ServerArgs {
     http: http::server::HttpServerArgs,
 }
 
+#[derive(Args)]
+struct SchemaArgs {
+    /// Which document.
+    #[arg(value_enum, default_value_t = SchemaKind::Stream)]
+    kind: SchemaKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SchemaKind {
+    /// `netload tcp|udp --json`.
+    Stream,
+    /// `netload udp --find-rate --json`.
+    RateSearch,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Peer {
     /// A `netload server`.
@@ -101,12 +116,14 @@ struct CommonArgs {
     /// iperf3's own protocol; its side of the report is then iperf3's figures.
     #[arg(long, value_enum, default_value_t = Peer::Netload)]
     peer: Peer,
-    /// Measured duration, seconds.
-    #[arg(short = 't', long = "time", default_value_t = 10.0, value_parser = positive_seconds)]
-    time: f64,
-    /// Warm-up before measuring, seconds (not counted anywhere).
-    #[arg(long, default_value_t = 0.0, value_parser = non_negative_seconds)]
-    omit: f64,
+    /// Measured duration, seconds [default: 10; with `--find-rate`, of each confirmation
+    /// trial: 2].
+    #[arg(short = 't', long = "time", value_parser = positive_seconds)]
+    time: Option<f64>,
+    /// Warm-up before measuring, seconds (not counted anywhere) [default: 0; with
+    /// `--find-rate`, before every trial: 0.25].
+    #[arg(long, value_parser = non_negative_seconds)]
+    omit: Option<f64>,
     /// Interval report period, seconds (0 = none).
     #[arg(short, long, default_value_t = 1.0, value_parser = non_negative_seconds)]
     interval: f64,
@@ -173,6 +190,32 @@ struct UdpArgs {
     /// One datagram per syscall: no sendmmsg/recvmmsg batching and no GSO/GRO.
     #[arg(long)]
     no_batch: bool,
+    /// Search for the highest offered rate whose receiver loss is at most LOSS percent
+    /// (the no-drop rate; 0.1 when given without a value): probe unlimited, bracket, bisect,
+    /// confirm. `--rate` does not apply; `-t` is the length of each confirmation trial.
+    #[arg(long, value_name = "LOSS", num_args = 0..=1, default_missing_value = "0.1",
+          value_parser = loss_percent, conflicts_with = "rate")]
+    find_rate: Option<f64>,
+    /// Measured seconds of each search trial (probe, bracket, bisect).
+    #[arg(long, default_value_t = 1.0, value_parser = positive_seconds, requires = "find_rate")]
+    trial_time: f64,
+    /// Confirmation trials the final rate must pass.
+    #[arg(long, default_value_t = netload::ndr::DEFAULT_CONFIRMATIONS, requires = "find_rate",
+          value_parser = clap::value_parser!(u32).range(0..=10))]
+    confirm: u32,
+    /// Stop bisecting when the lowest failure is within this many percent of the highest pass.
+    #[arg(long, default_value_t = netload::ndr::DEFAULT_RESOLUTION * 100.0,
+          value_parser = resolution_percent, requires = "find_rate")]
+    resolution: f64,
+    /// Wall-time budget of the whole search, seconds; a trial that would end past it is not
+    /// started.
+    #[arg(long, default_value_t = netload::ndr::DEFAULT_BUDGET.as_secs_f64(),
+          value_parser = positive_seconds, requires = "find_rate")]
+    search_budget: f64,
+    /// Most trials of the search, probe and confirmations included.
+    #[arg(long, default_value_t = netload::ndr::DEFAULT_MAX_TRIALS, requires = "find_rate",
+          value_parser = clap::value_parser!(u32).range(1..=200))]
+    max_trials: u32,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -213,6 +256,24 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+fn loss_percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..100.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a loss percentage from 0 to below 100"
+        )),
+    }
+}
+
+fn resolution_percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 50.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a resolution in percent above 0 and at most 50"
+        )),
+    }
+}
+
 fn non_negative_seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
@@ -230,7 +291,10 @@ fn main() -> ExitCode {
         }
         Command::Udp(args) => {
             let spec = udp_spec(&args);
-            stream_test(&args.common, &spec)
+            match args.find_rate {
+                Some(loss) => find_rate(&args, loss, &spec),
+                None => stream_test(&args.common, &spec),
+            }
         }
         Command::Bench(args) => bench_cmd(&args),
         Command::Rr(args) => rr::run(&args).map(|_| ExitCode::SUCCESS),
@@ -240,8 +304,11 @@ fn main() -> ExitCode {
             .context("waiting for a signal"),
         Command::RrServer(args) => rr::run_server(&args).map(|()| ExitCode::SUCCESS),
         Command::HttpServer(args) => http::server::run(&args).map(|()| ExitCode::SUCCESS),
-        Command::Schema => {
-            let schema = schemars::schema_for!(StreamReport);
+        Command::Schema(args) => {
+            let schema = match args.kind {
+                SchemaKind::Stream => schemars::schema_for!(StreamReport),
+                SchemaKind::RateSearch => schemars::schema_for!(ndr::RateSearchReport),
+            };
             println!(
                 "{}",
                 serde_json::to_string_pretty(&schema).expect("schema serialises")
@@ -314,8 +381,8 @@ fn server(args: &ServerArgs) -> Result<ExitCode> {
 
 fn common_spec(c: &CommonArgs, protocol: Protocol) -> TestSpec {
     let mut spec = TestSpec::new(protocol);
-    spec.duration_s = c.time;
-    spec.omit_s = c.omit;
+    spec.duration_s = c.time.unwrap_or(10.0);
+    spec.omit_s = c.omit.unwrap_or(0.0);
     spec.interval_s = c.interval;
     spec.parallel = c.parallel;
     spec.direction = if c.bidir {
@@ -370,19 +437,7 @@ fn stream_test(c: &CommonArgs, spec: &TestSpec) -> Result<ExitCode> {
     });
     let mut opts = ClientOptions::new(c.host.clone(), port, spec.clone());
     opts.phase_timeout = Duration::from_secs_f64(c.connect_timeout);
-    // Ctrl-C stops both ends early; what was measured is still reported.
-    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal while the first is being handled exits at once.
-        signal_hook::flag::register_conditional_shutdown(
-            signal,
-            130,
-            std::sync::Arc::clone(&interrupt),
-        )
-        .and_then(|_| signal_hook::flag::register(signal, std::sync::Arc::clone(&interrupt)))
-        .context("installing signal handlers")?;
-    }
-    opts.interrupt = Some(interrupt);
+    opts.interrupt = Some(interrupt_flag()?);
     let human = !c.json && !c.json_stream;
     let mut stdout = std::io::stdout().lock();
     if human && spec.interval_s > 0.0 {
@@ -430,6 +485,104 @@ fn stream_test(c: &CommonArgs, spec: &TestSpec) -> Result<ExitCode> {
         }
         Ok(ExitCode::from(3))
     }
+}
+
+/// Ctrl-C stops both ends early; what was measured is still reported. A second signal
+/// while the first is being handled exits at once.
+fn interrupt_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let interrupt = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            130,
+            std::sync::Arc::clone(&interrupt),
+        )
+        .and_then(|_| signal_hook::flag::register(signal, std::sync::Arc::clone(&interrupt)))
+        .context("installing signal handlers")?;
+    }
+    Ok(interrupt)
+}
+
+/// `netload udp --find-rate`: trials against the server until the search ends.
+fn find_rate(a: &UdpArgs, loss: f64, spec: &TestSpec) -> Result<ExitCode> {
+    let c = &a.common;
+    let confirm_s = c.time.unwrap_or(2.0);
+    let warmup_s = c.omit.unwrap_or(0.25);
+    let mut spec = spec.clone();
+    spec.omit_s = warmup_s;
+    // Validated at the longest trial it will run.
+    spec.duration_s = a.trial_time.max(confirm_s);
+    if let Err(e) = spec.validate(&Limits::default()) {
+        Cli::command()
+            .error(clap::error::ErrorKind::ValueValidation, e.to_string())
+            .exit();
+    }
+    let port = c.port.unwrap_or(match c.peer {
+        Peer::Netload => DEFAULT_PORT,
+        Peer::Iperf3 => netload::iperf3::proto::DEFAULT_PORT,
+    });
+    // Beyond warm-up and measured window a trial costs its set-up, the receiver's drain
+    // grace and the pause before the next one.
+    let pause = Duration::from_millis(100);
+    let overhead = netload::stream::DRAIN_GRACE.as_secs_f64() + pause.as_secs_f64() + 0.1;
+    let opts = ndr::SearchOptions {
+        config: ndr::SearchConfig {
+            loss_percent: loss,
+            resolution: a.resolution / 100.0,
+            confirmations: a.confirm,
+            max_trials: a.max_trials,
+            budget_s: a.search_budget,
+            trial_wall_s: warmup_s + a.trial_time + overhead,
+            confirm_wall_s: warmup_s + confirm_s + overhead,
+        },
+        trial_s: a.trial_time,
+        confirm_s,
+        warmup_s,
+        pause,
+    };
+    let mut base = ClientOptions::new(c.host.clone(), port, spec.clone());
+    base.phase_timeout = Duration::from_secs_f64(c.connect_timeout);
+    base.interrupt = Some(interrupt_flag()?);
+    let human = !c.json && !c.json_stream;
+    let mut stdout = std::io::stdout().lock();
+    if human {
+        let _ = write!(stdout, "{}", render::rate_search_plan(&opts, &spec));
+        let _ = stdout.flush();
+    }
+    let json_stream = c.json_stream;
+    let mut on_trial = |t: &ndr::Trial| {
+        let line = if json_stream {
+            serde_json::json!({ "event": "trial", "trial": t }).to_string()
+        } else if human {
+            render::rate_search_trial(t)
+        } else {
+            return;
+        };
+        let _ = writeln!(stdout, "{line}");
+        let _ = stdout.flush();
+    };
+    let peer = c.peer;
+    let mut trial = |o: &ClientOptions, cb: &mut dyn FnMut(&netload::report::Interval)| match peer {
+        Peer::Netload => run_stream_test(o, cb),
+        Peer::Iperf3 => netload::iperf3::client::run_test(o, cb),
+    };
+    let report = ndr::run(&base, &opts, &mut trial, &mut on_trial)?;
+    if c.json {
+        let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?);
+    } else if c.json_stream {
+        let _ = writeln!(
+            stdout,
+            "{}",
+            serde_json::json!({ "event": "end", "report": report })
+        );
+    } else {
+        let _ = write!(stdout, "{}", render::rate_search_summary(&report));
+    }
+    Ok(match report.result.status {
+        ndr::SearchStatus::Interrupted => ExitCode::from(130),
+        ndr::SearchStatus::NoPassingRate => ExitCode::from(3),
+        _ => ExitCode::SUCCESS,
+    })
 }
 
 fn bench_cmd(args: &BenchArgs) -> Result<ExitCode> {

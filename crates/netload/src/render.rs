@@ -261,6 +261,118 @@ fn settings_line(side: &SideReport, s: &EffectiveSettings) -> String {
     parts.join(", ")
 }
 
+/// What a rate search will do, printed before its first trial.
+pub fn rate_search_plan(opts: &crate::ndr::SearchOptions, spec: &TestSpec) -> String {
+    let c = &opts.config;
+    format!(
+        "finding the highest rate with loss <= {}% ({} B datagrams, {} stream(s), GSO/GRO {}): \
+         trials of {} s after {} s warm-up, {} confirmation(s) of {} s, resolution {}%, \
+         at most {} trials or {} s\n{:>3}  {:<8} {:>14} {:>14} {:>14} {:>9} {:>11} {:>12}  verdict\n",
+        c.loss_percent,
+        spec.length,
+        spec.stream_count(),
+        if spec.udp_gso { "on" } else { "off" },
+        opts.trial_s,
+        opts.warmup_s,
+        c.confirmations,
+        opts.confirm_s,
+        c.resolution * 100.0,
+        c.max_trials,
+        c.budget_s,
+        "#",
+        "purpose",
+        "offered",
+        "sent",
+        "received",
+        "loss",
+        "sock drops",
+        "cpu cli/srv",
+    )
+}
+
+/// One trial of a rate search as a line of the loss curve.
+pub fn rate_search_trial(t: &crate::ndr::Trial) -> String {
+    let purpose = match t.purpose {
+        crate::ndr::Purpose::Probe => "probe",
+        crate::ndr::Purpose::Bracket => "bracket",
+        crate::ndr::Purpose::Bisect => "bisect",
+        crate::ndr::Purpose::Confirm => "confirm",
+    };
+    let offered = if t.offered_bps == 0.0 {
+        "unlimited".to_string()
+    } else {
+        rate(t.offered_bps)
+    };
+    format!(
+        "{:>3}  {:<8} {:>14} {:>14} {:>14} {:>8.3}% {:>11} {:>5.0}%/{:>4.0}%  {}",
+        t.index,
+        purpose,
+        offered,
+        rate(t.sent_bps),
+        rate(t.received_bps),
+        t.loss_percent,
+        t.socket_drops.map_or("-".to_string(), |d| d.to_string()),
+        t.client_cpu_percent,
+        t.server_cpu_percent,
+        if t.pass { "pass" } else { "FAIL" },
+    )
+}
+
+/// The answer of a rate search.
+pub fn rate_search_summary(r: &crate::ndr::RateSearchReport) -> String {
+    let mut out = String::new();
+    let c = &r.result;
+    let _ = writeln!(
+        out,
+        "search: {} trials in {:.1} s, {}",
+        r.trials.len(),
+        r.elapsed_s,
+        c.status.as_str()
+    );
+    match (c.rate_bps, r.at_rate()) {
+        (Some(bps), Some(t)) => {
+            let confirmed = r
+                .trials
+                .iter()
+                .filter(|x| x.purpose == crate::ndr::Purpose::Confirm && x.pass)
+                .filter(|x| x.offered_bps.to_bits() == t.offered_bps.to_bits())
+                .count();
+            let _ = writeln!(
+                out,
+                "no-drop rate (loss <= {}%): {} offered; goodput {} at {:.3}% loss ({} datagrams of {} lost, {} in the receiver's socket queue); {} confirmation(s) passed",
+                r.config.loss_percent,
+                rate(bps),
+                rate(t.received_bps),
+                t.loss_percent,
+                t.lost,
+                t.packets_sent,
+                t.socket_drops.map_or("?".to_string(), |d| d.to_string()),
+                confirmed,
+            );
+            let _ = writeln!(out, "{}", cpu_line("client", &t.report.client.cpu));
+            let _ = writeln!(out, "{}", cpu_line("server", &t.report.server.cpu));
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "no rate passed (loss <= {}%){}",
+                r.config.loss_percent,
+                c.lowest_failure_bps
+                    .map_or(String::new(), |h| format!("; lowest failure {}", rate(h)))
+            );
+        }
+    }
+    if let Some(h) = c.lowest_failure_bps
+        && c.rate_bps.is_some()
+    {
+        let _ = writeln!(out, "lowest failing rate: {}", rate(h));
+    }
+    for w in &r.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -243,6 +243,17 @@ pub struct UdpStats {
     pub out_of_order: u64,
     /// RFC 3550 interarrival jitter, milliseconds.
     pub jitter_ms: f64,
+    /// Packets the kernel dropped at this receiving socket from the end of the warm-up on
+    /// (SO_MEMINFO `sk_drops`: a full receive queue, i.e. the receiver did not keep up, as
+    /// opposed to loss on the path), counted as the kernel queued them: a GSO/GRO
+    /// super-packet counts once (see `datagrams_per_packet`). Receivers only; absent when
+    /// the kernel does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_drops: Option<u64>,
+    /// Mean datagrams per packet this receiving socket read (above 1 when GRO coalesced
+    /// them); `socket_drops` times this estimates the datagrams those drops lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datagrams_per_packet: Option<f64>,
 }
 
 /// Outcome of MSG_ZEROCOPY sends, from the socket error queue.

@@ -145,16 +145,18 @@ fn json_stream_emits_intervals_then_the_report() {
 
 #[test]
 fn published_schema_matches_the_code() {
-    let o = netload(&["schema"]);
+    check_schema(&["schema"], "stream-report.schema.json");
+    check_schema(&["schema", "rate-search"], "rate-search.schema.json");
+}
+
+fn check_schema(args: &[&str], file: &str) {
+    let o = netload(args);
     assert!(o.status.success());
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/schema/stream-report.schema.json"
-    );
+    let path = format!("{}/schema/{file}", env!("CARGO_MANIFEST_DIR"));
     if std::env::var_os("UPDATE_SCHEMA").is_some() {
-        std::fs::write(path, &o.stdout).unwrap();
+        std::fs::write(&path, &o.stdout).unwrap();
     }
-    let committed = std::fs::read(path).unwrap_or_default();
+    let committed = std::fs::read(&path).unwrap_or_default();
     assert!(
         committed == o.stdout,
         "{path} is out of date: run `UPDATE_SCHEMA=1 cargo test -p netload --test cli` and commit it"
@@ -248,4 +250,61 @@ fn one_server_process_serves_streams_rr_and_http() {
     assert!(o.status.success(), "{}", stderr(&o));
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(doc["replicas"][0]["replica"], "r1", "{doc}");
+}
+
+#[test]
+fn find_rate_keeps_every_trial_with_gso_off_and_parallel_streams() {
+    let port = free_port();
+    let _server = spawn_server(port, &[]);
+    for extra in [&[][..], &["--no-gso", "-P", "2"][..]] {
+        let mut args = vec!["udp", "127.0.0.1", "-p"];
+        let p = port.to_string();
+        args.push(&p);
+        args.extend([
+            "--find-rate",
+            "1",
+            "--trial-time",
+            "0.2",
+            "-t",
+            "0.3",
+            "--omit",
+            "0.05",
+            "--search-budget",
+            "6",
+            "--json",
+        ]);
+        args.extend(extra);
+        let o = netload(&args);
+        // 3 = no rate passed within the budget: still a complete document.
+        assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+        assert_eq!(doc["kind"], "udp-rate-search");
+        let trials = doc["trials"].as_array().unwrap();
+        assert!(!trials.is_empty() && trials.len() <= 24);
+        assert_eq!(trials[0]["purpose"], "probe");
+        assert_eq!(trials[0]["offered_bps"], 0.0);
+        let streams = if extra.is_empty() { 1 } else { 2 };
+        for t in trials {
+            let report = &t["report"];
+            assert_eq!(report["spec"]["parallel"], streams);
+            assert_eq!(report["spec"]["udp_gso"], extra.is_empty());
+            // Offered is the per-stream rate times the streams.
+            let per_stream = report["spec"]["udp_rate_bps"].as_f64().unwrap();
+            assert!(
+                (t["offered_bps"].as_f64().unwrap() - per_stream * f64::from(streams)).abs() < 1.0
+            );
+            // Each receiving stream says what its socket queue dropped.
+            let rx = report["server"]["streams"].as_array().unwrap();
+            assert!(
+                rx.iter().all(|s| s["udp"]["socket_drops"].is_u64()),
+                "{rx:?}"
+            );
+        }
+        if let Some(i) = doc["result"]["trial"].as_u64() {
+            let t = &trials[i as usize];
+            assert_eq!(t["pass"], true);
+            assert!(t["loss_percent"].as_f64().unwrap() <= 1.0);
+        }
+        assert!(doc["elapsed_s"].as_f64().unwrap() < 6.0 + 5.0);
+    }
 }

@@ -138,7 +138,124 @@ impl FakeBackend {
         if point.tool == Tool::Iperf3 {
             return Self::iperf3_doc(s, gbps, rng);
         }
-        let duration = s.duration.0;
+        if s.udp
+            && let Some(search) = s.find_rate
+        {
+            return Self::search_doc(point, s, search.loss_percent, gbps, rng);
+        }
+        let packets = s
+            .udp
+            .then_some((gbps * 1e9 / 8.0 * s.duration.0) as u64 / 1400);
+        let lost = packets.map(|p| (p as f64 * 0.001 * rng.uniform()) as u64);
+        Self::stream_doc(
+            point,
+            s,
+            s.duration.0,
+            gbps,
+            lost.unwrap_or(0),
+            s.rate.0,
+            rng,
+        )
+    }
+
+    /// A `netload udp --find-rate` document: netload's own search run over a path that
+    /// carries `knee_gbps` without loss and loses the excess above it, with a little noise,
+    /// from a sender that reaches twice that.
+    fn search_doc(
+        point: &Point,
+        s: &crate::scenario::StreamWorkload,
+        loss_target: f64,
+        knee_gbps: f64,
+        rng: &mut SplitMix,
+    ) -> serde_json::Value {
+        use netload::ndr::{RateSearch, RateSearchReport, SearchConfig, Step, Trial};
+        let short_trial_s = crate::scenario::RateSearch::trial(s.duration).0;
+        let mut config = SearchConfig::new(short_trial_s + s.omit.0, s.duration.0 + s.omit.0);
+        config.loss_percent = loss_target;
+        let mut search = RateSearch::new(config);
+        let mut trials: Vec<Trial> = Vec::new();
+        let mut elapsed = 0.0;
+        let result = loop {
+            let (offered_bps, purpose) = match search.next(Duration::from_secs_f64(elapsed)) {
+                Step::Done(c) => break c,
+                Step::Run {
+                    offered_bps,
+                    purpose,
+                } => (offered_bps, purpose),
+            };
+            let duration = if purpose == netload::ndr::Purpose::Confirm {
+                s.duration.0
+            } else {
+                short_trial_s
+            };
+            let sent_gbps = if offered_bps == 0.0 {
+                2.0 * knee_gbps
+            } else {
+                offered_bps / 1e9
+            };
+            let excess = (sent_gbps - knee_gbps).max(0.0) / sent_gbps;
+            let loss_share = (excess + 0.0005 * rng.uniform()).min(1.0);
+            let packets = (sent_gbps * 1e9 / 8.0 * duration) as u64 / 1400;
+            let lost = (packets as f64 * loss_share) as u64;
+            let doc = Self::stream_doc(
+                point,
+                s,
+                duration,
+                sent_gbps,
+                lost,
+                (offered_bps / f64::from(s.streams)) as u64,
+                rng,
+            );
+            let report = serde_json::from_value(doc).expect("the fake builds netload's schema");
+            let t = Trial::from_report(
+                trials.len(),
+                purpose,
+                offered_bps,
+                report,
+                duration + s.omit.0,
+                loss_target,
+            );
+            search.record(purpose, t.observation());
+            trials.push(t);
+            elapsed += duration + s.omit.0;
+        };
+        let report = RateSearchReport {
+            kind: netload::ndr::RATE_SEARCH_KIND.into(),
+            schema_version: netload::ndr::RATE_SEARCH_SCHEMA_VERSION,
+            netload_version: "fake".into(),
+            config,
+            trial_s: short_trial_s,
+            confirm_s: s.duration.0,
+            warmup_s: s.omit.0,
+            trials,
+            result,
+            elapsed_s: elapsed,
+            warnings: Vec::new(),
+        };
+        serde_json::to_value(report).expect("a rate search report serialises")
+    }
+
+    /// A netload stream report of `duration` seconds at `gbps` sent, `lost` datagrams
+    /// (of 1400 bytes) lost on the way for UDP, `rate_bps` asked for per stream.
+    #[allow(clippy::too_many_arguments, clippy::needless_update)]
+    fn stream_doc(
+        point: &Point,
+        s: &crate::scenario::StreamWorkload,
+        duration: f64,
+        sent_gbps: f64,
+        lost: u64,
+        rate_bps: u64,
+        rng: &mut SplitMix,
+    ) -> serde_json::Value {
+        let packets = s
+            .udp
+            .then_some((sent_gbps * 1e9 / 8.0 * duration) as u64 / 1400);
+        let lost = packets.map(|p| lost.min(p));
+        let received_share = match (packets, lost) {
+            (Some(p), Some(l)) if p > 0 => 1.0 - l as f64 / p as f64,
+            _ => 1.0,
+        };
+        let gbps = sent_gbps * received_share;
         let bytes = (gbps * 1e9 / 8.0 * duration) as u64;
         let cpu_s_per_gb = 0.9 * Self::slowdown(point) * (1.0 + 0.02 * rng.normal());
         let side = |busy_s_per_gb: f64, softirq_share: f64| {
@@ -168,8 +285,6 @@ impl FakeBackend {
                 ..SideReport::default()
             }
         };
-        let packets = s.udp.then_some(bytes / 1400);
-        let lost = packets.map(|p| (p as f64 * 0.001 * rng.uniform()) as u64);
         // Built through netload's own constructor and `Default`s, and assembled as JSON,
         // so fields netload adds later (with serde defaults) do not break the fake.
         let mut spec = TestSpec::new(if s.udp { Protocol::Udp } else { Protocol::Tcp });
@@ -181,13 +296,13 @@ impl FakeBackend {
             spec.length = l.0 as u32;
         }
         spec.mss = s.mss;
-        spec.udp_rate_bps = s.rate.0;
+        spec.udp_rate_bps = rate_bps;
         let bps = gbps * 1e9;
         let flow = json!({
             "direction": FlowDirection::ClientToServer,
-            "sender_bytes": bytes,
+            "sender_bytes": (sent_gbps * 1e9 / 8.0 * duration) as u64,
             "receiver_bytes": bytes,
-            "sender_bits_per_second": bps,
+            "sender_bits_per_second": sent_gbps * 1e9,
             "receiver_bits_per_second": bps,
             "retransmits": (!s.udp).then(|| (rng.uniform() * 20.0) as u64),
             "packets_sent": packets,
@@ -345,7 +460,7 @@ mod tests {
             let x = a.run_rep(p, 1, &cancel).unwrap();
             let y = b.run_rep(p, 1, &cancel).unwrap();
             assert_eq!(x, y);
-            assert!(x.metrics.contains_key(metrics::primary(p.workload.kind())));
+            assert!(x.metrics.contains_key(metrics::primary_of(&p.workload)));
         }
     }
 

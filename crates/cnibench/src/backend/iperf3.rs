@@ -293,6 +293,7 @@ mod tests {
             zerocopy: Zerocopy::None,
             affinity: None,
             window: None,
+            find_rate: None,
         }
     }
 

@@ -799,16 +799,18 @@ impl Backend for LabBackend {
         }
         let (server, client_args) = match &point.workload {
             Workload::Stream(s) => {
-                let args = vec![
+                let mut args: Vec<String> = vec![
                     "server".into(),
                     "--bind".into(),
                     bind.clone(),
                     "--port".into(),
                     SERVER_PORT.to_string(),
-                    "--once".into(),
                     "--rr-port".into(),
                     "0".into(),
                 ];
+                if super::serves_one_test(s) {
+                    args.push("--once".into());
+                }
                 let mut p = self.spawn(&st.server_ns, &args, false)?;
                 Self::wait_listening(&mut p, SERVER_PORT, cancel)?;
                 (Some(p), stream_args(s, &host, SERVER_PORT))
@@ -824,7 +826,9 @@ impl Backend for LabBackend {
         let mut server = server;
         let mut client = self.spawn(&st.client_ns, &client_args, true)?;
         let (out, err) = finish_client(&mut client, point, cancel)?;
-        if let (Some(p), Workload::Stream(_)) = (server.as_mut(), &point.workload) {
+        if let (Some(p), Workload::Stream(s)) = (server.as_mut(), &point.workload)
+            && super::serves_one_test(s)
+        {
             let _ = p.wait(Duration::from_secs(5), cancel);
         }
         drop(server);

@@ -515,17 +515,19 @@ impl Backend for LoopbackBackend {
             });
         }
         let (server_args, client_args) = match &point.workload {
-            Workload::Stream(s) => (
-                vec![
+            Workload::Stream(s) => {
+                let mut args: Vec<String> = vec![
                     "server".into(),
                     "--bind".into(),
                     host.into(),
                     "--port".into(),
                     port.to_string(),
-                    "--once".into(),
-                ],
-                stream_args(s, host, port),
-            ),
+                ];
+                if super::serves_one_test(s) {
+                    args.push("--once".into());
+                }
+                (args, stream_args(s, host, port))
+            }
             Workload::Rr(r) => (rr_server_args(host, port), rr_args(r, host, port)),
             Workload::Http(_) => {
                 return Err(BackendError::NotSupported {
@@ -544,7 +546,7 @@ impl Backend for LoopbackBackend {
         let (out, err) = finish_client(&mut client, point, cancel)?;
         // A stream server exits after its one test; give it a moment. The rr responder
         // serves until stopped. Either way the `Proc` guard kills what is left.
-        if matches!(point.workload, Workload::Stream(_)) {
+        if matches!(&point.workload, Workload::Stream(s) if super::serves_one_test(s)) {
             let _ = server.wait(Duration::from_secs(5), cancel);
         }
         client_outcome(&client.name, &out, &err, point)

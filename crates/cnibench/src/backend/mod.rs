@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use crate::carryover::StartState;
 use crate::metrics::Metrics;
-use crate::scenario::{Direction, HttpWorkload, Point, RrMode, RrWorkload, StreamWorkload};
+use crate::scenario::{
+    Direction, HttpWorkload, Point, RateSearch, RrMode, RrWorkload, StreamWorkload,
+};
 
 /// Whether a backend can run a point.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,12 +238,31 @@ pub fn stream_args(s: &StreamWorkload, host: &str, port: u16) -> Vec<String> {
     if let Some(w) = s.window {
         a.extend(["-w".into(), w.0.to_string()]);
     }
-    if s.udp {
+    if let Some(search) = s.find_rate.filter(|_| s.udp) {
+        // One repetition is one search: short trials to find the knee, then confirmations
+        // of the workload's own duration (`-t`) at the rate found; `--omit` warms up every
+        // trial.
+        a.extend([
+            "--find-rate".into(),
+            search.loss_percent.to_string(),
+            "--trial-time".into(),
+            RateSearch::trial(s.duration).0.to_string(),
+            "--search-budget".into(),
+            RateSearch::budget().as_secs_f64().to_string(),
+        ]);
+    } else if s.udp {
         // netload's UDP default is 1G; always say what the suite asked for (0 = unlimited).
         a.extend(["--rate".into(), s.rate.0.to_string()]);
     }
     a.push("--json".into());
     a
+}
+
+/// Whether the stream server of `s` serves exactly one test (`netload server --once`): not
+/// when the client searches for a no-drop rate, which runs one test per trial (the server
+/// is then stopped by its guard once the client is done).
+pub fn serves_one_test(s: &StreamWorkload) -> bool {
+    !(s.udp && s.find_rate.is_some())
 }
 
 /// Command-line arguments of `netload rr HOST ... --json` for a request/response workload
@@ -314,6 +335,7 @@ mod tests {
             zerocopy: crate::scenario::Zerocopy::Sendfile,
             affinity: None,
             window: None,
+            find_rate: None,
         };
         assert_eq!(
             stream_args(&s, "127.0.0.1", 9201).join(" "),
@@ -328,6 +350,36 @@ mod tests {
             stream_args(&pinned, "h", 1)
                 .join(" ")
                 .ends_with("--affinity 0/1 -w 4194304 --json")
+        );
+    }
+
+    #[test]
+    fn udp_without_a_rate_searches_for_the_no_drop_rate() {
+        let mut s = StreamWorkload {
+            udp: true,
+            duration: Seconds(4.0),
+            omit: Seconds(1.0),
+            streams: 2,
+            length: Some(Bytes(64)),
+            mss: None,
+            rate: BitsPerSec(0),
+            direction: Direction::Forward,
+            nodelay: false,
+            zerocopy: crate::scenario::Zerocopy::None,
+            affinity: None,
+            window: None,
+            find_rate: Some(RateSearch { loss_percent: 1.0 }),
+        };
+        assert_eq!(
+            stream_args(&s, "198.18.0.2", 9201).join(" "),
+            "udp 198.18.0.2 --port 9201 -t 4 --omit 1 -P 2 -l 64 --find-rate 1 --trial-time 1 --search-budget 60 --json"
+        );
+        s.find_rate = None;
+        s.rate = BitsPerSec(500_000_000);
+        assert!(
+            stream_args(&s, "h", 1)
+                .join(" ")
+                .contains("--rate 500000000 --json")
         );
     }
 

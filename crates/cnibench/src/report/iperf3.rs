@@ -88,6 +88,7 @@ pub fn import(
             zerocopy: Zerocopy::None,
             affinity: None,
             window: None,
+            find_rate: None,
         }),
         tool: Tool::Iperf3,
         params: BTreeMap::from([("tool".to_string(), "iperf3".to_string())]),

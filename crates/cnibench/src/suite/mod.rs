@@ -17,9 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::scenario::{
-    BitsPerSec, Bytes, Direction, HttpWorkload, Objects, PathKind, Placement, Point, RrMode,
-    RrWorkload, ScenarioKind, Seconds, StreamWorkload, Tool, Topology, Workload, WorkloadKind,
-    Zerocopy,
+    BitsPerSec, Bytes, Direction, HttpWorkload, Objects, PathKind, Placement, Point, RateSearch,
+    RrMode, RrWorkload, ScenarioKind, Seconds, StreamWorkload, Tool, Topology, Workload,
+    WorkloadKind, Zerocopy,
 };
 pub use params::{Key, Raw, Value};
 
@@ -425,6 +425,13 @@ fn build_point(spec: &ScenarioSpec, combo: &[(Key, Value, &Origin)]) -> Result<P
                 Some(Value::Rate(r)) => BitsPerSec(r),
                 _ => BitsPerSec(0),
             },
+            // UDP without a rate asks for the figure users need: the highest rate the path
+            // carries without (almost) any loss. An explicit rate (0 = unlimited) is kept.
+            // iperf3 has no search of its own; its UDP points keep sending at `rate`.
+            find_rate: (workload == WorkloadKind::Udp
+                && lookup(Key::Rate).is_none()
+                && !matches!(get(Key::Tool), Some(Value::Tool(Tool::Iperf3))))
+            .then_some(RateSearch::DEFAULT),
             direction: match get(Key::Direction) {
                 Some(Value::Direction(d)) => d,
                 _ => Direction::Forward,
@@ -577,6 +584,36 @@ mod tests {
                 "pod-to-pod/placement=inter,workload=tcp-crr",
             ]
         );
+    }
+
+    #[test]
+    fn udp_without_a_rate_searches_and_with_one_keeps_it() {
+        let points = expand(&presets::load("thesis").unwrap()).unwrap();
+        let udp: Vec<&StreamWorkload> = points
+            .iter()
+            .filter_map(|p| match &p.workload {
+                Workload::Stream(s) if s.udp => Some(s),
+                _ => None,
+            })
+            .collect();
+        assert!(!udp.is_empty());
+        assert!(udp.iter().all(|s| s.find_rate == Some(RateSearch::DEFAULT)));
+        let tcp_searches = points
+            .iter()
+            .any(|p| matches!(&p.workload, Workload::Stream(s) if !s.udp && s.find_rate.is_some()));
+        assert!(!tcp_searches);
+        let suite = presets::load("thesis")
+            .unwrap()
+            .apply(&Overrides {
+                set: vec![parse_set("rate=0").unwrap()],
+                ..Overrides::default()
+            })
+            .unwrap();
+        let points = expand(&suite).unwrap();
+        assert!(points.iter().all(|p| match &p.workload {
+            Workload::Stream(s) => s.find_rate.is_none(),
+            _ => true,
+        }));
     }
 
     #[test]

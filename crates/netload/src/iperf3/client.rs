@@ -323,6 +323,8 @@ pub fn peer_side(spec: &TestSpec, peer: &PeerResults) -> (SideReport, Vec<u64>) 
                 duplicates: 0,
                 out_of_order: 0,
                 jitter_ms: s.jitter_ms,
+                socket_drops: None,
+                datagrams_per_packet: None,
             }),
             zerocopy: None,
         });

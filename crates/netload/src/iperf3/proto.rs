@@ -831,6 +831,8 @@ mod tests {
                 duplicates: 1,
                 out_of_order: 0,
                 jitter_ms: 0.25,
+                socket_drops: None,
+                datagrams_per_packet: None,
             }),
             zerocopy: None,
         });

@@ -4,13 +4,14 @@
 //! - MSG_ZEROCOPY sends and their completions from the error queue ([`send_zerocopy`],
 //!   [`drain_zerocopy_completions`]);
 //! - receive-and-discard with MSG_TRUNC ([`recv_discard`]);
-//! - UDP batching with sendmmsg/recvmmsg and GSO/GRO ([`UdpBatch`]).
+//! - UDP batching with sendmmsg/recvmmsg and GSO/GRO ([`UdpBatch`]);
+//! - per-socket drop counts ([`socket_drops`]).
 //!
 //! Every function takes a borrowed fd, so the caller's socket type owns the lifetime.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::mem::{MaybeUninit, size_of};
+use std::mem::{MaybeUninit, size_of, size_of_val};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// `SO_ZEROCOPY` (asm-generic/socket.h).
@@ -375,6 +376,40 @@ fn ioctl_count(fd: BorrowedFd<'_>, request: libc::Ioctl) -> io::Result<usize> {
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
+/// `SO_MEMINFO` (asm-generic/socket.h): the socket's memory counters as `u32`s.
+const SO_MEMINFO: libc::c_int = 55;
+/// `SK_MEMINFO_VARS` (linux/sock_diag.h): counters `SO_MEMINFO` returns.
+const SK_MEMINFO_VARS: usize = 9;
+/// `SK_MEMINFO_DROPS` (linux/sock_diag.h): index of `sk_drops`.
+const SK_MEMINFO_DROPS: usize = 8;
+
+/// Packets the kernel dropped at this socket since it was created (`sk_drops` through
+/// `SO_MEMINFO`, Linux 4.6+): for UDP, mostly a full receive queue (rcvbuf), the same
+/// events `/proc/net/snmp` counts as `RcvbufErrors`, but for this socket alone. The
+/// kernel adds a GRO/GSO super-packet's segment count, so the unit is datagrams.
+pub fn socket_drops(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut info = [0u32; SK_MEMINFO_VARS];
+    let mut len = size_of_val(&info) as libc::socklen_t;
+    // SAFETY: the buffer and its length are passed together; the kernel writes at most
+    // `len` bytes and updates `len`.
+    check(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &raw mut len,
+        )
+    })?;
+    if (len as usize) < (SK_MEMINFO_DROPS + 1) * size_of::<u32>() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "SO_MEMINFO without sk_drops",
+        ));
+    }
+    Ok(u64::from(info[SK_MEMINFO_DROPS]))
+}
+
 /// Pins the calling thread to `core`.
 pub fn pin_current_thread(core: usize) -> io::Result<()> {
     let mut set = nix::sched::CpuSet::new();
@@ -460,5 +495,23 @@ mod tests {
             }
             assert_eq!(total, 4000);
         }
+    }
+
+    #[test]
+    fn a_full_receive_queue_shows_up_as_socket_drops() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        socket2::SockRef::from(&rx)
+            .set_recv_buffer_size(4096)
+            .unwrap();
+        assert_eq!(socket_drops(rx.as_fd()).unwrap(), 0);
+        // Nobody reads: a few hundred 1000-byte datagrams overflow a 4 KiB queue.
+        for _ in 0..300 {
+            tx.send(&[0u8; 1000]).unwrap();
+        }
+        let drops = socket_drops(rx.as_fd()).unwrap();
+        assert!(drops > 200, "{drops}");
+        assert!(drops <= 300, "{drops}");
     }
 }
