@@ -329,16 +329,22 @@ impl RateSearch {
     };
 
     /// Measured seconds of the search's short trials for a workload measuring `duration`:
-    /// 1 s, or less when the workload is shorter (its `duration` is what the confirmation
-    /// trials at the final rate last).
+    /// 0.5 s, or less when the workload is shorter (its `duration` is what the one
+    /// confirmation trial at the final rate lasts).
     pub fn trial(duration: Seconds) -> Seconds {
-        Seconds(duration.0.min(1.0))
+        Seconds(duration.0.min(0.5))
     }
 
-    /// Wall-time budget of one search, the bound `netload` keeps (trials that would end
-    /// past it are not started).
-    pub fn budget() -> Duration {
-        netload::ndr::DEFAULT_BUDGET
+    /// Confirmations of the rate found: one per repetition in a suite, since the
+    /// repetitions themselves confirm it again (netload alone confirms twice).
+    pub const CONFIRMATIONS: u32 = 1;
+
+    /// Wall-time budget of one search for a workload measuring `duration`, the bound
+    /// `netload` keeps (trials that would end past it are not started): the confirmation
+    /// plus about eight short trials, 3 × duration + 4 s within 10..60 s (16 s at the
+    /// thesis suite's 4 s). A suite of a dozen UDP points must stay within minutes.
+    pub fn budget(duration: Seconds) -> Duration {
+        Duration::from_secs_f64((3.0 * duration.0 + 4.0).clamp(10.0, 60.0))
     }
 }
 
@@ -433,7 +439,7 @@ impl Workload {
     /// process start-up.
     pub fn nominal_duration(&self) -> Duration {
         match self {
-            Workload::Stream(s) if s.find_rate.is_some() => RateSearch::budget(),
+            Workload::Stream(s) if s.find_rate.is_some() => RateSearch::budget(s.duration),
             Workload::Stream(s) => s.omit.duration() + s.duration.duration(),
             Workload::Rr(r) => r.duration.duration(),
             Workload::Http(h) => h.duration.duration(),

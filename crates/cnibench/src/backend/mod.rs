@@ -247,8 +247,10 @@ pub fn stream_args(s: &StreamWorkload, host: &str, port: u16) -> Vec<String> {
             search.loss_percent.to_string(),
             "--trial-time".into(),
             RateSearch::trial(s.duration).0.to_string(),
+            "--confirm".into(),
+            RateSearch::CONFIRMATIONS.to_string(),
             "--search-budget".into(),
-            RateSearch::budget().as_secs_f64().to_string(),
+            RateSearch::budget(s.duration).as_secs_f64().to_string(),
         ]);
     } else if s.udp {
         // netload's UDP default is 1G; always say what the suite asked for (0 = unlimited).
@@ -372,7 +374,7 @@ mod tests {
         };
         assert_eq!(
             stream_args(&s, "198.18.0.2", 9201).join(" "),
-            "udp 198.18.0.2 --port 9201 -t 4 --omit 1 -P 2 -l 64 --find-rate 1 --trial-time 1 --search-budget 60 --json"
+            "udp 198.18.0.2 --port 9201 -t 4 --omit 1 -P 2 -l 64 --find-rate 1 --trial-time 0.5 --confirm 1 --search-budget 16 --json"
         );
         s.find_rate = None;
         s.rate = BitsPerSec(500_000_000);

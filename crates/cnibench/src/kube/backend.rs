@@ -909,7 +909,7 @@ mod tests {
         let find = |p: &str| points.iter().find(|x| x.id.starts_with(p)).unwrap();
         assert_eq!(
             exec_command(find("pod-to-pod/placement=inter,workload=udp"), "10.0.0.5").join(" "),
-            "/netload udp 10.0.0.5 --port 9201 -t 4 --omit 1 -P 1 --find-rate 0.1 --trial-time 1 --search-budget 60 --json"
+            "/netload udp 10.0.0.5 --port 9201 -t 4 --omit 1 -P 1 --find-rate 0.1 --trial-time 0.5 --confirm 1 --search-budget 16 --json"
         );
         assert_eq!(
             exec_command(find("rr-latency/path=service"), "10.96.0.1").join(" "),
