@@ -12,6 +12,10 @@ declare -A NETLOAD_PACKAGES=(
   [readelf]=binutils
   [skopeo]=skopeo
   [umoci]=umoci
+  # scripts/control-plane.sh (the kube end-to-end tests) only.
+  [openssl]=openssl
+  [curl]=curl
+  [python3]=python3
 )
 # What the main job needs; the test command asks for every tool above.
 NETLOAD_MAIN_TOOLS=(ip iperf3 iptables nft)
