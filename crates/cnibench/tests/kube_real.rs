@@ -24,11 +24,12 @@
 //! 198.18.128.0/17; nothing dials them (there is no kube-proxy).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -51,11 +52,12 @@ const MANAGED: &str = "app.kubernetes.io/managed-by=cnibench";
 const COMMAND_LIMIT: Duration = Duration::from_secs(600);
 
 fn env_path(var: &str) -> PathBuf {
-    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+    let Some(path) = std::env::var_os(var) else {
         panic!(
             "{var} is not set: these tests need the test control plane; run `bash scripts/test-kube.sh`"
         )
-    })
+    };
+    PathBuf::from(path)
 }
 
 fn admin_kubeconfig() -> PathBuf {
@@ -441,7 +443,7 @@ impl Cnibench {
 
     /// Waits (bounded) for the exit status.
     fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let t0 = Instant::now();
+        let t0 = netload::clock::now();
         loop {
             if let Some(s) = self.0.try_wait().unwrap() {
                 return s;
@@ -465,7 +467,7 @@ fn cnibench(args: &[&str], dir: &Path, name: &str) -> (Option<i32>, String) {
 
 /// Blocks until `cond` holds (checked every 200 ms) or `limit` passes.
 fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let t0 = Instant::now();
+    let t0 = netload::clock::now();
     while !cond() {
         assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
         std::thread::sleep(Duration::from_millis(200));
@@ -864,7 +866,7 @@ workload = "tcp"
 "#,
     );
     let out = tmp.path().join("run");
-    let t0 = Instant::now();
+    let t0 = netload::clock::now();
     let (code, log) = cnibench(
         &[
             "run",
@@ -970,13 +972,14 @@ fn kube_real_scale_services_and_policies() {
             cluster::apply(&nss, &ns, &t, None).await.unwrap();
             let mut row = |kind: &str, n: usize, c: f64, d: f64| {
                 let (throttled, other) = t.retries.take();
-                report.push_str(&format!(
-                    "| {concurrency} | {kind} | {n} | {c:.1} | {:.0} | {d:.1} | {:.0} | {throttled} | {other} |\n",
+                let _ = writeln!(
+                    report,
+                    "| {concurrency} | {kind} | {n} | {c:.1} | {:.0} | {d:.1} | {:.0} | {throttled} | {other} |",
                     n as f64 / c,
                     n as f64 / d
-                ));
+                );
             };
-            let t0 = Instant::now();
+            let t0 = netload::clock::now();
             cluster::apply_all(&user, &ns_name, &svcs, &t, &cancel, &bar, &fl)
                 .await
                 .unwrap();
@@ -984,22 +987,22 @@ fn kube_real_scale_services_and_policies() {
             let svc_api: Api<Service> = Api::namespaced(user.clone(), &ns_name);
             let listed = svc_api.list_metadata(&ListParams::default()).await.unwrap();
             assert_eq!(listed.items.len(), svcs.len());
-            let t0 = Instant::now();
+            let t0 = netload::clock::now();
             cluster::delete_all::<Service>(&user, &ns_name, &names, &t, &bar)
                 .await
                 .unwrap();
             row("Service", svcs.len(), c, t0.elapsed().as_secs_f64());
-            let t0 = Instant::now();
+            let t0 = netload::clock::now();
             cluster::apply_all(&user, &ns_name, &slices, &t, &cancel, &bar, &fl)
                 .await
                 .unwrap();
             let c = t0.elapsed().as_secs_f64();
-            let t0 = Instant::now();
+            let t0 = netload::clock::now();
             cluster::delete_all::<EndpointSlice>(&user, &ns_name, &names, &t, &bar)
                 .await
                 .unwrap();
             row("EndpointSlice", slices.len(), c, t0.elapsed().as_secs_f64());
-            let t0 = Instant::now();
+            let t0 = netload::clock::now();
             cluster::apply_all(&user, &ns_name, &policies, &t, &cancel, &bar, &fl)
                 .await
                 .unwrap();
@@ -1007,7 +1010,7 @@ fn kube_real_scale_services_and_policies() {
             let pol_api: Api<NetworkPolicy> = Api::namespaced(user.clone(), &ns_name);
             let listed = pol_api.list_metadata(&ListParams::default()).await.unwrap();
             assert_eq!(listed.items.len(), policies.len());
-            let t0 = Instant::now();
+            let t0 = netload::clock::now();
             cluster::delete_all::<NetworkPolicy>(&user, &ns_name, &pnames, &t, &bar)
                 .await
                 .unwrap();
@@ -1020,7 +1023,7 @@ fn kube_real_scale_services_and_policies() {
                     .await
                     .unwrap();
                 t.retries.take();
-                let t0 = Instant::now();
+                let t0 = netload::clock::now();
                 cluster::delete_namespace(&user, &ns_name, &t, &bar).await.unwrap();
                 namespace_delete = Some(t0.elapsed().as_secs_f64());
             } else {
@@ -1029,9 +1032,10 @@ fn kube_real_scale_services_and_policies() {
         });
     }
     if let Some(d) = namespace_delete {
-        report.push_str(&format!(
-            "\nA namespace holding {n_services} Services, deleted (the namespace controller, by collection): gone after {d:.1} s.\n"
-        ));
+        let _ = writeln!(
+            report,
+            "\nA namespace holding {n_services} Services, deleted (the namespace controller, by collection): gone after {d:.1} s."
+        );
     }
     println!("{report}");
     if let Some(p) = std::env::var_os("CNIBENCH_SCALE_REPORT") {

@@ -250,8 +250,8 @@ pub fn pod_failure(p: &Pod) -> Option<String> {
         .chain(status.container_statuses.iter())
         .flatten();
     for cs in statuses {
-        let states = [cs.state.as_ref(), cs.last_state.as_ref()];
-        for t in states
+        let now_and_before = [cs.state.as_ref(), cs.last_state.as_ref()];
+        for t in now_and_before
             .iter()
             .flatten()
             .filter_map(|s| s.terminated.as_ref())
