@@ -277,23 +277,9 @@ fn filler_list(send: Responder, names: &[String]) {
     );
 }
 
-/// Serves the discovery of `/api/v1` of a server without `deletecollection` of Services
-/// (older releases): the teardown then deletes the filler Services itself.
-async fn serve_old_discovery(api: &mut ApiServer) {
-    let s = api.expect(Method::GET, "/api/v1").await;
-    respond(
-        s.send,
-        200,
-        &json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
-            {"name": "services", "singularName": "service", "namespaced": true, "kind": "Service",
-             "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}]}),
-    );
-}
-
 /// Serves the teardown: the filler services (`fillers`) deleted one by one, then the
 /// namespace delete and the watch that sees it gone.
 async fn serve_teardown(api: &mut ApiServer, fillers: &[String]) {
-    serve_old_discovery(api).await;
     let s = api
         .expect(Method::GET, &format!("/api/v1/namespaces/{NS}/services"))
         .await;
@@ -707,18 +693,11 @@ fn consecutive_points_reconcile_the_difference() {
             s.method,
             s.path
         );
-        // A server that deletes Services by collection: no walk, the namespace goes.
         assert_eq!(
             (s.method.clone(), s.path.as_str()),
-            (Method::GET, "/api/v1")
+            (Method::GET, svcs.as_str())
         );
-        respond(
-            s.send,
-            200,
-            &json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
-                {"name": "services", "singularName": "service", "namespaced": true, "kind": "Service",
-                 "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "watch"]}]}),
-        );
+        filler_list(s.send, &[]);
         let s = api
             .expect(Method::DELETE, &format!("/api/v1/namespaces/{NS}"))
             .await;
@@ -1006,14 +985,6 @@ fn ctrl_c_during_creation_leads_to_teardown() {
         let _ = serve_basic_creates(&mut api, 1).await;
         loop {
             let s = api.next().await;
-            if s.method == Method::GET && s.path == "/api/v1" {
-                respond(
-                    s.send,
-                    200,
-                    &json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": []}),
-                );
-                continue;
-            }
             if s.method == Method::GET {
                 // Teardown: nothing to list here, the namespace takes the services.
                 assert_eq!(s.path, format!("/api/v1/namespaces/{NS}/services"));

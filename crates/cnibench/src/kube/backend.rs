@@ -879,53 +879,45 @@ impl Driver {
     pub async fn teardown(&self) -> Result<(), KubeError> {
         self.take_held();
         let ns = self.namespace();
-        if services_delete_collection(&self.client, &self.tuning).await {
-            // The namespace controller removes them with one request.
-            let bar = self.bar(1, "deleting");
-            bar.enable_steady_tick(Duration::from_millis(200));
-            let r = cluster::delete_namespace(&self.client, &ns, &self.tuning, &bar).await;
-            bar.finish_and_clear();
-            return r;
-        }
-        let svcs: Api<Service> = Api::namespaced(self.client.clone(), &ns);
-        let lp =
-            ListParams::default().labels(&format!("{RUN_LABEL}={},{ROLE_LABEL}=filler", self.run));
-        let (r, _) = cluster::retry(&self.tuning, || svcs.list_metadata(&lp)).await;
-        let names: Vec<String> = r
-            .map_err(|source| KubeError::Api {
-                action: "list the filler services".into(),
-                source,
-            })?
-            .items
-            .into_iter()
-            .filter_map(|m| m.metadata.name)
-            .collect();
-        if !names.is_empty() {
-            let bar = self.bar(names.len() as u64, "deleting services");
-            let r =
-                cluster::delete_all::<Service>(&self.client, &ns, &names, &self.tuning, &bar).await;
-            bar.finish_and_clear();
-            r?;
-        }
-        let bar = self.bar(1, "deleting");
-        bar.enable_steady_tick(Duration::from_millis(200));
-        let r = cluster::delete_namespace(&self.client, &ns, &self.tuning, &bar).await;
+        let sel = format!("{RUN_LABEL}={},{ROLE_LABEL}=filler", self.run);
+        let bar = if self.progress {
+            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+        } else {
+            ProgressBar::hidden()
+        };
+        let r = delete_namespace_and_fillers(&self.client, &ns, &sel, &self.tuning, &bar).await;
         bar.finish_and_clear();
         r
     }
 }
 
-/// Whether the API server deletes Services by collection (`deletecollection` in its
-/// discovery of `/api/v1`; not on older servers): then the namespace controller empties a
-/// namespace of 10 000 Services with one request instead of one per Service. A failed
-/// discovery answers false: the walk is slower but works everywhere.
-pub async fn services_delete_collection(client: &Client, t: &Tuning) -> bool {
-    let (r, _) = cluster::retry(t, || client.list_core_api_resources("v1")).await;
-    r.is_ok_and(|list| {
-        list.resources
-            .iter()
-            .any(|res| res.name == "services" && res.verbs.iter().any(|v| v == "deletecollection"))
-    })
+/// Deletes the filler Services of namespace `ns` (label selector `sel`) at this client's
+/// concurrency, then the namespace, and waits until it is gone. The Services go first
+/// because the namespace controller is slow at them: on the test control plane (1.37, a
+/// loaded 2-core machine) its collection delete of 3 000 Services timed out again and
+/// again and had removed 600 after 16 minutes; older servers have no `deletecollection`
+/// for Services at all, and the controller deletes them one by one at its 20 requests/s.
+pub async fn delete_namespace_and_fillers(
+    client: &Client,
+    ns: &str,
+    sel: &str,
+    t: &Tuning,
+    bar: &ProgressBar,
+) -> Result<(), KubeError> {
+    let names = match list_names::<Service>(client, ns, sel, t).await {
+        Ok(n) => n,
+        // No namespace, nothing to walk.
+        Err(KubeError::Api {
+            source: ::kube::Error::Api(s),
+            ..
+        }) if s.code == 404 => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    if !names.is_empty() {
+        bar.set_message(format!("deleting {} services in {ns}", names.len()));
+        cluster::delete_all::<Service>(client, ns, &names, t, bar).await?;
+    }
+    cluster::delete_namespace(client, ns, t, bar).await
 }
 
 /// Names of the `K`s in `ns` matching label selector `sel`.
@@ -1002,13 +994,14 @@ pub async fn clean(
     } else {
         ProgressBar::hidden()
     };
-    // In parallel: each namespace's objects go through the namespace controller, and a
-    // namespace waits on its controller, not on this client.
+    // Namespaces in parallel, each one's filler Services at the client's concurrency
+    // (see `delete_namespace_and_fillers`), the rest left to the namespace controller.
     let r = futures::stream::iter(&names)
         .map(|n| {
             let bar = &bar;
             async move {
-                cluster::delete_namespace(client, n, t, bar).await?;
+                let sel = format!("{ROLE_LABEL}=filler");
+                delete_namespace_and_fillers(client, n, &sel, t, &ProgressBar::hidden()).await?;
                 bar.inc(1);
                 Ok::<_, KubeError>(())
             }
