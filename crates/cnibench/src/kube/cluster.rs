@@ -235,7 +235,14 @@ pub fn retry_after(e: &::kube::Error) -> Option<Duration> {
 /// Whether a failed request may succeed when sent again.
 pub fn retryable(e: &::kube::Error) -> bool {
     match e {
-        ::kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        ::kube::Error::Api(s) => {
+            s.code == 429
+                || s.code >= 500
+                // A pod applied right after its namespace: the ServiceAccount admission
+                // refuses it until the controller-manager created the namespace's
+                // `default` account (moments later).
+                || (s.code == 403 && s.message.contains("error looking up service account"))
+        }
         ::kube::Error::HyperError(_) | ::kube::Error::Service(_) => true,
         _ => false,
     }
@@ -833,6 +840,12 @@ mod tests {
         assert!(retryable(&status(429)));
         assert!(retryable(&status(503)));
         assert!(!retryable(&status(403)));
+        let sa = ::kube::Error::Api(Box::new(::kube::core::Status {
+            code: 403,
+            message: "pods \"client\" is forbidden: error looking up service account ns/default: serviceaccount \"default\" not found".into(),
+            ..Default::default()
+        }));
+        assert!(retryable(&sa));
         assert!(!retryable(&status(409)));
     }
 }
