@@ -16,6 +16,10 @@ declare -A NETLOAD_PACKAGES=(
   [umoci]=umoci
   # The browser test of the HTML report (scripts/report-browser.sh).
   [chromium]=chromium
+  # scripts/control-plane.sh (the kube end-to-end tests) only.
+  [openssl]=openssl
+  [curl]=curl
+  [python3]=python3
 )
 # What the main job needs; the test command asks for every tool above.
 NETLOAD_MAIN_TOOLS=(ip iperf3 iptables nft conntrack)

@@ -154,6 +154,15 @@ fn run_point(
         Ok(Readiness::NotApplicable(reason)) => {
             return Ok(end(PointStatus::NotApplicable, &values, Some(reason)));
         }
+        // Ctrl-C during the preparation (a bulk create, a readiness wait) interrupts the
+        // point like Ctrl-C during a repetition: the run stops and says how to resume.
+        Err(e) if matches!(e, BackendError::Cancelled) || cancel.is_cancelled() => {
+            let note = with_teardown(
+                format!("interrupted while preparing: {e}"),
+                backend.teardown(point),
+            );
+            return Ok(end(PointStatus::Interrupted, &values, Some(note)));
+        }
         Err(e) => {
             let note = with_teardown(format!("prepare failed: {e}"), backend.teardown(point));
             return Ok(end(PointStatus::Failed, &values, Some(note)));
@@ -380,6 +389,8 @@ mod tests {
     /// A backend that answers from a script: per point index, what repetition `n` does.
     struct Scripted {
         cancel_at: Option<(usize, u32)>,
+        /// Ctrl-C while this point is being prepared (kube: during a bulk create).
+        cancel_in_prepare: Option<usize>,
         unsupported: Option<usize>,
         points: Vec<String>,
         cancel: Cancel,
@@ -393,7 +404,12 @@ mod tests {
         fn applicability(&self, _: &Point) -> Readiness {
             Readiness::Ready
         }
-        fn prepare(&mut self, _: &Point) -> Result<Readiness, BackendError> {
+        fn prepare(&mut self, point: &Point) -> Result<Readiness, BackendError> {
+            let i = self.points.iter().position(|p| *p == point.id).unwrap();
+            if self.cancel_in_prepare == Some(i) {
+                self.cancel.cancel();
+                return Err(BackendError::Cancelled);
+            }
             Ok(Readiness::Ready)
         }
         fn run_rep(
@@ -453,6 +469,7 @@ mod tests {
         let cancel = Cancel::default();
         let mut backend = Scripted {
             cancel_at: Some((2, 2)),
+            cancel_in_prepare: None,
             unsupported: Some(1),
             points: points.iter().map(|p| p.id.clone()).collect(),
             cancel: cancel.clone(),
@@ -502,6 +519,68 @@ mod tests {
             "the measured repetition before the interruption is kept"
         );
         assert!(ends[1].note.as_deref().unwrap().contains("not yet"));
+    }
+
+    /// Regression: Ctrl-C during a kube bulk create ended the point as "failed" and the
+    /// run went on (exit status 1, not 130); it is an interruption like any other.
+    #[test]
+    fn ctrl_c_while_preparing_interrupts_the_run() {
+        let points = expand(&presets::load("quick").unwrap()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let meta = Meta {
+            format_version: crate::results::FORMAT_VERSION,
+            run_id: "t".into(),
+            created: "t".into(),
+            backend: "scripted".into(),
+            label: None,
+            suite: "quick".into(),
+            host: HostInfo::default(),
+            tools: BTreeMap::new(),
+            rule: StopRule::default(),
+            warmup_reps: 0,
+            warmup_s: None,
+            points: points.clone(),
+            command: vec![],
+        };
+        let (_, mut writer) = RunDir::create(tmp.path(), &meta).unwrap();
+        let cancel = Cancel::default();
+        let mut backend = Scripted {
+            cancel_at: None,
+            cancel_in_prepare: Some(0),
+            unsupported: None,
+            points: points.iter().map(|p| p.id.clone()).collect(),
+            cancel: cancel.clone(),
+            torn_down: vec![],
+        };
+        let config = RunConfig {
+            rule: StopRule::default(),
+            warmup_reps: 0,
+            warmup_s: None,
+        };
+        let outcome = run(
+            &mut backend,
+            &points,
+            &[],
+            &mut writer,
+            &config,
+            &cancel,
+            &mut Silent,
+        )
+        .unwrap();
+        assert!(outcome.interrupted);
+        assert_eq!(outcome.failed, 0);
+        assert_eq!(backend.torn_down, [points[0].id.clone()]);
+        let text = std::fs::read_to_string(tmp.path().join("results.jsonl")).unwrap();
+        let ends: Vec<PointEnd> = parse_records(&text)
+            .records
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::PointEnd(e) => Some(e),
+                Record::Rep(_) => None,
+            })
+            .collect();
+        assert_eq!(ends.len(), 1, "the run stops at the interrupted point");
+        assert_eq!(ends[0].status, PointStatus::Interrupted);
     }
 
     /// A backend whose repetitions are answered by a closure; everything else is ready.

@@ -35,14 +35,39 @@ struct Seen {
     send: Responder,
 }
 
-struct ApiServer(ApiHandle);
+/// The mock API server; the second field holds the pod-failure watches open (see
+/// [`ApiServer::next`]).
+struct ApiServer(ApiHandle, Vec<Responder>);
+
+/// Whether `path?query` is the readiness wait's watch of every pod of run t1 (it looks
+/// for pods that cannot start: tested on the real control plane, tests/kube_real.rs).
+fn is_failure_watch(path: &str, query: &str) -> bool {
+    path == format!("/api/v1/namespaces/{NS}/pods")
+        && query.contains("labelSelector=cnibench.io%2Frun%3Dt1")
+        && !query.contains("%2Ccnibench.io%2Frole")
+        && !query.contains("fieldSelector")
+}
 
 impl ApiServer {
+    /// The next request, past the pod-failure watches: their list is answered empty and
+    /// their watch held open (no pod ever fails here), so the scripts see only the
+    /// requests they check.
     async fn next(&mut self) -> Seen {
-        let (req, send) = tokio::time::timeout(Duration::from_secs(10), self.0.next_request())
-            .await
-            .expect("the backend sent no further request within 10 s")
-            .expect("the client went away");
+        let (req, send) = loop {
+            let (req, send) = tokio::time::timeout(Duration::from_secs(10), self.0.next_request())
+                .await
+                .expect("the backend sent no further request within 10 s")
+                .expect("the client went away");
+            let query = req.uri().query().unwrap_or("");
+            if !is_failure_watch(req.uri().path(), query) {
+                break (req, send);
+            }
+            if query.contains("watch=true") {
+                self.1.push(send);
+            } else {
+                respond(send, 200, &list("PodList", "v1", &[]));
+            }
+        };
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
@@ -59,6 +84,28 @@ impl ApiServer {
             body,
             send,
         }
+    }
+
+    /// The next request, which must be a server-side apply (PATCH, field manager
+    /// cnibench, conflicts forced) of an object in collection `path`, named in the body.
+    async fn expect_apply(&mut self, path: &str) -> Seen {
+        let s = self.next().await;
+        assert_eq!(
+            s.method,
+            Method::PATCH,
+            "not an apply: {} {}",
+            s.method,
+            s.path
+        );
+        let (dir, name) = s.path.rsplit_once('/').unwrap();
+        assert_eq!(dir, path, "apply of {name}");
+        assert_eq!(s.body["metadata"]["name"], name, "{}", s.body);
+        assert!(
+            s.query.contains("fieldManager=cnibench") && s.query.contains("force=true"),
+            "{}",
+            s.query
+        );
+        s
     }
 
     /// The next request, which must be `method path`.
@@ -146,6 +193,7 @@ fn fast() -> Tuning {
         ready_timeout: Duration::from_secs(5),
         ready_per_pod: Duration::ZERO,
         delete_timeout: Duration::from_secs(5),
+        ..Tuning::default()
     }
 }
 
@@ -159,10 +207,12 @@ fn driver(client: Client, exec: Arc<dyn Exec>, tuning: Tuning, cancel: Cancel) -
         info: ClusterInfo {
             server_version: "v1.34.0".into(),
             nodes: vec!["w1".into(), "w2".into()],
+            hostnames: vec!["w1".into(), "w2".into()],
             pod_capacity: vec![110, 110],
             cni: "calico".into(),
             cni_image: "calico/node:v3".into(),
             proxy_mode: "iptables".into(),
+            ..ClusterInfo::default()
         },
         tuning,
         cancel,
@@ -274,9 +324,19 @@ async fn serve_teardown(api: &mut ApiServer, fillers: &[String]) {
     respond(s.send, 200, &list("NamespaceList", "v1", &[]));
 }
 
-/// Serves the namespace, server and client creates; returns the server and client bodies.
+/// Serves the first look at the namespace: it does not exist.
+async fn serve_no_namespace(api: &mut ApiServer) {
+    let s = api
+        .expect(Method::GET, &format!("/api/v1/namespaces/{NS}"))
+        .await;
+    respond(s.send, 404, &status(404, "NotFound"));
+}
+
+/// Serves the namespace lookup (none), the namespace, server and client applies; returns
+/// the server and client bodies.
 async fn serve_basic_creates(api: &mut ApiServer, replicas: i64) -> (Value, Value) {
-    let s = api.expect(Method::POST, "/api/v1/namespaces").await;
+    serve_no_namespace(api).await;
+    let s = api.expect_apply("/api/v1/namespaces").await;
     assert_eq!(s.body["metadata"]["name"], NS);
     assert_eq!(
         s.body["metadata"]["labels"]["app.kubernetes.io/managed-by"],
@@ -285,10 +345,7 @@ async fn serve_basic_creates(api: &mut ApiServer, replicas: i64) -> (Value, Valu
     assert_eq!(s.body["metadata"]["labels"]["cnibench.io/run"], "t1");
     created(s, |_| {});
     let s = api
-        .expect(
-            Method::POST,
-            &format!("/apis/apps/v1/namespaces/{NS}/deployments"),
-        )
+        .expect_apply(&format!("/apis/apps/v1/namespaces/{NS}/deployments"))
         .await;
     assert_eq!(s.body["kind"], "Deployment");
     assert_eq!(s.body["metadata"]["name"], "server");
@@ -299,7 +356,7 @@ async fn serve_basic_creates(api: &mut ApiServer, replicas: i64) -> (Value, Valu
     let server = s.body.clone();
     created(s, |_| {});
     let s = api
-        .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/pods"))
+        .expect_apply(&format!("/api/v1/namespaces/{NS}/pods"))
         .await;
     assert_eq!(s.body["metadata"]["name"], "client");
     assert_eq!(s.body["spec"]["containers"][0]["args"], json!(["idle"]));
@@ -358,7 +415,7 @@ fn join(backend: &KubeBackend, task: tokio::task::JoinHandle<()>) {
 /// A client whose requests the returned mock API server answers (inside a runtime).
 fn mock_client() -> (Client, ApiServer) {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (Client::new(svc, "default"), ApiServer(handle))
+    (Client::new(svc, "default"), ApiServer(handle, Vec::new()))
 }
 
 async fn serve_version(api: &mut ApiServer) {
@@ -440,7 +497,7 @@ fn lifecycle_of_a_service_point_with_fillers() {
     let task = serve(&backend, async move {
         let (server, client) = serve_basic_creates(&mut api, 1).await;
         let s = api
-            .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/services"))
+            .expect_apply(&format!("/api/v1/namespaces/{NS}/services"))
             .await;
         assert_eq!(s.body["metadata"]["name"], "server");
         assert_eq!(s.body["spec"]["selector"]["cnibench.io/role"], "server");
@@ -448,7 +505,7 @@ fn lifecycle_of_a_service_point_with_fillers() {
         let mut names = Vec::new();
         for _ in 0..9 {
             let s = api
-                .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/services"))
+                .expect_apply(&format!("/api/v1/namespaces/{NS}/services"))
                 .await;
             // Selectorless: the endpoints come from our slices.
             assert!(s.body["spec"].get("selector").is_none(), "{}", s.body);
@@ -461,10 +518,9 @@ fn lifecycle_of_a_service_point_with_fillers() {
         let mut slices = Vec::new();
         for _ in 0..9 {
             let s = api
-                .expect(
-                    Method::POST,
-                    &format!("/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"),
-                )
+                .expect_apply(&format!(
+                    "/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"
+                ))
                 .await;
             let name = s.body["metadata"]["name"].as_str().unwrap().to_string();
             assert_eq!(
@@ -499,11 +555,11 @@ fn lifecycle_of_a_service_point_with_fillers() {
     join(&backend, task);
 }
 
-/// Serves `n` creates at `path` (any order); returns the created names, sorted.
+/// Serves `n` applies at `path` (any order); returns the applied names, sorted.
 async fn serve_creates(api: &mut ApiServer, path: &str, n: usize) -> Vec<String> {
     let mut names = Vec::new();
     for _ in 0..n {
-        let s = api.expect(Method::POST, path).await;
+        let s = api.expect_apply(path).await;
         names.push(s.body["metadata"]["name"].as_str().unwrap().to_string());
         created(s, |_| {});
     }
@@ -549,7 +605,7 @@ async fn serve_namespace_patch(api: &mut ApiServer, point: &str, level: &str) {
     respond(s.send, 200, &ns);
 }
 
-/// Serves the creates (POST) or deletes (DELETE) of exactly the filler services `range`,
+/// Serves the applies (PATCH) or deletes (DELETE) of exactly the filler services `range`,
 /// then of their EndpointSlices.
 async fn serve_fillers(api: &mut ApiServer, method: Method, range: std::ops::RangeInclusive<u32>) {
     let want: Vec<String> = range.map(|k| format!("svc-{k:05}")).collect();
@@ -557,7 +613,7 @@ async fn serve_fillers(api: &mut ApiServer, method: Method, range: std::ops::Ran
         format!("/api/v1/namespaces/{NS}/services"),
         format!("/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices"),
     ] {
-        let got = if method == Method::POST {
+        let got = if method == Method::PATCH {
             serve_creates(api, &path, want.len()).await
         } else {
             serve_deletes(api, &path, want.len()).await
@@ -591,14 +647,14 @@ fn consecutive_points_reconcile_the_difference() {
     let task = serve(&backend, async move {
         // S=10 from nothing.
         let (server, client) = serve_basic_creates(&mut api, 1).await;
-        let s = api.expect(Method::POST, &svcs).await;
+        let s = api.expect_apply(&svcs).await;
         assert_eq!(s.body["metadata"]["name"], "server");
         created(s, |o| o["spec"]["clusterIP"] = json!("10.96.0.10"));
-        serve_fillers(&mut api, Method::POST, 1..=9).await;
+        serve_fillers(&mut api, Method::PATCH, 1..=9).await;
         serve_ready(&mut api, &server, &client, 1).await;
         // S=100: 90 services and their slices more, nothing else.
         serve_namespace_patch(&mut api, ids[1], "restricted").await;
-        serve_fillers(&mut api, Method::POST, 10..=99).await;
+        serve_fillers(&mut api, Method::PATCH, 10..=99).await;
         serve_ready(&mut api, &server, &client, 1).await;
         // S=1: the 99 filler services and slices go, the measured one stays.
         serve_namespace_patch(&mut api, ids[2], "restricted").await;
@@ -621,7 +677,7 @@ fn consecutive_points_reconcile_the_difference() {
             s.query
         );
         respond(s.send, 200, &list("PodList", "v1", &[]));
-        let s = api.expect(Method::POST, &pods).await;
+        let s = api.expect_apply(&pods).await;
         assert_eq!(s.body["metadata"]["name"], "client");
         let aff = &s.body["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
             ["nodeSelectorTerms"][0]["matchExpressions"][0]["values"][0];
@@ -678,7 +734,7 @@ fn replicas_scale_the_server_with_a_patch() {
     let (id_b, svcs) = (b.id.clone(), format!("/api/v1/namespaces/{NS}/services"));
     let task = serve(&backend, async move {
         let (server, client) = serve_basic_creates(&mut api, 10).await;
-        let s = api.expect(Method::POST, &svcs).await;
+        let s = api.expect_apply(&svcs).await;
         created(s, |o| o["spec"]["clusterIP"] = json!("10.96.0.11"));
         serve_ready(&mut api, &server, &client, 10).await;
         serve_namespace_patch(&mut api, &id_b, "restricted").await;
@@ -702,19 +758,125 @@ fn replicas_scale_the_server_with_a_patch() {
 }
 
 #[test]
-fn namespace_that_already_exists_names_clean() {
+fn namespace_of_another_owner_is_not_taken_over() {
     let p = point("pod-to-pod/placement=inter,workload=tcp");
     let (mut backend, mut api, _) = mocked(&p, fast(), Cancel::default());
     let task = serve(&backend, async move {
-        let s = api.expect(Method::POST, "/api/v1/namespaces").await;
-        respond(s.send, 409, &status(409, "AlreadyExists"));
+        let s = api
+            .expect(Method::GET, &format!("/api/v1/namespaces/{NS}"))
+            .await;
+        respond(
+            s.send,
+            200,
+            &json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": NS, "uid": "u", "labels": {"team": "other"}}}),
+        );
         // The runner tears down after a failed prepare.
         serve_teardown(&mut api, &[]).await;
     });
     let e = backend.prepare(&p).unwrap_err().to_string();
-    assert!(e.contains("Namespace cnibench-t1 already exists"), "{e}");
-    assert!(e.contains("cnibench clean --backend kube"), "{e}");
+    assert!(e.contains("namespace cnibench-t1 already exists"), "{e}");
+    assert!(e.contains("not created by this cnibench run"), "{e}");
     backend.teardown(&p).unwrap();
+    join(&backend, task);
+}
+
+/// A crashed process of the same run left its namespace with a gap in the filler
+/// Services (an interrupted bulk create): the namespace is taken over, what lies beyond
+/// the gap deleted, the missing ones applied; the server and client of unknown spec are
+/// replaced; no 409, no manual clean.
+#[test]
+fn namespace_of_this_run_is_taken_over_after_a_crash() {
+    let p = point("pod-to-service/placement=inter,services=10,workload=tcp");
+    let (mut backend, mut api, _) =
+        mocked_in(&p, fast(), Cancel::default(), ServiceMode::EndpointSlice);
+    let task = serve(&backend, async move {
+        let s = api
+            .expect(Method::GET, &format!("/api/v1/namespaces/{NS}"))
+            .await;
+        respond(
+            s.send,
+            200,
+            &json!({"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": NS, "uid": "u",
+                "labels": {"app.kubernetes.io/managed-by": "cnibench", "cnibench.io/run": "t1"}}}),
+        );
+        let deploys = format!("/apis/apps/v1/namespaces/{NS}/deployments");
+        let s = api.expect(Method::GET, &format!("{deploys}/server")).await;
+        respond(
+            s.send,
+            200,
+            &json!({"kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"name": "server", "namespace": NS, "uid": "uid-old-server"}, "spec": {"selector": {}, "template": {}}}),
+        );
+        let s = api.expect(Method::GET, &format!("{deploys}/filler")).await;
+        respond(s.send, 404, &status(404, "NotFound"));
+        let pods = format!("/api/v1/namespaces/{NS}/pods");
+        let s = api.expect(Method::GET, &format!("{pods}/client")).await;
+        respond(s.send, 404, &status(404, "NotFound"));
+        let svcs = format!("/api/v1/namespaces/{NS}/services");
+        let s = api.expect(Method::GET, &format!("{svcs}/server")).await;
+        respond(
+            s.send,
+            200,
+            &json!({"kind": "Service", "apiVersion": "v1", "metadata": {"name": "server", "namespace": NS}, "spec": {"clusterIP": "10.96.0.7"}}),
+        );
+        let meta_list = |names: &[&str]| {
+            let items: Vec<Value> = names
+                .iter()
+                .map(|n| json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": {"name": n, "namespace": NS}}))
+                .collect();
+            json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": {}, "items": items})
+        };
+        // Services 1, 2, 3 and 5 (4 never landed); slices 1 and 2.
+        let s = api.expect(Method::GET, &svcs).await;
+        respond(
+            s.send,
+            200,
+            &meta_list(&["svc-00001", "svc-00002", "svc-00003", "svc-00005"]),
+        );
+        let slices = format!("/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices");
+        let s = api.expect(Method::GET, &slices).await;
+        respond(s.send, 200, &meta_list(&["svc-00001", "svc-00002"]));
+        let s = api
+            .expect(
+                Method::GET,
+                &format!("/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies"),
+            )
+            .await;
+        respond(s.send, 200, &meta_list(&[]));
+        // Kept: 1 and 2 (services and slices); deleted: the services beyond.
+        assert_eq!(
+            serve_deletes(&mut api, &svcs, 2).await,
+            ["svc-00003", "svc-00005"]
+        );
+        // Taken over: the namespace patched, the server of unknown spec replaced.
+        let s = api
+            .expect(Method::PATCH, &format!("/api/v1/namespaces/{NS}"))
+            .await;
+        let ns = json!({"kind": "Namespace", "apiVersion": "v1", "metadata": s.body["metadata"].clone()});
+        respond(s.send, 200, &ns);
+        let s = api
+            .expect(Method::DELETE, &format!("{deploys}/server"))
+            .await;
+        respond(
+            s.send,
+            200,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        );
+        // Awaited gone before the new one is applied.
+        let s = api.expect(Method::GET, &deploys).await;
+        respond(s.send, 200, &list("DeploymentList", "apps/v1", &[]));
+        let s = api.expect_apply(&deploys).await;
+        let server = s.body.clone();
+        created(s, |_| {});
+        let s = api.expect_apply(&pods).await;
+        let client = s.body.clone();
+        created(s, |_| {});
+        // Services 3..=9 and their slices; the measured one is kept.
+        serve_fillers(&mut api, Method::PATCH, 3..=9).await;
+        serve_ready(&mut api, &server, &client, 1).await;
+        serve_teardown(&mut api, &[]).await;
+    });
+    assert_eq!(backend.prepare(&p).unwrap(), Readiness::Ready);
+    backend.finish().unwrap();
     join(&backend, task);
 }
 
@@ -723,46 +885,38 @@ fn throttling_and_server_errors_are_retried() {
     let p = point("pod-to-pod/placement=inter,workload=tcp");
     let (mut backend, mut api, _) = mocked(&p, fast(), Cancel::default());
     let task = serve(&backend, async move {
-        let s = api.expect(Method::POST, "/api/v1/namespaces").await;
+        serve_no_namespace(&mut api).await;
+        let s = api.expect_apply("/api/v1/namespaces").await;
         respond(s.send, 429, &status(429, "TooManyRequests"));
-        let s = api.expect(Method::POST, "/api/v1/namespaces").await;
+        let s = api.expect_apply("/api/v1/namespaces").await;
         respond(s.send, 500, &status(500, "InternalError"));
-        let s = api.expect(Method::POST, "/api/v1/namespaces").await;
+        let s = api.expect_apply("/api/v1/namespaces").await;
         created(s, |_| {});
-        // The server create's first answer is lost in a 503; its retry meets a 409,
-        // which means the first attempt landed: no error.
-        let s = api
-            .expect(
-                Method::POST,
-                &format!("/apis/apps/v1/namespaces/{NS}/deployments"),
-            )
-            .await;
-        let server = s.body.clone();
+        // The server apply's first answer is lost in a 503; applying again is harmless.
+        let deploys = format!("/apis/apps/v1/namespaces/{NS}/deployments");
+        let s = api.expect_apply(&deploys).await;
         respond(s.send, 503, &status(503, "ServiceUnavailable"));
-        let s = api
-            .expect(
-                Method::POST,
-                &format!("/apis/apps/v1/namespaces/{NS}/deployments"),
-            )
-            .await;
-        respond(s.send, 409, &status(409, "AlreadyExists"));
-        // The client create fails for good: every attempt (4) gets a 500.
+        let s = api.expect_apply(&deploys).await;
+        created(s, |_| {});
+        // The client apply fails for good: every attempt (4) gets a 500.
         for _ in 0..4 {
             let s = api
-                .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/pods"))
+                .expect_apply(&format!("/api/v1/namespaces/{NS}/pods"))
                 .await;
             respond(s.send, 500, &status(500, "InternalError"));
         }
-        let _ = server;
         serve_teardown(&mut api, &[]).await;
     });
     let e = backend.prepare(&p).unwrap_err().to_string();
     assert!(
-        e.contains("create Pod client") && e.contains("InternalError"),
+        e.contains("apply Pod client") && e.contains("InternalError"),
         "{e}"
     );
     backend.teardown(&p).unwrap();
     join(&backend, task);
+    // Two retries of the namespace (a 429 and a 500), one of the server, three of the
+    // client.
+    assert_eq!(backend.driver().tuning.retries.get(), (1, 5));
 }
 
 #[test]
@@ -849,7 +1003,13 @@ fn ctrl_c_during_creation_leads_to_teardown() {
                 respond(s.send, 200, &list("NamespaceList", "v1", &[]));
                 break;
             }
-            assert_eq!(s.path, format!("/api/v1/namespaces/{NS}/services"));
+            assert_eq!(s.method, Method::PATCH);
+            assert!(
+                s.path
+                    .starts_with(&format!("/api/v1/namespaces/{NS}/services/")),
+                "{}",
+                s.path
+            );
             if creates.fetch_add(1, Ordering::SeqCst) + 1 == 10 {
                 cancel.cancel();
             }
@@ -878,9 +1038,8 @@ async fn ten_thousand_services_respect_the_concurrency() {
         let mut names = std::collections::BTreeSet::new();
         for _ in 0..10_000 {
             let s = api
-                .expect(Method::POST, &format!("/api/v1/namespaces/{NS}/services"))
+                .expect_apply(&format!("/api/v1/namespaces/{NS}/services"))
                 .await;
-            assert!(s.query.is_empty(), "{}", s.query);
             names.insert(s.body["metadata"]["name"].as_str().unwrap().to_string());
             created(s, |_| {});
         }
@@ -892,6 +1051,7 @@ async fn ten_thousand_services_respect_the_concurrency() {
         server_node: "w1".into(),
         client_node: "w2".into(),
         service_mode: ServiceMode::Selector,
+        tolerations: Vec::new(),
     };
     let svcs: Vec<Service> = (1..=10_000)
         .map(|k| cnibench::kube::objects::filler_service(&s, k).0)
@@ -902,7 +1062,7 @@ async fn ten_thousand_services_respect_the_concurrency() {
         concurrency: 32,
         ..fast()
     };
-    cluster::create_all(&client, NS, &svcs, &t, &Cancel::default(), &bar, &in_flight)
+    cluster::apply_all(&client, NS, &svcs, &t, &Cancel::default(), &bar, &in_flight)
         .await
         .unwrap();
     assert_eq!(server.await.unwrap(), 10_000);
@@ -966,7 +1126,8 @@ async fn preflight_records_nodes_cni_and_proxy() {
         }
         let s = api.expect(Method::GET, "/api/v1/nodes").await;
         let node = |name: &str, cp: bool| {
-            let mut labels = json!({"kubernetes.io/hostname": name});
+            // The hostname label is not the name (as on EKS): placement uses the label.
+            let mut labels = json!({"kubernetes.io/hostname": format!("host-{name}")});
             if cp {
                 labels["node-role.kubernetes.io/control-plane"] = json!("");
             }
@@ -1018,6 +1179,7 @@ async fn preflight_records_nodes_cni_and_proxy() {
         .unwrap();
     server.await.unwrap();
     assert_eq!(info.nodes, ["a", "b"]);
+    assert_eq!(info.hostnames, ["host-a", "host-b"]);
     assert_eq!(info.pod_capacity, [250, 250]);
     assert_eq!(info.cni, "cilium");
     assert_eq!(info.cni_image, "quay.io/cilium/cilium:v1.18.0");
@@ -1030,7 +1192,8 @@ fn dropping_a_prepared_backend_tears_down() {
     let p = point("pod-to-pod/placement=inter,workload=tcp");
     let (mut backend, mut api, _) = mocked(&p, fast(), Cancel::default());
     let task = serve(&backend, async move {
-        let s = api.expect(Method::POST, "/api/v1/namespaces").await;
+        serve_no_namespace(&mut api).await;
+        let s = api.expect_apply("/api/v1/namespaces").await;
         respond(s.send, 500, &status(400, "BadRequest"));
         serve_teardown(&mut api, &[]).await;
     });

@@ -16,14 +16,16 @@
 //! [`KubeBackend`] wraps the async [`Driver`] in its own tokio runtime for the synchronous
 //! [`Backend`] trait.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ::kube::api::{Api, DeleteParams, ListParams};
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
+use ::kube::runtime::wait::conditions;
 use ::kube::{Client, Config};
+use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
@@ -31,8 +33,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use super::cluster::{
-    self, ExecOutput, InFlight, KubeError, KubeExec, SharedExec, Tuning, bounded, create,
-    create_all, delete_all, delete_and_wait,
+    self, ExecOutput, InFlight, KubeError, KubeExec, SharedExec, Tuning, apply, apply_all, bounded,
+    delete_all, delete_and_wait,
 };
 use super::objects::{
     self, CLIENT, CONTROL_PORT, HTTP_PORT, NETLOAD, PointObjects, ROLE_LABEL, RR_PORT, RUN_LABEL,
@@ -86,33 +88,48 @@ pub async fn connect(
         context: context.map(Into::into),
         ..KubeConfigOptions::default()
     };
-    let config = match path {
+    let (config, current) = match path {
         Some(p) => {
             let kc = Kubeconfig::read_from(p)
                 .map_err(|e| KubeError::Config(format!("{}: {e}", p.display())))?;
-            Config::from_custom_kubeconfig(kc, &opts).await
+            let current = kc.current_context.clone();
+            (Config::from_custom_kubeconfig(kc, &opts).await, current)
         }
-        None if context.is_some() => Config::from_kubeconfig(&opts).await,
+        None if context.is_some() => (Config::from_kubeconfig(&opts).await, None),
         None => {
-            return connect_inferred(context).await;
+            return connect_inferred().await;
         }
-    }
-    .map_err(|e| KubeError::Config(e.to_string()))?;
-    let name = context.map_or_else(|| config.cluster_url.to_string(), ToString::to_string);
-    let client = Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))?;
-    Ok((client, name))
+    };
+    let config = config.map_err(|e| KubeError::Config(e.to_string()))?;
+    // The context's name, as kubectl shows it (meta.json `kube_context`).
+    let name = context
+        .map(ToString::to_string)
+        .or(current)
+        .unwrap_or_else(|| config.cluster_url.to_string());
+    Ok((client_of(config)?, name))
 }
 
-async fn connect_inferred(context: Option<&str>) -> Result<(Client, String), KubeError> {
+/// A client for `config` whose 429s keep their Retry-After ([`cluster::RetryAfterLayer`]).
+pub fn client_of(config: Config) -> Result<Client, KubeError> {
+    Ok(::kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| KubeError::Config(e.to_string()))?
+        .with_layer(&cluster::RetryAfterLayer)
+        .build())
+}
+
+async fn connect_inferred() -> Result<(Client, String), KubeError> {
     let config = Config::infer().await.map_err(|e| {
         KubeError::Config(format!(
             "no cluster found: neither KUBECONFIG nor ~/.kube/config nor a pod's service account \
              ({e}); name a kubeconfig with --kubeconfig"
         ))
     })?;
-    let name = context.map_or_else(|| config.cluster_url.to_string(), ToString::to_string);
-    let client = Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))?;
-    Ok((client, name))
+    // Config::infer reads the kubeconfig first and falls back to the pod's account.
+    let name = Kubeconfig::read()
+        .ok()
+        .and_then(|k| k.current_context)
+        .unwrap_or_else(|| format!("in-cluster ({})", config.cluster_url));
+    Ok((client_of(config)?, name))
 }
 
 /// A prepared point: where the client sends its traffic.
@@ -202,21 +219,161 @@ fn pod_ready(p: Option<&Pod>) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// Waiting reasons after which a container does not start without someone fixing
+/// something (the kubelet retries, but the same image or command fails again).
+pub const FATAL_WAITING: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// Why `p` will not become ready, if its status says so: a container waiting for one of
+/// [`FATAL_WAITING`], one that ended with "exec format error" (an image for another
+/// architecture), or the pod Failed.
+pub fn pod_failure(p: &Pod) -> Option<String> {
+    let status = p.status.as_ref()?;
+    if status.phase.as_deref() == Some("Failed") {
+        return Some(format!(
+            "pod Failed: {} {}",
+            status.reason.as_deref().unwrap_or_default(),
+            status.message.as_deref().unwrap_or_default()
+        ));
+    }
+    let statuses = status
+        .init_container_statuses
+        .iter()
+        .chain(status.container_statuses.iter())
+        .flatten();
+    for cs in statuses {
+        let now_and_before = [cs.state.as_ref(), cs.last_state.as_ref()];
+        for t in now_and_before
+            .iter()
+            .flatten()
+            .filter_map(|s| s.terminated.as_ref())
+        {
+            let message = t.message.as_deref().unwrap_or_default();
+            if message.contains("exec format error") {
+                return Some(format!(
+                    "container {}: exec format error (the image is built for another architecture than the node's): {message}",
+                    cs.name
+                ));
+            }
+        }
+        if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+            let reason = w.reason.as_deref().unwrap_or_default();
+            if FATAL_WAITING.contains(&reason) {
+                return Some(format!(
+                    "container {} {reason}: {}",
+                    cs.name,
+                    w.message.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// One line on where `p` stands: node, phase, the conditions not True, waiting reasons.
+pub fn pod_summary(p: &Pod) -> String {
+    let name = p.metadata.name.as_deref().unwrap_or("?");
+    let node = p
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or("none");
+    let status = p.status.clone().unwrap_or_default();
+    let mut parts = vec![format!(
+        "pod {name} (node {node}): {}",
+        status.phase.as_deref().unwrap_or("no phase")
+    )];
+    for c in status
+        .conditions
+        .iter()
+        .flatten()
+        .filter(|c| c.status != "True")
+    {
+        parts.push(format!(
+            "{}={} {} {}",
+            c.type_,
+            c.status,
+            c.reason.as_deref().unwrap_or_default(),
+            c.message.as_deref().unwrap_or_default()
+        ));
+    }
+    for cs in status.container_statuses.iter().flatten() {
+        if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+            parts.push(format!(
+                "container {} waiting: {}",
+                cs.name,
+                w.reason.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    parts.join(", ").trim().to_string()
+}
+
+/// Watches the pods matching `selector` until one cannot start ([`pod_failure`]), and
+/// returns that failure; meanwhile `last` holds every pod's [`pod_summary`]. Runs until
+/// the readiness wait it races ends (that wait is bounded).
+async fn watch_pod_failures(
+    api: Api<Pod>,
+    selector: String,
+    last: &Mutex<BTreeMap<String, String>>,
+) -> KubeError {
+    use ::kube::runtime::{WatchStreamExt, watcher};
+    let stream = watcher(api, watcher::Config::default().labels(&selector))
+        .default_backoff()
+        .applied_objects();
+    futures::pin_mut!(stream);
+    while let Some(event) = futures::StreamExt::next(&mut stream).await {
+        // A failed watch is retried by the backoff; readiness is watched elsewhere.
+        let Ok(pod) = event else { continue };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let mut seen = last.lock().unwrap_or_else(PoisonError::into_inner);
+        if pod.metadata.deletion_timestamp.is_some() {
+            seen.remove(&name);
+            continue;
+        }
+        seen.insert(name.clone(), pod_summary(&pod));
+        if let Some(reason) = pod_failure(&pod) {
+            return KubeError::PodFailed {
+                pod: name,
+                node: pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .unwrap_or_else(|| "none (not scheduled)".into()),
+                reason,
+            };
+        }
+    }
+    futures::future::pending().await
+}
+
 impl Driver {
     /// The builders' settings for this run.
+    /// Placement selects on the nodes' `kubernetes.io/hostname` labels.
     pub fn settings(&self) -> Settings {
-        let server = self.info.nodes.first().cloned().unwrap_or_default();
+        let label = |i: usize| {
+            self.info
+                .hostnames
+                .get(i)
+                .or_else(|| self.info.nodes.get(i))
+                .cloned()
+        };
+        let server = label(0).unwrap_or_default();
         Settings {
             run: self.run.clone(),
             image: self.image.clone(),
-            client_node: self
-                .info
-                .nodes
-                .get(1)
-                .cloned()
-                .unwrap_or_else(|| server.clone()),
+            client_node: label(1).unwrap_or_else(|| server.clone()),
             server_node: server,
             service_mode: self.service_mode,
+            tolerations: self.info.tolerations.clone(),
         }
     }
 
@@ -283,7 +440,7 @@ impl Driver {
     /// holds then.
     async fn reconcile(
         &self,
-        held: Option<Held>,
+        held: Held,
         point: &Point,
         o: &PointObjects,
     ) -> Result<Held, KubeError> {
@@ -293,21 +450,16 @@ impl Driver {
         let Held {
             level: have,
             mut measured,
-        } = held.unwrap_or_default();
+        } = held;
         let bar = self.bar(
             reconcile::requests(&have, &want, self.service_mode),
             "reconciling objects",
         );
         match reconcile::namespace_change(have.namespace.as_ref(), want.namespace.as_ref()) {
             Change::Create => {
+                // `discover` saw no namespace of this name: it is created here.
                 let nss: Api<Namespace> = Api::all(self.client.clone());
-                create(&nss, &o.namespace, t).await.map_err(|e| match e {
-                    KubeError::AlreadyExists { what, .. } => KubeError::AlreadyExists {
-                        what,
-                        hint: " (left by an interrupted run with this id?); remove it with `cnibench clean --backend kube`".into(),
-                    },
-                    e => e,
-                })?;
+                apply(&nss, &o.namespace, t, None).await?;
             }
             Change::Keep | Change::Absent => {}
             _ => cluster::patch_namespace(&self.client, &ns, &o.namespace, t).await?,
@@ -332,7 +484,7 @@ impl Driver {
                         delete_and_wait(&deploys, name, &fg, t).await?;
                     }
                     if let Some(d) = want_d {
-                        create(&deploys, d, t).await?;
+                        apply(&deploys, d, t, None).await?;
                     }
                 }
             }
@@ -341,19 +493,18 @@ impl Driver {
         match reconcile::pod_change(have.client.as_ref(), Some(&o.client)) {
             Change::Replace => {
                 delete_and_wait(&pods, CLIENT, &fg, t).await?;
-                create(&pods, &o.client, t).await?;
+                apply(&pods, &o.client, t, None).await?;
             }
             Change::Create => {
-                create(&pods, &o.client, t).await?;
+                apply(&pods, &o.client, t, None).await?;
             }
             _ => {}
         }
         bar.inc(1);
         match (have.measured, o.measured_service()) {
             (false, Some(m)) => {
-                // `None` from a retried create that had landed: the answer is lost, the
-                // ClusterIP unknown (prepare reports it).
-                measured = create(&svcs, m, t).await?;
+                // The answer holds the ClusterIP (also for a retried apply).
+                measured = Some(apply(&svcs, m, t, None).await?);
                 bar.inc(1);
             }
             (true, None) => {
@@ -368,9 +519,9 @@ impl Driver {
         if to > from {
             // `services` is the measured one, then filler k at index k.
             let fillers = &o.services[(1 + from as usize).min(o.services.len())..];
-            create_all::<Service>(c, &ns, fillers, t, cancel, &bar, fl).await?;
+            apply_all::<Service>(c, &ns, fillers, t, cancel, &bar, fl).await?;
             let slices = &o.endpoint_slices[(from as usize).min(o.endpoint_slices.len())..];
-            create_all::<EndpointSlice>(c, &ns, slices, t, cancel, &bar, fl).await?;
+            apply_all::<EndpointSlice>(c, &ns, slices, t, cancel, &bar, fl).await?;
         } else if to < from {
             let names: Vec<String> = (to + 1..=from).map(objects::filler_service_name).collect();
             delete_all::<Service>(c, &ns, &names, t, &bar).await?;
@@ -381,7 +532,7 @@ impl Driver {
         let (from, to) = (have.policies, want.policies);
         if to > from {
             let new = &o.policies[(from as usize).min(o.policies.len())..];
-            create_all::<NetworkPolicy>(c, &ns, new, t, cancel, &bar, fl).await?;
+            apply_all::<NetworkPolicy>(c, &ns, new, t, cancel, &bar, fl).await?;
         } else if to < from {
             let names: Vec<String> = (to..from).map(objects::policy_name).collect();
             delete_all::<NetworkPolicy>(c, &ns, &names, t, &bar).await?;
@@ -393,17 +544,26 @@ impl Driver {
         })
     }
 
-    async fn await_ready(&self, o: &PointObjects) -> Result<Option<Pod>, KubeError> {
+    /// Waits (watching) until the server replicas, the client and the fillers are ready;
+    /// meanwhile a watch of the run's pods ends the wait as soon as one of them cannot
+    /// start ([`pod_failure`]: a missing image, the wrong architecture, a crash loop),
+    /// and keeps each pod's last state in `last` for a timeout's message.
+    async fn await_ready(
+        &self,
+        o: &PointObjects,
+        last: &Mutex<BTreeMap<String, String>>,
+    ) -> Result<Option<Pod>, KubeError> {
         let ns = self.namespace();
         let deploys: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        let server = cluster::await_ready(
+        // Boxed, each: watch futures are large, and a debug build's poll frames copy them.
+        let server = Box::pin(cluster::await_ready(
             deploys.clone(),
             objects::SERVER,
             deployment_ready(o.server_replicas()),
-        );
-        let client = cluster::await_ready(pods.clone(), CLIENT, pod_ready);
-        let fillers = async {
+        ));
+        let client = Box::pin(cluster::await_ready(pods.clone(), CLIENT, pod_ready));
+        let fillers = Box::pin(async {
             match &o.fillers {
                 Some(f) => {
                     let want = f.spec.replicas.unwrap_or(0);
@@ -413,9 +573,160 @@ impl Driver {
                 }
                 None => Ok(None),
             }
+        });
+        let failures = Box::pin(watch_pod_failures(
+            pods,
+            format!("{RUN_LABEL}={}", self.run),
+            last,
+        ));
+        tokio::select! {
+            r = async { futures::try_join!(server, client, fillers) } => {
+                let (_, client, _) = r?;
+                Ok(Some(client))
+            }
+            e = failures => Err(e),
+        }
+    }
+
+    /// What the run's namespace holds when this process does not know: at the first
+    /// point, and after a point whose state was lost. No namespace: nothing. One being
+    /// deleted (an earlier teardown): awaited gone, then nothing. One of another owner:
+    /// an error. This run's (a crashed process of the same run, now `--resume`d): taken
+    /// over — its server, client and fillers are replaced (their spec is unknown), the
+    /// measured Service kept, and the numbered fillers and policies counted; those beyond
+    /// the first gap (an interrupted bulk create leaves gaps) are deleted, so what is kept
+    /// is exactly `1..=n` and the reconcile creates only what is missing.
+    pub async fn discover(&self) -> Result<Held, KubeError> {
+        let t = &self.tuning;
+        let ns = self.namespace();
+        let nss: Api<Namespace> = Api::all(self.client.clone());
+        let (r, _) = cluster::retry(t, || nss.get_opt(&ns)).await;
+        let Some(found) = r.map_err(|source| KubeError::Api {
+            action: format!("get namespace {ns}"),
+            source,
+        })?
+        else {
+            return Ok(Held::default());
         };
-        let (_, client, _) = futures::try_join!(server, client, fillers)?;
-        Ok(Some(client))
+        if let Some(uid) = found
+            .metadata
+            .uid
+            .clone()
+            .filter(|_| found.metadata.deletion_timestamp.is_some())
+        {
+            let gone = async {
+                ::kube::runtime::wait::await_condition(
+                    nss.clone(),
+                    &ns,
+                    conditions::is_deleted(&uid),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| KubeError::Exec {
+                    pod: format!("Namespace {ns}"),
+                    message: format!("watch failed: {e}"),
+                })
+            };
+            bounded(
+                &format!("deletion of namespace {ns}"),
+                t.delete_timeout,
+                &self.cancel,
+                gone,
+            )
+            .await?;
+            return Ok(Held::default());
+        }
+        let labels = found.metadata.labels.clone().unwrap_or_default();
+        if labels.get(RUN_LABEL) != Some(&self.run)
+            || labels.get(objects::MANAGED_BY).map(String::as_str) != Some(objects::MANAGER)
+        {
+            return Err(KubeError::AlreadyExists {
+                what: format!("namespace {ns}"),
+                hint: " and was not created by this cnibench run; pick another run id (--label) or delete it".into(),
+            });
+        }
+        let deploys: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let svcs: Api<Service> = Api::namespaced(self.client.clone(), &ns);
+        let get_err = |what: &str| {
+            let action = format!("get {what} in namespace {ns}");
+            move |source| KubeError::Api { action, source }
+        };
+        // A spec that matches nothing: the reconcile replaces what exists.
+        let unknown_deploy = |d: Option<Deployment>| d.map(|_| Deployment::default());
+        let (server, _) = cluster::retry(t, || deploys.get_opt(objects::SERVER)).await;
+        let server = unknown_deploy(server.map_err(get_err("the server Deployment"))?);
+        let (fillers, _) = cluster::retry(t, || deploys.get_opt(objects::FILLER)).await;
+        let fillers = unknown_deploy(fillers.map_err(get_err("the filler Deployment"))?);
+        let (client, _) = cluster::retry(t, || pods.get_opt(CLIENT)).await;
+        let client = client
+            .map_err(get_err("the client pod"))?
+            .map(|_| Pod::default());
+        let (measured, _) = cluster::retry(t, || svcs.get_opt(objects::SERVER)).await;
+        let measured = measured.map_err(get_err("the measured Service"))?;
+
+        let fillers_sel = format!("{RUN_LABEL}={},{ROLE_LABEL}=filler", self.run);
+        let svc_names = list_names::<Service>(&self.client, &ns, &fillers_sel, t).await?;
+        let mut numbers: Vec<BTreeSet<u32>> = vec![numbered(&svc_names, "svc-")];
+        let slice_names = if self.service_mode == ServiceMode::EndpointSlice {
+            let names = list_names::<EndpointSlice>(&self.client, &ns, &fillers_sel, t).await?;
+            numbers.push(numbered(&names, "svc-"));
+            names
+        } else {
+            Vec::new()
+        };
+        let services = contiguous(&numbers, 1);
+        let policy_names =
+            list_names::<NetworkPolicy>(&self.client, &ns, &format!("{RUN_LABEL}={}", self.run), t)
+                .await?;
+        let mut policy_numbers = numbered(&policy_names, "allow-");
+        if policy_names.iter().any(|n| n == &objects::policy_name(0)) {
+            policy_numbers.insert(0);
+        }
+        let policies = contiguous(&[policy_numbers], 0);
+        let beyond = |names: &[String], keep: &dyn Fn(&str) -> bool| -> Vec<String> {
+            names.iter().filter(|n| !keep(n)).cloned().collect()
+        };
+        let kept_service = |n: &str| (1..=services).any(|k| objects::filler_service_name(k) == n);
+        let bar = self.bar(0, "taking over the namespace");
+        delete_all::<Service>(
+            &self.client,
+            &ns,
+            &beyond(&svc_names, &kept_service),
+            t,
+            &bar,
+        )
+        .await?;
+        delete_all::<EndpointSlice>(
+            &self.client,
+            &ns,
+            &beyond(&slice_names, &kept_service),
+            t,
+            &bar,
+        )
+        .await?;
+        let kept_policy = |n: &str| (0..policies).any(|i| objects::policy_name(i) == n);
+        delete_all::<NetworkPolicy>(
+            &self.client,
+            &ns,
+            &beyond(&policy_names, &kept_policy),
+            t,
+            &bar,
+        )
+        .await?;
+        bar.finish_and_clear();
+        Ok(Held {
+            level: Level {
+                namespace: Some(found),
+                server,
+                client,
+                fillers,
+                measured: measured.is_some(),
+                filler_services: services,
+                policies,
+            },
+            measured,
+        })
     }
 
     /// Reconciles the namespace to the point's objects and waits until they are ready.
@@ -430,9 +741,13 @@ impl Driver {
                 .as_ref()
                 .and_then(|f| f.spec.replicas)
                 .unwrap_or(0);
-        let held = self.take_held();
+        let held = match self.take_held() {
+            Some(h) => h,
+            None => Box::pin(self.discover()).await?,
+        };
         let held = tokio::select! {
-            r = self.reconcile(held, point, &o) => r?,
+            // Boxed: the futures of a point are large (stack space in debug builds).
+            r = Box::pin(self.reconcile(held, point, &o)) => r?,
             () = cluster::cancelled(&self.cancel) => return Err(KubeError::Cancelled),
         };
         let measured = held.measured.clone();
@@ -448,9 +763,34 @@ impl Driver {
                 ""
             }
         );
-        let r = Box::pin(bounded(&what, limit, &self.cancel, self.await_ready(&o))).await;
+        let last = Mutex::new(BTreeMap::new());
+        let r = Box::pin(bounded(
+            &what,
+            limit,
+            &self.cancel,
+            self.await_ready(&o, &last),
+        ))
+        .await;
         bar.finish_and_clear();
-        r?;
+        match r {
+            Err(KubeError::Timeout { what, seconds, .. }) => {
+                let seen = last.lock().unwrap_or_else(PoisonError::into_inner);
+                let detail = if seen.is_empty() {
+                    "; no pod of the run was seen".to_string()
+                } else {
+                    format!(
+                        "; last seen: {}",
+                        seen.values().cloned().collect::<Vec<_>>().join("; ")
+                    )
+                };
+                return Err(KubeError::Timeout {
+                    what,
+                    seconds,
+                    detail,
+                });
+            }
+            r => r?,
+        };
         let dest = match (point.topology.path, measured) {
             (PathKind::Service, Some(svc)) => svc
                 .spec
@@ -539,32 +879,90 @@ impl Driver {
     pub async fn teardown(&self) -> Result<(), KubeError> {
         self.take_held();
         let ns = self.namespace();
-        let svcs: Api<Service> = Api::namespaced(self.client.clone(), &ns);
-        let lp =
-            ListParams::default().labels(&format!("{RUN_LABEL}={},{ROLE_LABEL}=filler", self.run));
-        let (r, _) = cluster::retry(&self.tuning, || svcs.list_metadata(&lp)).await;
-        let names: Vec<String> = r
-            .map_err(|source| KubeError::Api {
-                action: "list the filler services".into(),
-                source,
-            })?
-            .items
-            .into_iter()
-            .filter_map(|m| m.metadata.name)
-            .collect();
-        if !names.is_empty() {
-            let bar = self.bar(names.len() as u64, "deleting services");
-            let r =
-                cluster::delete_all::<Service>(&self.client, &ns, &names, &self.tuning, &bar).await;
-            bar.finish_and_clear();
-            r?;
-        }
-        let bar = self.bar(1, "deleting");
-        bar.enable_steady_tick(Duration::from_millis(200));
-        let r = cluster::delete_namespace(&self.client, &ns, &self.tuning, &bar).await;
+        let sel = format!("{RUN_LABEL}={},{ROLE_LABEL}=filler", self.run);
+        let bar = if self.progress {
+            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+        } else {
+            ProgressBar::hidden()
+        };
+        let r = delete_namespace_and_fillers(&self.client, &ns, &sel, &self.tuning, &bar).await;
         bar.finish_and_clear();
         r
     }
+}
+
+/// Deletes the filler Services of namespace `ns` (label selector `sel`) at this client's
+/// concurrency, then the namespace, and waits until it is gone. The Services go first
+/// because the namespace controller is slow at them: on the test control plane (1.37, a
+/// loaded 2-core machine) its collection delete of 3 000 Services timed out again and
+/// again and had removed 600 after 16 minutes; older servers have no `deletecollection`
+/// for Services at all, and the controller deletes them one by one at its 20 requests/s.
+pub async fn delete_namespace_and_fillers(
+    client: &Client,
+    ns: &str,
+    sel: &str,
+    t: &Tuning,
+    bar: &ProgressBar,
+) -> Result<(), KubeError> {
+    let names = match list_names::<Service>(client, ns, sel, t).await {
+        Ok(n) => n,
+        // No namespace, nothing to walk.
+        Err(KubeError::Api {
+            source: ::kube::Error::Api(s),
+            ..
+        }) if s.code == 404 => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    if !names.is_empty() {
+        bar.set_message(format!("deleting {} services in {ns}", names.len()));
+        cluster::delete_all::<Service>(client, ns, &names, t, bar).await?;
+    }
+    cluster::delete_namespace(client, ns, t, bar).await
+}
+
+/// Names of the `K`s in `ns` matching label selector `sel`.
+async fn list_names<K>(
+    client: &Client,
+    ns: &str,
+    sel: &str,
+    t: &Tuning,
+) -> Result<Vec<String>, KubeError>
+where
+    K: ::kube::Resource<DynamicType = (), Scope = ::kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default().labels(sel);
+    let (r, _) = cluster::retry(t, || api.list_metadata(&lp)).await;
+    Ok(r.map_err(|source| KubeError::Api {
+        action: format!("list {} labelled {sel} in {ns}", K::plural(&())),
+        source,
+    })?
+    .items
+    .into_iter()
+    .filter_map(|m| m.metadata.name)
+    .collect())
+}
+
+/// The numbers of the names `prefix` + digits (`svc-00042` → 42).
+fn numbered(names: &[String], prefix: &str) -> BTreeSet<u32> {
+    names
+        .iter()
+        .filter_map(|n| n.strip_prefix(prefix)?.parse().ok())
+        .collect()
+}
+
+/// How many consecutive numbers from `first` are in every set: `first..first + n`.
+fn contiguous(sets: &[BTreeSet<u32>], first: u32) -> u32 {
+    let mut n = 0;
+    // Bounded by the smallest set: a number beyond its size cannot be in it.
+    let most = sets.iter().map(BTreeSet::len).min().unwrap_or(0) as u32;
+    while n < most && sets.iter().all(|s| s.contains(&(first + n))) {
+        n += 1;
+    }
+    n
 }
 
 /// Deletes every namespace cnibench left (`run`: only that run's, by its cnibench run id);
@@ -596,11 +994,23 @@ pub async fn clean(
     } else {
         ProgressBar::hidden()
     };
-    for n in &names {
-        cluster::delete_namespace(client, n, t, &bar).await?;
-        bar.inc(1);
-    }
+    // Namespaces in parallel, each one's filler Services at the client's concurrency
+    // (see `delete_namespace_and_fillers`), the rest left to the namespace controller.
+    let r = futures::stream::iter(&names)
+        .map(|n| {
+            let bar = &bar;
+            async move {
+                let sel = format!("{ROLE_LABEL}=filler");
+                delete_namespace_and_fillers(client, n, &sel, t, &ProgressBar::hidden()).await?;
+                bar.inc(1);
+                Ok::<_, KubeError>(())
+            }
+        })
+        .buffer_unordered(t.concurrency.max(1))
+        .try_collect::<Vec<()>>()
+        .await;
     bar.finish_and_clear();
+    r?;
     Ok(names)
 }
 
@@ -705,7 +1115,7 @@ impl KubeBackend {
         self.state = None;
         if self.dirty {
             self.rt
-                .block_on(self.driver.teardown())
+                .block_on(Box::pin(self.driver.teardown()))
                 .map_err(backend_err)?;
             self.dirty = false;
         }
@@ -755,7 +1165,7 @@ impl Backend for KubeBackend {
         self.dirty = true;
         let p = self
             .rt
-            .block_on(self.driver.prepare(point))
+            .block_on(Box::pin(self.driver.prepare(point)))
             .map_err(backend_err)?;
         self.state = Some(p);
         Ok(Readiness::Ready)
@@ -788,13 +1198,18 @@ impl Backend for KubeBackend {
         let RepOutcome { metrics, mut raw } =
             client_outcome(tool, &out.stdout, &out.stderr, point)?;
         if let Some(obj) = raw.as_object_mut() {
-            let s = self.driver.settings();
+            let nodes = &self.driver.info.nodes;
+            let server = nodes.first().cloned().unwrap_or_default();
+            let client = match (point.topology.placement, nodes.get(1)) {
+                (Placement::Inter, Some(c)) => c.clone(),
+                _ => server.clone(),
+            };
             obj.insert(
                 "cnibench_kube".into(),
                 serde_json::json!({
                     "namespace": self.driver.namespace(),
-                    "server_node": s.server_node,
-                    "client_node": if point.topology.placement == Placement::Inter { s.client_node } else { s.server_node },
+                    "server_node": server,
+                    "client_node": client,
                     "dest": p.dest,
                     "objects": p.objects,
                 }),
@@ -808,7 +1223,7 @@ impl Backend for KubeBackend {
     fn teardown(&mut self, _point: &Point) -> Result<(), BackendError> {
         self.state = None;
         self.rt
-            .block_on(self.driver.end_point())
+            .block_on(Box::pin(self.driver.end_point()))
             .map_err(backend_err)?;
         self.dirty = self.driver.holds();
         Ok(())
@@ -839,6 +1254,7 @@ fn model_settings(mode: ServiceMode) -> Settings {
         server_node: "worker-1".into(),
         client_node: "worker-2".into(),
         service_mode: mode,
+        tolerations: Vec::new(),
     }
 }
 

@@ -36,7 +36,7 @@ use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, Namespace,
     NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
     Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
+    SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction, Toleration,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::api::networking::v1::{
@@ -110,12 +110,16 @@ pub struct Settings {
     pub run: String,
     /// The netload image.
     pub image: String,
-    /// Node of the server (and of an intra-node client).
+    /// The `kubernetes.io/hostname` label of the server's node (and an intra-node
+    /// client's): what placement selects on.
     pub server_node: String,
-    /// Node of an inter-node client.
+    /// The `kubernetes.io/hostname` label of an inter-node client's node.
     pub client_node: String,
     /// Filler service flavour.
     pub service_mode: ServiceMode,
+    /// Taint keys every pod tolerates (NoSchedule): the control-plane taint when a
+    /// single-node cluster (kind, k3s) runs the points on its control-plane node.
+    pub tolerations: Vec<String>,
 }
 
 /// The default image: `ghcr.io/cnibench/netload:<cnibench version>`.
@@ -301,8 +305,24 @@ fn container(
     }
 }
 
-fn pod_spec(containers: Vec<Container>, node: Option<&str>, host_network: bool) -> PodSpec {
+fn pod_spec(
+    s: &Settings,
+    containers: Vec<Container>,
+    node: Option<&str>,
+    host_network: bool,
+) -> PodSpec {
     PodSpec {
+        tolerations: (!s.tolerations.is_empty()).then(|| {
+            s.tolerations
+                .iter()
+                .map(|key| Toleration {
+                    key: Some(key.clone()),
+                    operator: Some("Exists".into()),
+                    effect: Some("NoSchedule".into()),
+                    ..Toleration::default()
+                })
+                .collect()
+        }),
         containers,
         host_network: host_network.then_some(true),
         automount_service_account_token: Some(false),
@@ -415,7 +435,12 @@ pub fn server(s: &Settings, point: &Point) -> Deployment {
         failure_threshold: Some(3),
         ..Probe::default()
     });
-    let spec = pod_spec(vec![c], Some(&s.server_node), point.topology.host_network);
+    let spec = pod_spec(
+        s,
+        vec![c],
+        Some(&s.server_node),
+        point.topology.host_network,
+    );
     deployment(
         s,
         SERVER,
@@ -434,6 +459,7 @@ pub fn client(s: &Settings, point: &Point) -> Pod {
     Pod {
         metadata: meta(s, CLIENT, Some("client")),
         spec: Some(pod_spec(
+            s,
             vec![container(s, vec!["idle".into()], ("100m", "64Mi"), &[])],
             Some(node),
             point.topology.host_network,
@@ -446,6 +472,7 @@ pub fn client(s: &Settings, point: &Point) -> Pod {
 pub fn fillers(s: &Settings, count: u32) -> Option<Deployment> {
     (count > 0).then(|| {
         let spec = pod_spec(
+            s,
             vec![container(s, vec!["idle".into()], ("1m", "8Mi"), &[])],
             None,
             false,
@@ -657,6 +684,7 @@ mod tests {
             server_node: "worker-1".into(),
             client_node: "worker-2".into(),
             service_mode: ServiceMode::Selector,
+            tolerations: Vec::new(),
         }
     }
 

@@ -19,8 +19,15 @@ use super::rbac;
 pub struct ClusterInfo {
     /// API server version (`gitVersion`).
     pub server_version: String,
+    /// The Kubernetes distribution, as far as it shows ([`distribution`]).
+    pub distribution: String,
     /// The server node and, if there is a second one, the client node.
     pub nodes: Vec<String>,
+    /// Their `kubernetes.io/hostname` labels, which placement selects on (not always
+    /// the node name: EKS and some kubeadm clusters name nodes otherwise).
+    pub hostnames: Vec<String>,
+    /// Taint keys the pods tolerate ([`tolerations`]).
+    pub tolerations: Vec<String>,
     /// Allocatable pods per chosen node.
     pub pod_capacity: Vec<u64>,
     /// Detected CNI (`unknown` if no known DaemonSet).
@@ -36,7 +43,9 @@ impl ClusterInfo {
     pub fn to_tools(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             ("kube_server_version".into(), self.server_version.clone()),
+            ("kube_distribution".into(), self.distribution.clone()),
             ("kube_nodes".into(), self.nodes.join(",")),
+            ("kube_node_hostnames".into(), self.hostnames.join(",")),
             ("kube_cni".into(), self.cni.clone()),
             ("kube_cni_image".into(), self.cni_image.clone()),
             ("kube_proxy_mode".into(), self.proxy_mode.clone()),
@@ -91,17 +100,77 @@ pub fn proxy_mode(config_conf: &str) -> String {
     }
 }
 
+/// Distributions whose CNI or kube-proxy do not run as the usual DaemonSets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Distribution {
+    /// k3s (version `v1.x.y+k3s1`, nodes of instance type `k3s`).
+    K3s,
+    /// Amazon EKS (version `v1.x.y-eks-...`).
+    Eks,
+    /// Anything else.
+    Other,
+}
+
+impl Distribution {
+    /// As recorded in `meta.json` (`kube_distribution`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Distribution::K3s => "k3s",
+            Distribution::Eks => "eks",
+            Distribution::Other => "unknown (not k3s or EKS by version and node labels)",
+        }
+    }
+}
+
+/// The distribution from the server's `gitVersion` and the nodes' labels.
+pub fn distribution(git_version: &str, nodes: &[Node]) -> Distribution {
+    let label = |key: &str, value: &str| {
+        nodes.iter().any(|n| {
+            n.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(key))
+                .is_some_and(|v| v == value)
+        })
+    };
+    if git_version.contains("+k3s") || label("node.kubernetes.io/instance-type", "k3s") {
+        Distribution::K3s
+    } else if git_version.contains("-eks-")
+        || nodes.iter().any(|n| {
+            n.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key("eks.amazonaws.com/nodegroup"))
+        })
+    {
+        Distribution::Eks
+    } else {
+        Distribution::Other
+    }
+}
+
+/// Taint keys of a control-plane node that a single-node cluster's pods tolerate.
+pub const CONTROL_PLANE_TAINTS: &[&str] = &[
+    "node-role.kubernetes.io/control-plane",
+    "node-role.kubernetes.io/master",
+];
+
 /// A node as the choice needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeFacts {
     /// Name.
     pub name: String,
+    /// Its `kubernetes.io/hostname` label (the name when the label is missing).
+    pub hostname: String,
     /// Ready condition true.
     pub ready: bool,
     /// Cordoned.
     pub unschedulable: bool,
     /// Has a NoSchedule or NoExecute taint.
     pub tainted: bool,
+    /// Its NoSchedule/NoExecute taints are only the control-plane role's NoSchedule
+    /// (what kind and kubeadm put on a control-plane node): tolerable.
+    pub only_control_plane_taint: bool,
     /// Carries a control-plane or master role label.
     pub control_plane: bool,
     /// Allocatable pods.
@@ -114,8 +183,13 @@ impl NodeFacts {
         let labels = n.metadata.labels.clone().unwrap_or_default();
         let spec = n.spec.clone().unwrap_or_default();
         let status = n.status.clone().unwrap_or_default();
+        let name = n.metadata.name.clone().unwrap_or_default();
         NodeFacts {
-            name: n.metadata.name.clone().unwrap_or_default(),
+            hostname: labels
+                .get(super::objects::HOSTNAME_LABEL)
+                .cloned()
+                .unwrap_or_else(|| name.clone()),
+            name,
             ready: status
                 .conditions
                 .unwrap_or_default()
@@ -124,9 +198,18 @@ impl NodeFacts {
             unschedulable: spec.unschedulable.unwrap_or(false),
             tainted: spec
                 .taints
+                .clone()
                 .unwrap_or_default()
                 .iter()
                 .any(|t| t.effect == "NoSchedule" || t.effect == "NoExecute"),
+            only_control_plane_taint: spec
+                .taints
+                .unwrap_or_default()
+                .iter()
+                .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+                .all(|t| {
+                    t.effect == "NoSchedule" && CONTROL_PLANE_TAINTS.contains(&t.key.as_str())
+                }),
             control_plane: labels.contains_key("node-role.kubernetes.io/control-plane")
                 || labels.contains_key("node-role.kubernetes.io/master"),
             pods: status
@@ -172,12 +255,37 @@ pub fn choose_nodes(nodes: &[NodeFacts], wanted: &[String]) -> Result<Vec<NodeFa
     let mut ok: Vec<&NodeFacts> = nodes.iter().filter(|n| n.schedulable()).collect();
     ok.sort_by(|a, b| a.name.cmp(&b.name));
     if ok.is_empty() {
+        // A single-node cluster (kind, k3s, minikube): its control-plane node runs the
+        // intra-node points (pods tolerate its taint); inter-node ones are not applicable.
+        let mut cp: Vec<&NodeFacts> = nodes
+            .iter()
+            .filter(|n| {
+                n.ready && !n.unschedulable && n.control_plane && n.only_control_plane_taint
+            })
+            .collect();
+        cp.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(n) = cp.first() {
+            return Ok(vec![(*n).clone()]);
+        }
         return Err(KubeError::Preflight(format!(
-            "no schedulable worker (Ready, not cordoned, no NoSchedule/NoExecute taint, not control-plane) among {} nodes; name them with --nodes A,B",
+            "no schedulable worker (Ready, not cordoned, no NoSchedule/NoExecute taint, not control-plane) and no Ready control-plane node with only its role's taint among {} nodes; name them with --nodes A,B",
             nodes.len()
         )));
     }
     Ok(ok.into_iter().take(2).cloned().collect())
+}
+
+/// The taints pods must tolerate on `chosen`: the control-plane ones, when a chosen node
+/// is a control-plane node (single-node clusters, or `--nodes` naming one).
+pub fn tolerations(chosen: &[NodeFacts]) -> Vec<String> {
+    if chosen.iter().any(|n| n.control_plane) {
+        CONTROL_PLANE_TAINTS
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    } else {
+        Vec::new()
+    }
 }
 
 /// Asks one SelfSubjectAccessReview per permission; every missing one is named.
@@ -247,16 +355,47 @@ pub async fn preflight(
             (d.metadata.name.clone().unwrap_or_default(), image)
         })
         .collect();
-    let (cni, cni_image) = detect_cni(&named);
-    let proxy = if named.iter().any(|(n, _)| n == "kube-proxy") {
+    let distribution = distribution(&version.git_version, &list.items);
+    let (mut cni, cni_image) = detect_cni(&named);
+    if cni == "unknown" {
+        cni = match distribution {
+            // k3s runs flannel inside its own process unless started with
+            // --flannel-backend=none (then a CNI DaemonSet would have been found).
+            Distribution::K3s => "flannel (embedded in k3s)".into(),
+            _ => format!(
+                "unknown (no known CNI DaemonSet in kube-system among: {})",
+                if named.is_empty() {
+                    "none".to_string()
+                } else {
+                    named
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+        };
+    }
+    let proxy = if distribution == Distribution::K3s
+        && !named.iter().any(|(n, _)| n == "kube-proxy")
+    {
+        // k3s embeds kube-proxy in its agent, in its default mode (iptables) unless
+        // configured otherwise in k3s's own config, which the API does not show.
+        "iptables (embedded in k3s; unknown if k3s sets --kube-proxy-arg proxy-mode)".into()
+    } else if named.iter().any(|(n, _)| n == "kube-proxy") {
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
         let (r, _) = retry(t, || cms.get_opt("kube-proxy")).await;
         match r {
             Ok(Some(cm)) => cm
                 .data
                 .and_then(|d| d.get("config.conf").map(|c| proxy_mode(c)))
-                .unwrap_or_else(|| "unknown (no config.conf)".into()),
-            Ok(None) => "unknown (no kube-proxy ConfigMap)".into(),
+                .unwrap_or_else(|| "unknown (ConfigMap kube-system/kube-proxy has no config.conf)".into()),
+            // EKS keeps it in kube-proxy-config (key `config`), which the ClusterRole
+            // does not grant: named, not guessed.
+            Ok(None) if distribution == Distribution::Eks => {
+                "unknown (EKS keeps kube-proxy's mode in ConfigMap kube-system/kube-proxy-config; iptables unless changed)".into()
+            }
+            Ok(None) => "unknown (no ConfigMap kube-system/kube-proxy)".into(),
             Err(source) => {
                 return Err(KubeError::Api {
                     action: "get ConfigMap kube-system/kube-proxy".into(),
@@ -268,8 +407,11 @@ pub async fn preflight(
         "none/replaced".into()
     };
     Ok(ClusterInfo {
+        distribution: distribution.as_str().into(),
         server_version: version.git_version,
         nodes: chosen.iter().map(|n| n.name.clone()).collect(),
+        hostnames: chosen.iter().map(|n| n.hostname.clone()).collect(),
+        tolerations: tolerations(&chosen),
         pod_capacity: chosen.iter().map(|n| n.pods).collect(),
         cni,
         cni_image,
@@ -284,9 +426,11 @@ mod tests {
     fn node(name: &str) -> NodeFacts {
         NodeFacts {
             name: name.into(),
+            hostname: name.into(),
             ready: true,
             unschedulable: false,
             tainted: false,
+            only_control_plane_taint: true,
             control_plane: false,
             pods: 110,
         }
@@ -304,8 +448,17 @@ mod tests {
         let chosen = choose_nodes(&nodes, &[]).unwrap();
         let names: Vec<_> = chosen.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, ["w1", "w2"]);
-        let e = choose_nodes(&nodes[..3], &[]).unwrap_err().to_string();
+        // Tainted as a worker, cordoned, down: none qualifies, not even the control plane
+        // (it carries another taint here).
+        let mut nodes3 = nodes[..3].to_vec();
+        nodes3[0].only_control_plane_taint = false;
+        let e = choose_nodes(&nodes3, &[]).unwrap_err().to_string();
         assert!(e.contains("no schedulable worker"), "{e}");
+        // A single-node cluster: its control-plane node, with the toleration.
+        let chosen = choose_nodes(&nodes[..3], &[]).unwrap();
+        assert_eq!(chosen.len(), 1);
+        assert_eq!(chosen[0].name, "a-cp");
+        assert_eq!(tolerations(&chosen), CONTROL_PLANE_TAINTS);
     }
 
     #[test]
@@ -317,6 +470,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no node nope") && e.contains("w1, w2"), "{e}");
+    }
+
+    #[test]
+    fn k3s_and_eks_are_recognised() {
+        let node = |labels: serde_json::Value| -> Node {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "n", "labels": labels}}))
+                .unwrap()
+        };
+        assert_eq!(distribution("v1.31.4+k3s1", &[]), Distribution::K3s);
+        assert_eq!(
+            distribution(
+                "v1.31.4",
+                &[node(
+                    serde_json::json!({"node.kubernetes.io/instance-type": "k3s"})
+                )]
+            ),
+            Distribution::K3s
+        );
+        assert_eq!(distribution("v1.30.8-eks-2d5f260", &[]), Distribution::Eks);
+        assert_eq!(
+            distribution("v1.37.2", &[node(serde_json::json!({}))]),
+            Distribution::Other
+        );
     }
 
     #[test]

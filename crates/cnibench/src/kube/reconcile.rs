@@ -195,6 +195,7 @@ mod tests {
             server_node: "a".into(),
             client_node: "b".into(),
             service_mode: ServiceMode::EndpointSlice,
+            tolerations: Vec::new(),
         }
     }
 

@@ -183,6 +183,7 @@ pub fn render_settings(image: String, service_mode: objects::ServiceMode) -> Set
         server_node: RENDER_NODES[0].into(),
         client_node: RENDER_NODES[1].into(),
         service_mode,
+        tolerations: Vec::new(),
     }
 }
 
