@@ -323,7 +323,7 @@ pub fn sweep_series(
         .collect()
 }
 
-/// The x key of a scenario's sweep: the first of the sweep keys (services, policies, replicas) with two values or more.
+/// The x key of a scenario's sweep: the first of the sweep keys (services, policies, replicas, pods, streams) with two values or more.
 pub fn sweep_keys(points: &[&PointSummary]) -> Vec<&'static str> {
     let mut keys = Vec::new();
     for key in SWEEP_KEYS {
