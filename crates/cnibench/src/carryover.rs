@@ -8,7 +8,7 @@
 //! measures its predecessors, not the datapath. Each repetition therefore records
 //! [`StartState`], and the runner waits out (or the backend resets) what would carry over.
 //!
-//! The parsing is pure; [`Sockets::read`] and [`conntrack_entries`] read `/proc` of the
+//! The parsing is pure; [`time_wait_sockets`] and [`conntrack_entries`] read `/proc` of the
 //! calling thread's network namespace (`/proc/thread-self`, so a thread that entered a
 //! namespace with `setns` reads that namespace's tables).
 
@@ -58,33 +58,32 @@ impl StartState {
 /// `TIME_WAIT` in the `st` column of `/proc/net/tcp` (include/net/tcp_states.h).
 const TCP_TIME_WAIT: &str = "06";
 
-/// Counts sockets in `TIME_WAIT` in the text of `/proc/net/tcp` or `/proc/net/tcp6`
-/// (a header line, then one socket per line with its state in the fourth column).
+/// The sockets of a `/proc/net/tcp` or `/proc/net/tcp6` table (a header line, then one
+/// socket per line): each one's local address (`HEXADDR:HEXPORT`) and state (hex, as in
+/// include/net/tcp_states.h).
+pub fn tcp_table(table: &str) -> impl Iterator<Item = (&str, &str)> {
+    table.lines().skip(1).map(|line| {
+        let mut fields = line.split_whitespace();
+        let local = fields.nth(1).unwrap_or_default();
+        let state = fields.nth(1).unwrap_or_default();
+        (local, state)
+    })
+}
+
+/// Counts sockets in `TIME_WAIT` in the text of a `/proc/net/tcp` table.
 pub fn count_time_wait(proc_net_tcp: &str) -> u64 {
-    proc_net_tcp
-        .lines()
-        .skip(1)
-        .filter(|line| line.split_whitespace().nth(3) == Some(TCP_TIME_WAIT))
+    tcp_table(proc_net_tcp)
+        .filter(|&(_, state)| state == TCP_TIME_WAIT)
         .count() as u64
 }
 
-/// Socket counts of one network namespace.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Sockets {
-    /// TCP sockets (v4 and v6) in `TIME_WAIT`.
-    pub time_wait: u64,
-}
-
-impl Sockets {
-    /// Reads the calling thread's namespace; `None` when `/proc` cannot be read.
-    pub fn read() -> Option<Sockets> {
-        let v4 = std::fs::read_to_string("/proc/thread-self/net/tcp").ok()?;
-        // A kernel without IPv6 has no tcp6 table; that is zero sockets, not unknown.
-        let v6 = std::fs::read_to_string("/proc/thread-self/net/tcp6").unwrap_or_default();
-        Some(Sockets {
-            time_wait: count_time_wait(&v4) + count_time_wait(&v6),
-        })
-    }
+/// TCP sockets (v4 and v6) in `TIME_WAIT` in the calling thread's namespace; `None` when
+/// `/proc` cannot be read.
+pub fn time_wait_sockets() -> Option<u64> {
+    let v4 = std::fs::read_to_string("/proc/thread-self/net/tcp").ok()?;
+    // A kernel without IPv6 has no tcp6 table; that is zero sockets, not unknown.
+    let v6 = std::fs::read_to_string("/proc/thread-self/net/tcp6").unwrap_or_default();
+    Some(count_time_wait(&v4) + count_time_wait(&v6))
 }
 
 /// Connection-tracking entries of the calling thread's namespace; `None` where the
@@ -130,7 +129,7 @@ mod tests {
     #[test]
     fn own_namespace_is_readable() {
         // Every Linux test machine has /proc; the count itself depends on the machine.
-        assert!(Sockets::read().is_some());
+        assert!(time_wait_sockets().is_some());
     }
 
     #[test]

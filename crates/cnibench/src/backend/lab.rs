@@ -40,7 +40,7 @@ use super::loopback::{Proc, client_outcome, finish_client, listening_in, tail};
 use super::{
     Backend, BackendError, Cancel, Readiness, RepOutcome, http_args, rr_args, stream_args,
 };
-use crate::carryover::{Sockets, StartState};
+use crate::carryover::StartState;
 use crate::clock;
 use crate::lab::check::ProbeOutcome;
 use crate::lab::plan::{Policy, ServicePort};
@@ -732,7 +732,7 @@ impl Backend for LabBackend {
             return Ok(None);
         };
         let time_wait = |ns: &str| -> Result<Option<u64>, BackendError> {
-            crate::lab::run_in(ns, || Sockets::read().map(|s| s.time_wait))
+            crate::lab::run_in(ns, crate::carryover::time_wait_sockets)
                 .map_err(|e| lab_err("cannot count TIME_WAIT sockets", &e))
         };
         let tracked = |lab: &Lab| {

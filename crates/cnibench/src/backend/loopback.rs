@@ -357,10 +357,7 @@ fn listening(port: u16) -> Option<bool> {
 /// Parses one `/proc/net/tcp` table (pure, tested).
 pub(crate) fn listening_in(table: &str, port: u16) -> bool {
     let want = format!("{port:04X}");
-    table.lines().skip(1).any(|line| {
-        let mut fields = line.split_whitespace();
-        let local = fields.nth(1).unwrap_or_default();
-        let state = fields.nth(1).unwrap_or_default();
+    crate::carryover::tcp_table(table).any(|(local, state)| {
         state == "0A" && local.rsplit_once(':').is_some_and(|(_, p)| p == want)
     })
 }
@@ -482,7 +479,7 @@ impl Backend for LoopbackBackend {
     /// also those another program left) and its conntrack count where readable. Nothing is
     /// reset: the host is not ours.
     fn start_state(&mut self, _point: &Point) -> Result<Option<StartState>, BackendError> {
-        let time_wait = crate::carryover::Sockets::read().map(|s| s.time_wait);
+        let time_wait = crate::carryover::time_wait_sockets();
         Ok(Some(StartState {
             client_time_wait: time_wait,
             server_time_wait: time_wait,
