@@ -136,6 +136,22 @@ fn sorted(xs: &[f64]) -> Vec<f64> {
     s
 }
 
+/// `num.mean / den.mean` with the first-order 95% CI of that ratio of two independent
+/// means: their relative CI half-widths added in quadrature (each with its own Student t).
+/// `None` when `den`'s mean is 0; no interval when either has fewer than 2 values.
+pub fn mean_ratio(num: &Summary, den: &Summary) -> Option<(f64, Option<(f64, f64)>)> {
+    if den.mean == 0.0 {
+        return None;
+    }
+    let r = num.mean / den.mean;
+    let ci = num
+        .ci_relative
+        .zip(den.ci_relative)
+        .map(|(a, b)| a.hypot(b) * r.abs())
+        .map(|h| (r - h, r + h));
+    Some((r, ci))
+}
+
 /// When to stop repeating a scenario point.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct StopRule {

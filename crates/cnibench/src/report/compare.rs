@@ -69,19 +69,7 @@ impl Cell {
     /// Mean as a ratio to the first run's, with the first-order 95 % CI of that ratio
     /// (relative CIs of the two independent means added in quadrature).
     pub fn ratio(&self, first: &Cell) -> Option<(f64, Option<(f64, f64)>)> {
-        let base = first.metric.stats.mean;
-        if base == 0.0 {
-            return None;
-        }
-        let r = self.metric.stats.mean / base;
-        let ci = self
-            .metric
-            .stats
-            .ci_relative
-            .zip(first.metric.stats.ci_relative)
-            .map(|(a, b)| a.hypot(b) * r.abs())
-            .map(|h| (r - h, r + h));
-        Some((r, ci))
+        crate::stats::mean_ratio(&self.metric.stats, &first.metric.stats)
     }
 }
 

@@ -158,21 +158,15 @@ pub fn pct_of_baseline(run: &RunSummary, p: &PointSummary) -> Option<(f64, Optio
     let m = p.primary_summary()?;
     let higher = metrics::info(&p.primary).higher_is_better;
     let (num, den) = if higher {
-        (m.stats.mean, b.stats.mean)
+        (&m.stats, &b.stats)
     } else {
-        (b.stats.mean, m.stats.mean)
+        (&b.stats, &m.stats)
     };
-    if den == 0.0 || !num.is_finite() {
+    if !num.mean.is_finite() {
         return None;
     }
-    let pct = num / den * 100.0;
-    let ci = m
-        .stats
-        .ci_relative
-        .zip(b.stats.ci_relative)
-        .map(|(a, c)| a.hypot(c) * pct)
-        .map(|h| (pct - h, pct + h));
-    Some((pct, ci))
+    let (ratio, ci) = crate::stats::mean_ratio(num, den)?;
+    Some((ratio * 100.0, ci.map(|(lo, hi)| (lo * 100.0, hi * 100.0))))
 }
 
 fn overview(run: &RunSummary) -> Option<Figure> {
