@@ -10,8 +10,13 @@ one after another in rounds (variant 1..k, then again), so slow drift of the mac
 
 Per variant the table shows: repetitions, mean, CoV, min..max, the repetitions the
 stopping rule would have needed to meet a ±2.5% CI (3 at least; '-' = never within N),
-the median node steal per repetition, how many client stream threads ran on more than
-one core, and the median involuntary context switches of the sender thread.
+the median TCP retransmits per repetition, the median node steal per repetition, how
+many client stream threads ran on more than one core, and the median involuntary
+context switches of the sender thread.
+
+After the variants of each round, a CPU floor: the same number of windows of the same
+length of a spin loop pinned to the last core, no network at all. Its CoV is what the
+machine itself varies by; no lab setting can make a CPU-bound stream steadier than that.
 
 Usage (root, release build):
   python3 benches/lab_repeatability.py --reps 10 --rounds 1 --out benches/runs/lab-repeatability-DATE
@@ -27,20 +32,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
 
 DEFAULT_VARIANTS = [
-    "unpinned=",
+    "scheduler (default)=",
+    "one core=affinity=same",
     "client 0 / server 1=affinity=0/1",
     "client 1 / server 0=affinity=1/0",
-    "same core 0=affinity=0/0",
-    "unpinned, 4 MiB buffers=window=4MiB",
-    "client 0 / server 1, 4 MiB buffers=affinity=0/1;window=4MiB",
-    "unpinned, no omit=omit=0s",
-    "unpinned, 2 s omit=omit=2s",
+    "4 MiB buffers=window=4MiB",
+    "no omit=omit=0s",
+    "2 s omit=omit=2s",
 ]
 
 SUITE = """name = "repeatability"
@@ -104,9 +109,30 @@ def repetitions(run_dir: Path) -> list[dict]:
     return reps
 
 
+def cpu_floor(windows: int, seconds: float) -> list[float]:
+    """Millions of spin-loop iterations per second in each window, on the last core."""
+    os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+    try:
+        rates = []
+        for _ in range(windows):
+            n, start = 0, time.perf_counter()
+            end = start + seconds
+            while True:
+                for _ in range(10_000):
+                    n += 1
+                now = time.perf_counter()
+                if now > end:
+                    break
+            rates.append(n / (now - start) / 1e6)
+        return rates
+    finally:
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+
+
 def describe(reps: list[dict]) -> dict:
     values = [r["metrics"]["throughput_gbps"] for r in reps if "throughput_gbps" in r["metrics"]]
     steal, migrated, invol = [], 0, []
+    retransmits = [r["metrics"]["retransmits"] for r in reps if "retransmits" in r["metrics"]]
     for r in reps:
         raw = r.get("raw", {})
         client = raw.get("client", {})
@@ -133,6 +159,7 @@ def describe(reps: list[dict]) -> dict:
         "min": min(values, default=0.0),
         "max": max(values, default=0.0),
         "reps_to_converge": reps_to_converge(values),
+        "retransmits": statistics.median(retransmits) if retransmits else None,
         "steal_s": statistics.median(steal) if steal else None,
         "migrated_threads": migrated,
         "sender_involuntary": statistics.median(invol) if invol else None,
@@ -167,11 +194,15 @@ def main() -> int:
         placement=f'placement = "{a.placement}"\n' if a.kind != "baseline" else ""))
     load_before = os.getloadavg()
     collected: dict[str, list[dict]] = {label: [] for label, _ in variants}
+    floor: list[float] = []
+    seconds = float(a.duration.rstrip("s"))
     for round_no in range(a.rounds):
         for i, (label, sets) in enumerate(variants):
             run_dir = out / "runs" / f"r{round_no}-v{i}"
             run_variant(a.cnibench, suite_file, sets, a.reps, run_dir, a.extra)
             collected[label] += repetitions(run_dir)
+        benchlib.log(f"CPU floor: {a.reps} spin windows of {seconds:g} s")
+        floor += cpu_floor(a.reps, seconds)
     rows, data = [], {}
     for label, sets in variants:
         d = describe(collected[label])
@@ -181,12 +212,18 @@ def main() -> int:
             str(d["n"]), f'{d["mean"]:.3f}', f'{d["cov"] * 100:.2f}%',
             f'{d["min"]:.3f}..{d["max"]:.3f}',
             str(d["reps_to_converge"] or "-"),
+            "-" if d["retransmits"] is None else f'{d["retransmits"]:.0f}',
             "-" if d["steal_s"] is None else f'{d["steal_s"]:.3f}',
             str(d["migrated_threads"]),
             "-" if d["sender_involuntary"] is None else f'{d["sender_involuntary"]:.0f}',
         ])
+    data["CPU floor"] = {"values": floor, "cov": cov(floor)}
+    rows.append(["CPU floor (spin loop, no network)", "`-`", str(len(floor)),
+                 f"{statistics.fmean(floor):.1f} Mops/s", f"{cov(floor) * 100:.2f}%",
+                 f"{min(floor):.1f}..{max(floor):.1f}", str(reps_to_converge(floor) or "-"),
+                 "-", "-", "-", "-"])
     header = ["variant", "settings", "n", "mean Gbit/s", "CoV", "min..max",
-              "reps to ±2.5%", "steal s/rep", "client threads on >1 core", "sender invol. switches"]
+              "reps to ±2.5%", "retransmits/rep", "steal s/rep", "client threads on >1 core", "sender invol. switches"]
     text = [f"# lab stream repeatability: {a.kind} {a.placement} {a.workload}, {a.duration} repetitions", "",
             f"- command: `python3 benches/lab_repeatability.py {' '.join(sys.argv[1:])}`",
             f"- {a.reps} repetitions per variant per round, {a.rounds} round(s), variants interleaved by round",
@@ -196,6 +233,7 @@ def main() -> int:
             "", "Every repetition (Gbit/s, in run order):", ""]
     for label, _ in variants:
         text.append(f"- {label}: " + ", ".join(f"{v:.3f}" for v in data[label]["values"]))
+    text.append("- CPU floor (Mops/s): " + ", ".join(f"{v:.1f}" for v in floor))
     report = "\n".join(text) + "\n"
     (out / "report.md").write_text(report)
     (out / "data.json").write_text(json.dumps(data, indent=1))

@@ -301,10 +301,10 @@ pub struct StreamWorkload {
     /// Zero-copy send (`--zerocopy sendfile|msg`; TCP only).
     #[serde(default)]
     pub zerocopy: Zerocopy,
-    /// Client and server core of the stream threads (`--affinity C/S`); `None` leaves
-    /// placement to the scheduler.
+    /// Where the stream threads run (`--affinity C/S`); `None` leaves placement to the
+    /// scheduler (the most repeatable choice measured in the lab, benches/README.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affinity: Option<(u16, u16)>,
+    pub affinity: Option<Affinity>,
     /// Socket buffer size (`-w`), bytes; `None` lets the kernel autotune.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<Bytes>,
@@ -313,6 +313,63 @@ pub struct StreamWorkload {
     /// before the search existed, whose UDP points sent at `rate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub find_rate: Option<RateSearch>,
+}
+
+/// Where the stream threads of a point are pinned.
+///
+/// Serialized as `"same"` or `[client, server]` (the shape runs written before `same`
+/// existed had).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "AffinityRepr", into = "AffinityRepr")]
+pub enum Affinity {
+    /// Client and server threads on one core, the last one the runner may use
+    /// (`affinity = "same"`): the whole path (sender, forwarding, receiver, softirq) runs
+    /// there, so packets of a flow never queue on two CPUs' backlogs at once.
+    SameCore,
+    /// Client threads on the first core, server threads on the second (`"C/S"`).
+    Cores(u16, u16),
+}
+
+impl Affinity {
+    /// The client and server cores to pin to; `last_core` is the core
+    /// [`Affinity::SameCore`] means.
+    pub fn cores(self, last_core: u16) -> (u16, u16) {
+        match self {
+            Affinity::SameCore => (last_core, last_core),
+            Affinity::Cores(client, server) => (client, server),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum AffinityRepr {
+    Cores(u16, u16),
+    Named(AffinityName),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum AffinityName {
+    Same,
+}
+
+impl From<AffinityRepr> for Affinity {
+    fn from(r: AffinityRepr) -> Self {
+        match r {
+            AffinityRepr::Cores(c, s) => Affinity::Cores(c, s),
+            AffinityRepr::Named(AffinityName::Same) => Affinity::SameCore,
+        }
+    }
+}
+
+impl From<Affinity> for AffinityRepr {
+    fn from(a: Affinity) -> Self {
+        match a {
+            Affinity::Cores(c, s) => AffinityRepr::Cores(c, s),
+            Affinity::SameCore => AffinityRepr::Named(AffinityName::Same),
+        }
+    }
 }
 
 /// How a UDP point searches for its no-drop rate.

@@ -52,7 +52,7 @@ pub fn client_args(s: &StreamWorkload, host: &str, port: u16) -> Result<Vec<Stri
     if let Some(l) = s.length {
         a.extend(["-l".into(), l.0.to_string()]);
     }
-    if let Some((client, server)) = s.affinity {
+    if let Some((client, server)) = super::stream_cores(s) {
         a.extend(["-A".into(), format!("{client},{server}")]);
     }
     if let Some(w) = s.window {

@@ -201,6 +201,24 @@ pub trait Backend {
     fn teardown(&mut self, point: &Point) -> Result<(), BackendError>;
 }
 
+/// The client and server cores a stream's threads are pinned to, `None` for the
+/// scheduler.
+pub fn stream_cores(s: &StreamWorkload) -> Option<(u16, u16)> {
+    s.affinity.map(|a| a.cores(last_allowed_core()))
+}
+
+/// The highest-numbered core this process may run on (0 if that cannot be read): the
+/// core [`crate::scenario::Affinity::SameCore`] means.
+pub fn last_allowed_core() -> u16 {
+    let Ok(set) = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) else {
+        return 0;
+    };
+    (0..nix::sched::CpuSet::count().min(usize::from(u16::MAX)))
+        .rev()
+        .find(|&c| set.is_set(c).unwrap_or(false))
+        .map_or(0, |c| c as u16)
+}
+
 /// Command-line arguments of `netload tcp|udp HOST ... --json` for a stream workload.
 pub fn stream_args(s: &StreamWorkload, host: &str, port: u16) -> Vec<String> {
     let mut a: Vec<String> = vec![
@@ -232,7 +250,7 @@ pub fn stream_args(s: &StreamWorkload, host: &str, port: u16) -> Vec<String> {
     if s.zerocopy != crate::scenario::Zerocopy::None {
         a.extend(["--zerocopy".into(), s.zerocopy.as_str().into()]);
     }
-    if let Some((client, server)) = s.affinity {
+    if let Some((client, server)) = stream_cores(s) {
         a.extend(["--affinity".into(), format!("{client}/{server}")]);
     }
     if let Some(w) = s.window {
@@ -320,7 +338,7 @@ pub fn rr_server_args(bind: &str, port: u16) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::{BitsPerSec, Bytes, Seconds};
+    use crate::scenario::{Affinity, BitsPerSec, Bytes, Seconds};
 
     #[test]
     fn stream_arguments() {
@@ -344,15 +362,34 @@ mod tests {
             "tcp 127.0.0.1 --port 9201 -t 2 --omit 0.5 -P 4 -R -l 65536 --mss 1400 --nodelay --zerocopy sendfile --json"
         );
         let pinned = StreamWorkload {
-            affinity: Some((0, 1)),
+            affinity: Some(Affinity::Cores(0, 1)),
             window: Some(Bytes(4 << 20)),
-            ..s
+            ..s.clone()
         };
         assert!(
             stream_args(&pinned, "h", 1)
                 .join(" ")
                 .ends_with("--affinity 0/1 -w 4194304 --json")
         );
+        let last = last_allowed_core();
+        let same = StreamWorkload {
+            affinity: Some(Affinity::SameCore),
+            ..s.clone()
+        };
+        assert!(
+            stream_args(&same, "h", 1)
+                .join(" ")
+                .ends_with(&format!("--affinity {last}/{last} --json"))
+        );
+        assert!(!stream_args(&s, "h", 1).contains(&"--affinity".to_string()));
+    }
+
+    #[test]
+    fn the_last_allowed_core_is_one_this_process_may_use() {
+        let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+        let last = usize::from(last_allowed_core());
+        assert!(set.is_set(last).unwrap());
+        assert!((last + 1..nix::sched::CpuSet::count()).all(|c| !set.is_set(c).unwrap()));
     }
 
     #[test]

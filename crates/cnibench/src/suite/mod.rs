@@ -506,6 +506,7 @@ fn build_point(spec: &ScenarioSpec, combo: &[(Key, Value, &Origin)]) -> Result<P
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::Affinity;
 
     fn suite(text: &str) -> Suite {
         file::parse(text, "test.toml").unwrap()
@@ -614,6 +615,61 @@ mod tests {
             Workload::Stream(s) => s.find_rate.is_none(),
             _ => true,
         }));
+    }
+
+    #[test]
+    fn affinity_choices_expand_to_points_and_a_swept_default_is_named() {
+        let points = expand(&suite(
+            r#"name = "t"
+[[scenario]]
+kind = "pod-to-pod"
+workload = "tcp"
+affinity = ["none", "same", "1/0"]
+"#,
+        ))
+        .unwrap();
+        let got: Vec<(String, Option<Affinity>)> = points
+            .iter()
+            .map(|p| match &p.workload {
+                Workload::Stream(s) => (p.id.clone(), s.affinity),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "pod-to-pod/affinity=none,placement=inter,workload=tcp".into(),
+                    None
+                ),
+                (
+                    "pod-to-pod/affinity=same,placement=inter,workload=tcp".into(),
+                    Some(Affinity::SameCore)
+                ),
+                (
+                    "pod-to-pod/affinity=1/0,placement=inter,workload=tcp".into(),
+                    Some(Affinity::Cores(1, 0))
+                ),
+            ]
+        );
+        let single = expand(&suite(
+            "name = \"t\"\n[[scenario]]\nkind = \"pod-to-pod\"\nworkload = \"tcp\"\n",
+        ))
+        .unwrap();
+        assert_eq!(single[0].id, "pod-to-pod/placement=inter,workload=tcp");
+        let err = parse_set("affinity=both").unwrap_err().to_string();
+        assert!(err.contains("`none`, `same`"), "{err}");
+    }
+
+    #[test]
+    fn affinity_keeps_the_json_shape_of_older_runs() {
+        for (a, json) in [
+            (Affinity::Cores(0, 1), "[0,1]"),
+            (Affinity::SameCore, r#""same""#),
+        ] {
+            assert_eq!(serde_json::to_string(&a).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Affinity>(json).unwrap(), a);
+        }
     }
 
     #[test]

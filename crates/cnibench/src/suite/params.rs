@@ -4,7 +4,9 @@
 
 use std::fmt;
 
-use crate::scenario::{Direction, PathKind, Placement, ScenarioKind, Tool, WorkloadKind, Zerocopy};
+use crate::scenario::{
+    Affinity, Direction, PathKind, Placement, ScenarioKind, Tool, WorkloadKind, Zerocopy,
+};
 
 /// A sweepable parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,8 +51,9 @@ pub enum Key {
     Nodelay,
     /// `zerocopy`: none, sendfile, msg (TCP streams).
     Zerocopy,
-    /// `affinity`: `none` (the scheduler places the stream threads) or `C/S`, client
-    /// threads on core C and server threads on core S (stream workloads).
+    /// `affinity`: `none` (the scheduler places the stream threads), `same` (client and
+    /// server threads on the last core) or `C/S`, client threads on core C and server
+    /// threads on core S (stream workloads).
     Affinity,
     /// `window`: socket buffer size (SO_SNDBUF and SO_RCVBUF) of stream sockets; unset,
     /// the kernel autotunes them.
@@ -227,7 +230,7 @@ impl Key {
             Kind::Bool => "true, false".into(),
             Kind::Zerocopy => "none, sendfile, msg".into(),
             Kind::Affinity => {
-                "none, or CLIENT_CORE/SERVER_CORE such as 0/1 (cores from 0 to 1023)".into()
+                "none, same, or CLIENT_CORE/SERVER_CORE such as 0/1 (cores from 0 to 1023)".into()
             }
             Kind::Tool => Tool::ALL.map(Tool::as_str).join(", "),
         }
@@ -316,7 +319,7 @@ pub enum Value {
     /// A zero-copy mode.
     Zerocopy(Zerocopy),
     /// Client and server core of the stream threads; `None`: not pinned.
-    Affinity(Option<(u16, u16)>),
+    Affinity(Option<Affinity>),
     /// A traffic generator.
     Tool(Tool),
 }
@@ -335,7 +338,8 @@ impl fmt::Display for Value {
             Value::Bool(b) => write!(f, "{b}"),
             Value::Zerocopy(z) => f.write_str(z.as_str()),
             Value::Affinity(None) => f.write_str("none"),
-            Value::Affinity(Some((c, s))) => write!(f, "{c}/{s}"),
+            Value::Affinity(Some(Affinity::SameCore)) => f.write_str("same"),
+            Value::Affinity(Some(Affinity::Cores(c, s))) => write!(f, "{c}/{s}"),
             Value::Tool(t) => f.write_str(t.as_str()),
         }
     }
@@ -433,6 +437,7 @@ pub fn parse_value(key: Key, raw: Raw<'_>) -> Result<Value, String> {
         },
         Kind::Affinity => match expect_str(raw)? {
             "none" => Ok(Value::Affinity(None)),
+            "same" => Ok(Value::Affinity(Some(Affinity::SameCore))),
             s => {
                 let core = |c: &str| {
                     c.trim()
@@ -443,8 +448,8 @@ pub fn parse_value(key: Key, raw: Raw<'_>) -> Result<Value, String> {
                 };
                 let (c, srv) = s
                     .split_once('/')
-                    .ok_or_else(|| format!("`{s}` is not `none` or CLIENT/SERVER cores"))?;
-                Ok(Value::Affinity(Some((core(c)?, core(srv)?))))
+                    .ok_or_else(|| format!("`{s}` is not `none`, `same` or CLIENT/SERVER cores"))?;
+                Ok(Value::Affinity(Some(Affinity::Cores(core(c)?, core(srv)?))))
             }
         },
         Kind::Tool => {
