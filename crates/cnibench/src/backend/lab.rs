@@ -356,7 +356,10 @@ impl LabBackend {
         checks.insert("filler_pods".into(), fillers.len().into());
         lap(&mut phases, "filler_pods");
 
-        // Services: the measured one first (its endpoints the server pods), then fillers.
+        // Services: the measured one (its endpoints the server pods) in the middle of the
+        // fillers. kube-proxy's KUBE-SERVICES has no order that favours one service, so a
+        // new connection to a service walks half of the list on average in iptables mode;
+        // first in the list, the measured one would hide what 10k services cost there.
         let mut dest = server.ip;
         let mut measured = None;
         if services > 0 {
@@ -367,43 +370,50 @@ impl LabBackend {
                     vec![ServicePort::tcp(p, p)]
                 }
             };
-            let mut specs = vec![ServiceSpec {
-                ports: ports(port),
-                endpoints: server_ips.clone(),
-            }];
-            for k in 1..services {
-                specs.push(ServiceSpec::tcp(
-                    port,
-                    port,
-                    vec![fillers[(k - 1) % fillers.len()]],
-                ));
-            }
+            let mut specs: Vec<ServiceSpec> = (1..services)
+                .map(|k| ServiceSpec::tcp(port, port, vec![fillers[(k - 1) % fillers.len()]]))
+                .collect();
+            let middle = specs.len().div_ceil(2);
+            specs.insert(
+                middle,
+                ServiceSpec {
+                    ports: ports(port),
+                    endpoints: server_ips.clone(),
+                },
+            );
             let created = lab.add_services(&specs)?;
             lap(&mut phases, "services");
             checks.insert("services".into(), created.len().into());
+            checks.insert("measured_service_index".into(), middle.into());
             if point.topology.path == PathKind::Service {
-                dest = created[0].ip;
-                measured = Some(created[0].clone());
+                dest = created[middle].ip;
+                measured = Some(created[middle].clone());
             }
         }
 
         // Policies: default deny on the server allowing the client, the rest on fillers.
+        // The server's policy goes in the middle for the same reason as the measured
+        // service: iptables dispatches a new connection to its pod's chain by walking one
+        // rule per isolated pod of the node, in the order the policies were written.
         if o.policies > 0 {
-            let mut policies = vec![Policy {
-                target: server.ip,
-                from: client.ip,
-                port: None,
-            }];
-            for i in 1..o.policies as usize {
-                if fillers.is_empty() {
-                    break;
-                }
-                policies.push(Policy {
-                    target: fillers[i % fillers.len()],
-                    from: fillers[(i + 1) % fillers.len()],
-                    port: Some((lab::Protocol::Tcp, port)),
-                });
-            }
+            let mut policies: Vec<Policy> = (1..o.policies as usize)
+                .map_while(|i| {
+                    (!fillers.is_empty()).then(|| Policy {
+                        target: fillers[i % fillers.len()],
+                        from: fillers[(i + 1) % fillers.len()],
+                        port: Some((lab::Protocol::Tcp, port)),
+                    })
+                })
+                .collect();
+            let server_node = lab::plan::node_of(server.ip).unwrap_or(0);
+            policies.insert(
+                lab::plan::middle_of_node(&policies, server_node),
+                Policy {
+                    target: server.ip,
+                    from: client.ip,
+                    port: None,
+                },
+            );
             lab.add_policies(&policies)?;
             lap(&mut phases, "policies");
             checks.insert("policies".into(), lab.policy_count().into());

@@ -908,14 +908,37 @@ fn iptables_accept(p: &Policy) -> String {
     }
 }
 
+/// Where to insert the policy of a new target so that, in iptables mode, its dispatch rule
+/// lands in the middle of those of `node` (one rule per isolated pod, in the order targets
+/// first appear in `policies`): before the first policy of the median target of the node.
+pub fn middle_of_node(policies: &[Policy], node: usize) -> usize {
+    let mut seen = BTreeSet::new();
+    let firsts: Vec<usize> = policies
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| node_of(p.target) == Some(node) && seen.insert(p.target))
+        .map(|(i, _)| i)
+        .collect();
+    firsts
+        .get(firsts.len() / 2)
+        .copied()
+        .unwrap_or(policies.len())
+}
+
 /// Per-pod chains: CNB-POLICY jumps to the target's chain, which accepts each allowed
 /// peer and drops the rest. New chains are declared and end with DROP; rules for pods
 /// that already have a chain are inserted at its top (declaring an existing chain in
 /// `--noflush` mode would flush it).
 pub fn iptables_policies(policies: &[Policy], isolated: &mut BTreeSet<Ipv4Addr>) -> String {
-    let mut by_target: BTreeMap<Ipv4Addr, Vec<&Policy>> = BTreeMap::new();
+    // Targets in the order they first appear: the dispatch rules follow the caller's order.
+    let mut by_target: Vec<(Ipv4Addr, Vec<&Policy>)> = Vec::new();
+    let mut slot: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
     for p in policies {
-        by_target.entry(p.target).or_default().push(p);
+        let i = *slot.entry(p.target).or_insert_with(|| {
+            by_target.push((p.target, Vec::new()));
+            by_target.len() - 1
+        });
+        by_target[i].1.push(p);
     }
     let mut chains = String::new();
     let mut rules = String::new();
@@ -1095,6 +1118,48 @@ mod tests {
         let second = iptables_policies(&[p(pod_ip(0, 1).unwrap())], &mut iso);
         assert!(!second.contains(":CNB-PI-"), "{second}");
         assert!(second.contains("-I CNB-PI-C6124002 1 -s 198.18.32.3/32"));
+    }
+
+    #[test]
+    fn the_measured_pod_is_dispatched_from_the_middle_of_its_node() {
+        // Fillers alternate between two nodes and each is targeted twice, as the lab
+        // writes 2N policies for N filler pods.
+        let fillers: Vec<Ipv4Addr> = (0..20)
+            .map(|k| pod_ip(k % 2, 1 + k as u32 / 2).unwrap())
+            .collect();
+        let mut policies: Vec<Policy> = (0..40)
+            .map(|i| Policy {
+                target: fillers[i % fillers.len()],
+                from: fillers[(i + 1) % fillers.len()],
+                port: Some((Protocol::Tcp, 5201)),
+            })
+            .collect();
+        let server = pod_ip(1, 0).unwrap();
+        let at = middle_of_node(&policies, 1);
+        policies.insert(
+            at,
+            Policy {
+                target: server,
+                from: pod_ip(0, 0).unwrap(),
+                port: None,
+            },
+        );
+        let on_node_1: Vec<Policy> = policies
+            .iter()
+            .copied()
+            .filter(|p| node_of(p.target) == Some(1))
+            .collect();
+        let text = iptables_policies(&on_node_1, &mut BTreeSet::new());
+        let dispatch: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("-A CNB-POLICY -d "))
+            .collect();
+        assert_eq!(dispatch.len(), 11);
+        assert_eq!(
+            dispatch[5],
+            format!("-A CNB-POLICY -d {server}/32 -j {}", policy_chain(server))
+        );
+        assert_eq!(middle_of_node(&[], 1), 0);
     }
 
     fn pods() -> Vec<PodAddr> {
