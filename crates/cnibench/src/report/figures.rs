@@ -4,7 +4,8 @@
 //! In page order: the overview (every point as % of its paired baseline), scale sweeps
 //! (metric against object count, one line per mode, tool and remaining coordinates), the
 //! CPU split per Gbit of both ends, latency distributions (a CDF per scenario and a
-//! percentile plot per point), and every repetition of every point in run order.
+//! percentile plot per point), the loss curve of every UDP point's no-drop rate search,
+//! and every repetition of every point in run order.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -14,7 +15,7 @@ use super::reps::{self, Reps};
 use super::{baseline_for, coords, num};
 use crate::metrics::{self, MetricInfo};
 use crate::results::{Meta, PointSummary, RunSummary};
-use crate::scenario::WorkloadKind;
+use crate::scenario::{Workload, WorkloadKind};
 
 /// Where a figure goes on the page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -27,6 +28,8 @@ pub enum Section {
     Cpu,
     /// CDFs and percentile plots.
     Latency,
+    /// Loss against offered rate of UDP points (their no-drop rate searches).
+    Loss,
     /// Strip plots of every repetition.
     Repetitions,
 }
@@ -39,6 +42,7 @@ impl Section {
             Section::Sweeps => "sweeps",
             Section::Cpu => "cpu",
             Section::Latency => "latency",
+            Section::Loss => "loss",
             Section::Repetitions => "repetitions",
         }
     }
@@ -50,6 +54,7 @@ impl Section {
             Section::Sweeps => "Scale sweeps",
             Section::Cpu => "CPU cost per Gbit",
             Section::Latency => "Latency distributions",
+            Section::Loss => "UDP loss against offered rate",
             Section::Repetitions => "Every repetition",
         }
     }
@@ -145,7 +150,88 @@ pub fn figures(meta: &Meta, run: &RunSummary, reps: &Reps) -> Vec<Figure> {
     out.extend(sweeps(meta, run));
     out.extend(cpu(run, reps));
     out.extend(latency(run, reps));
+    out.extend(loss(run, reps));
     out.extend(repetitions(run, reps));
+    out
+}
+
+/// Per UDP point that searched for its no-drop rate: every trial's loss against its
+/// offered rate, a line per measured repetition, the target loss dashed.
+fn loss(run: &RunSummary, reps: &Reps) -> Vec<Figure> {
+    let mut out = Vec::new();
+    for p in &run.points {
+        let Some(rs) = reps.get(&p.point.id) else {
+            continue;
+        };
+        let curves: Vec<&Vec<metrics::CurvePoint>> = rs
+            .iter()
+            .filter(|r| !r.warmup)
+            .filter_map(|r| r.loss_curve.as_ref())
+            .filter(|c| !c.is_empty())
+            .collect();
+        if curves.is_empty() {
+            continue;
+        }
+        let target = match &p.point.workload {
+            Workload::Stream(s) => s.find_rate.map(|f| f.loss_percent),
+            _ => None,
+        };
+        let series: Vec<Line> = curves
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Line {
+                name: format!("rep {}", i + 1),
+                points: c
+                    .iter()
+                    .map(|t| LinePoint {
+                        x: t.offered_gbps,
+                        y: t.loss_percent,
+                        ci: None,
+                        flagged: false,
+                    })
+                    .collect(),
+                thin: true,
+                color: i,
+            })
+            .collect();
+        let found = p
+            .primary_summary()
+            .map(|m| {
+                format!(
+                    "; the no-drop goodput found: mean {} Gbit/s",
+                    num(m.stats.mean)
+                )
+            })
+            .unwrap_or_default();
+        let m = mark(p);
+        let title = coords(p);
+        out.push(Figure {
+            id: slug(&format!("loss {}", p.point.id)),
+            section: Section::Loss,
+            scenario: p.point.scenario.clone(),
+            caption: format!(
+                "Every trial of the rate search: receiver loss against the offered rate, a line per repetition ({}){}{}{}",
+                curves.len(),
+                target.map(|t| format!("; dashed: the target loss, {}%", num(t))).unwrap_or_default(),
+                found,
+                m.as_ref().map(|m| format!(" · ⚠ {}", m.text)).unwrap_or_default()
+            ),
+            flagged: m.is_some(),
+            small: true,
+            marks: series.iter().map(|s| s.points.len()).sum(),
+            svg: charts::lines(&Lines {
+                title: &title,
+                x_desc: "offered rate (Gbit/s)",
+                y_desc: "loss (%)",
+                series: &series,
+                x_axis: XAxis::Linear,
+                reference: target.map(|t| ("target loss".to_string(), t)),
+                y_from_zero: true,
+                size: charts::SMALL,
+            }),
+            title,
+        });
+    }
     out
 }
 
@@ -708,6 +794,40 @@ mod tests {
             .map(|f| f.id.as_str())
             .collect();
         assert_eq!(flagged.len(), 2, "{flagged:?}");
+    }
+
+    #[test]
+    fn udp_points_plot_every_trial_of_their_rate_search() {
+        let (meta, run, records) = fixtures::run_of_suite(
+            "cni-a",
+            1,
+            "name = \"udp\"\n[[scenario]]\nid = \"udp\"\nkind = \"baseline\"\nworkload = \"udp\"\n[[scenario]]\nid = \"tcp\"\nkind = \"baseline\"\nworkload = \"tcp\"\n",
+        );
+        let reps = reps::from_records(&records);
+        let figs = figures(&meta, &run, &reps);
+        let loss: Vec<&Figure> = figs.iter().filter(|f| f.section == Section::Loss).collect();
+        assert_eq!(loss.len(), 1, "one UDP point, the TCP one has no search");
+        let udp = run
+            .points
+            .iter()
+            .find(|p| p.point.id.contains("udp"))
+            .unwrap();
+        let trials: usize = reps[&udp.point.id]
+            .iter()
+            .filter(|r| !r.warmup)
+            .map(|r| r.loss_curve.as_ref().unwrap().len())
+            .sum();
+        assert!(trials > 4, "{trials} trials");
+        assert_eq!(loss[0].marks, trials, "every measured trial is a mark");
+        assert!(
+            loss[0].caption.contains("dashed: the target loss"),
+            "{}",
+            loss[0].caption
+        );
+        assert!(!loss[0].svg.contains("chart error"));
+        // From a summary alone (no raw JSON) there is no curve and so no figure.
+        let bare = figures(&meta, &run, &reps::from_summary(&run));
+        assert!(bare.iter().all(|f| f.section != Section::Loss));
     }
 
     #[test]

@@ -168,6 +168,7 @@ pub fn render(meta: &Meta, run: &RunSummary, figures: &[Figure]) -> String {
         Section::Sweeps,
         Section::Cpu,
         Section::Latency,
+        Section::Loss,
         Section::Repetitions,
     ] {
         let of: Vec<&Figure> = figures.iter().filter(|f| f.section == section).collect();
@@ -259,6 +260,9 @@ fn empty_note(section: Section) -> &'static str {
         }
         Section::Latency => {
             "No request/response or HTTP point with recorded percentiles (they come from netload's raw JSON)."
+        }
+        Section::Loss => {
+            "No UDP point searched for its no-drop rate (the trials come from netload's raw JSON)."
         }
         Section::Repetitions | Section::Overview => "No measured repetitions.",
     }

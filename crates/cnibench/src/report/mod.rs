@@ -201,8 +201,11 @@ pub(crate) mod fixtures {
 
     /// [`run`] with its records (the fake's raw JSON included).
     pub fn run_with_records(label: &str, seed: u64) -> (Meta, RunSummary, Vec<Record>) {
-        let suite = file::parse(
-            r#"
+        run_of_suite(label, seed, FIXTURE_SUITE)
+    }
+
+    /// The suite of [`run`].
+    const FIXTURE_SUITE: &str = r#"
 name = "fixture"
 [defaults]
 duration = "2s"
@@ -222,10 +225,12 @@ kind = "pod-to-pod-policies"
 pods = 10
 [[scenario]]
 kind = "rr-latency"
-"#,
-            "fixture.toml",
-        )
-        .unwrap();
+"#;
+
+    /// Runs `suite` (TOML) on the fake backend: 5 repetitions a point (the first a warm-up),
+    /// policy points not applicable, the last point failing after 2.
+    pub fn run_of_suite(label: &str, seed: u64, suite: &str) -> (Meta, RunSummary, Vec<Record>) {
+        let suite = file::parse(suite, "fixture.toml").unwrap();
         let points = expand(&suite).unwrap();
         let meta = Meta {
             format_version: crate::results::FORMAT_VERSION,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::metrics::Metrics;
+use crate::metrics::{self, CurvePoint, Metrics};
 use crate::results::{Record, RunSummary};
 
 /// One repetition as the charts see it.
@@ -23,6 +23,8 @@ pub struct Rep {
     pub latency: Option<Percentiles>,
     /// Node CPU per Gbit of both ends.
     pub cpu: Option<CpuSplit>,
+    /// Loss against offered rate, when the repetition searched for a UDP no-drop rate.
+    pub loss_curve: Option<Vec<CurvePoint>>,
 }
 
 /// Percentiles of one repetition's latency histogram, `(quantile, value)` in ascending
@@ -93,6 +95,7 @@ pub fn from_records(records: &[Record]) -> Reps {
                 metrics: r.metrics.clone(),
                 latency: latency(&r.raw),
                 cpu: cpu(&r.raw),
+                loss_curve: metrics::loss_curve(&r.raw),
             });
         }
     }
@@ -114,6 +117,7 @@ pub fn from_summary(run: &RunSummary) -> Reps {
                     .collect(),
                 latency: None,
                 cpu: None,
+                loss_curve: None,
             })
             .collect::<Vec<_>>();
         if !reps.is_empty() {
