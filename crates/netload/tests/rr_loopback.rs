@@ -43,7 +43,9 @@ fn spec(addr: SocketAddr, mode: RrMode) -> RrSpec {
 
 fn check(r: &RrReport) {
     assert!(r.errors.is_empty(), "{:?}", r.errors);
-    assert!(r.transactions > 50, "{}", r.transactions);
+    // How many fit in 0.5 s depends on the machine's load (25 under a parallel build on
+    // 2 cores); the report's consistency does not.
+    assert!(r.transactions > 0, "{}", r.transactions);
     assert_eq!(r.latency.count, r.transactions);
     assert!(r.latency.p50_us > 0.0 && r.latency.p50_us <= r.latency.p99_us);
     assert_eq!(r.intervals.len(), 2, "{:?}", r.intervals);

@@ -537,8 +537,14 @@ fn netns_lab_iperf3_next_to_netload_end_to_end() {
         udp["raw"]["start"]["test_start"]["protocol"], "UDP",
         "raw -J kept"
     );
+    // iperf3's received rate is the metric (30% loss at 100M under a parallel build on 2
+    // cores: the rate itself depends on the machine's load, its source does not).
+    let received = udp["raw"]["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap();
+    let throughput = udp["metrics"]["throughput_gbps"].as_f64().unwrap();
     assert!(
-        udp["metrics"]["throughput_gbps"].as_f64().unwrap() > 0.05,
+        throughput > 0.0 && (throughput - received / 1e9).abs() < 1e-9,
         "{udp}"
     );
     assert!(udp["metrics"]["loss_percent"].is_number() && udp["metrics"]["jitter_ms"].is_number());
