@@ -93,6 +93,17 @@ type RowChart<'a, 'b> =
 
 /// A chart of labelled rows, the first label at the top, over the x range `x`; the mesh
 /// is drawn. Row `i` of `labels` is segment `labels.len() - 1 - i`.
+/// Width of a row chart's label column: its longest label, within bounds.
+fn label_area_px(labels: &[&str]) -> u32 {
+    let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(8) as u32;
+    (longest * 7 + 16).clamp(120, 560)
+}
+
+/// Approximate width of `text` at the label size (sans-serif averages under half an em).
+fn text_px(text: &str) -> f64 {
+    text.chars().count() as f64 * 7.6 + 12.0
+}
+
 fn row_chart<'a, 'b>(
     area: &'a DrawingArea<SVGBackend<'b>, Shift>,
     title: &str,
@@ -101,12 +112,11 @@ fn row_chart<'a, 'b>(
     x: std::ops::Range<f64>,
 ) -> Result<RowChart<'a, 'b>, Box<dyn std::error::Error>> {
     let n = labels.len().max(1);
-    let label_px = labels.iter().map(|l| l.chars().count()).max().unwrap_or(8) as u32 * 7 + 16;
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FONT, TITLE))
         .margin(10)
         .x_label_area_size(40)
-        .y_label_area_size(label_px.clamp(120, 560))
+        .y_label_area_size(label_area_px(labels))
         .build_cartesian_2d(x, (0..n).into_segmented())?;
     chart
         .configure_mesh()
@@ -168,9 +178,19 @@ pub fn hbars(
             // Room on the right for the value text.
             (lo - pad, hi + (hi - lo).abs() * 0.35 + pad)
         } else {
-            // Room on the right for the value text.
-            let top = if hi > 0.0 { hi * 1.6 } else { 1.0 };
-            (lo.min(0.0), top)
+            // Room on the right for each row's value text, which starts where its bar or
+            // whisker ends: x1 such that the text fits in the plot's width.
+            let x0 = lo.min(0.0);
+            let plot_px = f64::from(WIDE - 20 - label_area_px(&labels));
+            let top = rows
+                .iter()
+                .map(|r| {
+                    let end = r.ci.map_or(r.value, |c| c.1.max(r.value));
+                    let share = (text_px(&r.text) / plot_px).min(0.75);
+                    (end - share * x0) / (1.0 - share)
+                })
+                .fold(if hi > 0.0 { hi * 1.1 } else { 1.0 }, f64::max);
+            (x0, top)
         };
         let mut chart = row_chart(root, title, x_desc, &labels, x0..x1)?;
         let row = |i: usize| n - 1 - i;
