@@ -13,15 +13,15 @@
 //! - [`stationarity`]: level shifts, trends and two modes in a point's repetitions (pure);
 //! - [`metrics`]: metric catalogue and extraction from netload's JSON (pure);
 //! - [`results`]: run directory, `meta.json`, `results.jsonl`, `summary.json`, resume;
-//! - [`backend`]: the `Backend` trait, the `fake` and `loopback` backends;
+//! - [`backend`]: the `Backend` trait and one folder per backend: `fake`, `loopback`,
+//!   `lab` (a small cluster of network namespaces on this host: datapath, services,
+//!   policies, self-checks, clean-up), `kube` (Kubernetes objects, rendering and the
+//!   cluster backend's operations); `backend::tool` drives netload and iperf3;
 //! - [`carryover`]: what a repetition starts from (`TIME_WAIT` sockets, conntrack entries);
 //! - [`runner`]: the repetition loop; cancellation (Ctrl-C) through [`backend::Cancel`];
 //! - [`scaling`]: every scale point as a ratio to the smallest of its sweep, with CIs (pure);
 //! - [`progress`]: indicatif progress bars (a [`runner::Observer`]);
 //! - [`report`]: renderers returning strings (pure), `compare`, iperf3 import;
-//! - [`lab`]: a small cluster of network namespaces on this host (datapath, services,
-//!   policies, self-checks, clean-up);
-//! - [`kube`]: Kubernetes objects, rendering and the cluster backend's operations;
 //! - [`host`]: host facts for `meta.json`;
 //! - [`child`]: started processes die with cnibench; ending what a killed run left;
 //! - [`clock`]: the one owner of time.
@@ -33,8 +33,6 @@ pub mod carryover;
 pub mod child;
 pub mod clock;
 pub mod host;
-pub mod kube;
-pub mod lab;
 pub mod metrics;
 pub mod plan;
 pub mod progress;

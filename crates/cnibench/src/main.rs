@@ -11,13 +11,13 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use cnibench::backend::fake::{FailAt, FakeBackend};
-use cnibench::backend::iperf3;
-use cnibench::backend::lab::{LabBackend, LabOptions};
+use cnibench::backend::kube::adapter::{KubeBackend, KubeOptions};
+use cnibench::backend::kube::cluster::Tuning;
+use cnibench::backend::kube::objects::ServiceMode;
+use cnibench::backend::lab::adapter::{LabBackend, LabOptions};
 use cnibench::backend::loopback::{LoopbackBackend, locate_netload};
+use cnibench::backend::tool::iperf3;
 use cnibench::backend::{Backend, Cancel, Readiness};
-use cnibench::kube::backend::{KubeBackend, KubeOptions};
-use cnibench::kube::cluster::Tuning;
-use cnibench::kube::objects::ServiceMode;
 use cnibench::results::{LoadedRun, Meta, RunDir};
 use cnibench::runner::{self, RunConfig};
 use cnibench::stats::StopRule;
@@ -98,7 +98,7 @@ struct RenderArgs {
     #[arg(long)]
     out: PathBuf,
     /// The netload image.
-    #[arg(long, default_value_t = cnibench::kube::objects::default_image())]
+    #[arg(long, default_value_t = cnibench::backend::kube::objects::default_image())]
     image: String,
     /// How filler services get endpoints (selector, endpointslice).
     #[arg(long, value_enum, default_value = "endpointslice")]
@@ -148,13 +148,13 @@ struct BackendArgs {
     backend: Option<BackendKind>,
     /// Lab: inter-node datapath (routed, vxlan).
     #[arg(long, default_value = "routed")]
-    profile: cnibench::lab::Profile,
+    profile: cnibench::backend::lab::Profile,
     /// Lab: service implementation (iptables, nftables, ipvs).
     #[arg(long, default_value = "iptables")]
-    proxy: cnibench::lab::ProxyMode,
+    proxy: cnibench::backend::lab::ProxyMode,
     /// Lab: network policy implementation (iptables, nftables).
     #[arg(long, default_value = "iptables")]
-    policy_mode: cnibench::lab::PolicyMode,
+    policy_mode: cnibench::backend::lab::PolicyMode,
     /// Lab: underlay MTU in bytes (pods get it less 50 with vxlan).
     #[arg(long, default_value_t = 1500)]
     mtu: u32,
@@ -165,7 +165,7 @@ struct BackendArgs {
     #[command(flatten)]
     kube: KubeArgs,
     /// Kube: the netload image.
-    #[arg(long, default_value_t = cnibench::kube::objects::default_image())]
+    #[arg(long, default_value_t = cnibench::backend::kube::objects::default_image())]
     image: String,
     /// Kube: how filler services get endpoints (selector: they select the server pods;
     /// endpointslice: selectorless, with EndpointSlices cnibench writes).
@@ -396,7 +396,7 @@ fn rule(a: &RuleArgs) -> Result<StopRule> {
 /// The backend `--backend` names; without it, lab as root and loopback otherwise.
 fn backend_kind(a: &BackendArgs) -> BackendKind {
     a.backend.unwrap_or_else(|| {
-        if cnibench::lab::check_root().is_ok() {
+        if cnibench::backend::lab::check_root().is_ok() {
             BackendKind::Lab
         } else {
             BackendKind::Loopback
@@ -494,7 +494,7 @@ fn cmd_clean(a: &CleanArgs) -> Result<()> {
     let run_id = if a.all { None } else { a.run_id.as_deref() };
     let removed = match a.backend {
         CleanBackend::Lab => {
-            let cleaned = cnibench::backend::lab::clean(run_id)?;
+            let cleaned = cnibench::backend::lab::adapter::clean(run_id)?;
             for e in &cleaned.ended {
                 println!(
                     "ended process {} ({}{})",
@@ -510,14 +510,15 @@ fn cmd_clean(a: &CleanArgs) -> Result<()> {
             cleaned.namespaces
         }
         CleanBackend::Kube => {
-            let rt = cnibench::kube::backend::runtime()?;
+            let rt = cnibench::backend::kube::adapter::runtime()?;
             rt.block_on(async {
-                let (client, _) = cnibench::kube::backend::connect(
+                let (client, _) = cnibench::backend::kube::adapter::connect(
                     a.kube.kubeconfig.as_deref(),
                     a.kube.context.as_deref(),
                 )
                 .await?;
-                cnibench::kube::backend::clean(&client, run_id, &Tuning::default(), true).await
+                cnibench::backend::kube::adapter::clean(&client, run_id, &Tuning::default(), true)
+                    .await
             })
             .context("kube clean")?
         }
@@ -537,9 +538,10 @@ fn cmd_clean(a: &CleanArgs) -> Result<()> {
 fn cmd_render(a: &RenderArgs) -> Result<()> {
     let suite = load_suite(&a.suite)?;
     let points = suite::expand(&suite)?;
-    let settings = cnibench::kube::render::render_settings(a.image.clone(), a.service_mode);
-    let files = cnibench::kube::render::render(&suite.name, &points, &settings)?;
-    cnibench::kube::render::write(&a.out, &files)?;
+    let settings =
+        cnibench::backend::kube::render::render_settings(a.image.clone(), a.service_mode);
+    let files = cnibench::backend::kube::render::render(&suite.name, &points, &settings)?;
+    cnibench::backend::kube::render::write(&a.out, &files)?;
     let bytes: usize = files.iter().map(|f| f.text.len()).sum();
     eprintln!(
         "wrote {} files ({} points, {:.1} MB) under {}",
@@ -580,13 +582,15 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
                 },
                 (None, BackendKind::Lab) => match lab_options(&a.backend) {
                     Ok(o) => match iperf3::applicability(p) {
-                        Readiness::Ready => cnibench::backend::lab::applicability(p, &o),
+                        Readiness::Ready => cnibench::backend::lab::adapter::applicability(p, &o),
                         na @ Readiness::NotApplicable(_) => na,
                     },
                     Err(e) => Readiness::NotApplicable(e.to_string()),
                 },
                 (None, BackendKind::Fake) => iperf3::applicability(p),
-                (None, BackendKind::Kube) => cnibench::kube::backend::tool_applicability(p),
+                (None, BackendKind::Kube) => {
+                    cnibench::backend::kube::adapter::tool_applicability(p)
+                }
             };
             match readiness {
                 Readiness::NotApplicable(why) => Some(format!("not applicable: {why}")),
@@ -603,7 +607,11 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
             || match kind {
                 // The estimate needs no cluster.
                 BackendKind::Kube => (
-                    cnibench::kube::backend::setup_estimate(previous, p, a.backend.service_mode),
+                    cnibench::backend::kube::adapter::setup_estimate(
+                        previous,
+                        p,
+                        a.backend.service_mode,
+                    ),
                     Duration::from_millis(300),
                 ),
                 _ => (Duration::ZERO, Duration::from_millis(200)),
@@ -618,7 +626,7 @@ fn cmd_plan(a: &PlanArgs) -> Result<()> {
     let finish = match (&backend, kind) {
         (Some(b), _) => b.finish_estimate(previous),
         (None, BackendKind::Kube) => {
-            cnibench::kube::backend::finish_estimate(previous, a.backend.service_mode)
+            cnibench::backend::kube::adapter::finish_estimate(previous, a.backend.service_mode)
         }
         (None, _) => Duration::ZERO,
     };

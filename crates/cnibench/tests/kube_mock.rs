@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cnibench::backend::fake::FakeBackend;
+use cnibench::backend::kube::adapter::{Driver, KubeBackend};
+use cnibench::backend::kube::cluster::{
+    self, BoxFuture, Exec, ExecOutput, InFlight, KubeError, Tuning,
+};
+use cnibench::backend::kube::objects::ServiceMode;
+use cnibench::backend::kube::preflight::{self, ClusterInfo};
 use cnibench::backend::{Backend, Cancel, Readiness};
-use cnibench::kube::backend::{Driver, KubeBackend};
-use cnibench::kube::cluster::{self, BoxFuture, Exec, ExecOutput, InFlight, KubeError, Tuning};
-use cnibench::kube::objects::ServiceMode;
-use cnibench::kube::preflight::{self, ClusterInfo};
 use cnibench::scenario::Point;
 use cnibench::suite::{expand, presets};
 use http::{Method, Request, Response};
@@ -237,7 +239,7 @@ fn mocked_in(
     cancel: Cancel,
     mode: ServiceMode,
 ) -> (KubeBackend, ApiServer, Arc<FakeExec>) {
-    let rt = cnibench::kube::backend::runtime().unwrap();
+    let rt = cnibench::backend::kube::adapter::runtime().unwrap();
     let (client, api) = {
         let _guard = rt.enter();
         mock_client()
@@ -1045,7 +1047,7 @@ async fn ten_thousand_services_respect_the_concurrency() {
         }
         names.len()
     });
-    let s = cnibench::kube::objects::Settings {
+    let s = cnibench::backend::kube::objects::Settings {
         run: "t1".into(),
         image: "img:1".into(),
         server_node: "w1".into(),
@@ -1054,7 +1056,7 @@ async fn ten_thousand_services_respect_the_concurrency() {
         tolerations: Vec::new(),
     };
     let svcs: Vec<Service> = (1..=10_000)
-        .map(|k| cnibench::kube::objects::filler_service(&s, k).0)
+        .map(|k| cnibench::backend::kube::objects::filler_service(&s, k).0)
         .collect();
     let in_flight = InFlight::default();
     let bar = indicatif::ProgressBar::hidden();
@@ -1076,7 +1078,7 @@ async fn missing_permissions_are_named() {
     let (client, mut api) = mock_client();
     let server = tokio::spawn(async move {
         serve_version(&mut api).await;
-        for p in cnibench::kube::rbac::PERMISSIONS {
+        for p in cnibench::backend::kube::rbac::PERMISSIONS {
             let s = api
                 .expect(
                     Method::POST,
@@ -1118,7 +1120,7 @@ async fn preflight_records_nodes_cni_and_proxy() {
     let (client, mut api) = mock_client();
     let server = tokio::spawn(async move {
         serve_version(&mut api).await;
-        for _ in cnibench::kube::rbac::PERMISSIONS {
+        for _ in cnibench::backend::kube::rbac::PERMISSIONS {
             let s = api.next().await;
             let mut r = s.body.clone();
             r["status"] = json!({"allowed": true});

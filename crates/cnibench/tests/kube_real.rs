@@ -632,7 +632,7 @@ fn kube_real_run_creates_every_object_kind_as_the_cnibench_user() {
 #[test]
 #[ignore = "needs the test control plane: bash scripts/test-kube.sh"]
 fn kube_real_restricted_pod_security_admits_cnibench_pods_only() {
-    use cnibench::kube::objects;
+    use cnibench::backend::kube::objects;
     let rt = runtime();
     let user = rt.block_on(client_of(&user_kubeconfig()));
     let points =
@@ -923,8 +923,8 @@ fn scale_sizes() -> (u32, u32) {
 #[ignore = "needs the test control plane and minutes: bash scripts/test-kube.sh --scale"]
 fn kube_real_scale_services_and_policies() {
     use cnibench::backend::Cancel;
-    use cnibench::kube::cluster::{self, InFlight, Tuning};
-    use cnibench::kube::objects;
+    use cnibench::backend::kube::cluster::{self, InFlight, Tuning};
+    use cnibench::backend::kube::objects;
     let rt = runtime();
     let user = rt.block_on(client_of(&user_kubeconfig()));
     let (n_services, n_policies) = scale_sizes();

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use cnibench::lab::{
+use cnibench::backend::lab::{
     self, CleanScope, CounterDelta, Lab, LabError, LabSpec, PathCounter, PodSpec, Policy,
     PolicyMode, ProbeOutcome, Profile, Protocol, ProxyMode, ServicePort, ServiceSpec, Target,
 };

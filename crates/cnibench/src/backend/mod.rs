@@ -1,18 +1,23 @@
 //! Where points run: the [`Backend`] trait and its implementations.
 //!
+//! One folder per backend, each holding its adapter and its internals:
+//!
 //! - [`fake`]: deterministic seeded results, no privileges; drives end-to-end tests;
 //! - [`loopback`]: real `netload` processes on 127.0.0.1; points that need topology or
-//!   cluster objects are reported as not applicable.
-//!
+//!   cluster objects are reported as not applicable;
 //! - [`lab`]: real `netload` processes in a lab of network namespaces per point (root);
-//! - [`iperf3`]: iperf3 as the alternative stream tool of loopback and lab (`--tool`).
+//!   the datapath library and [`lab::adapter`];
+//! - [`kube`]: real pods on a Kubernetes cluster through kube-rs; objects, rendering,
+//!   API operations and [`kube::adapter`].
 //!
-//! - kube ([`crate::kube::backend`]): real pods on a Kubernetes cluster through kube-rs.
+//! [`tool`] drives the tools the backends run (processes, netload, iperf3); it imports no
+//! backend.
 
 pub mod fake;
-pub mod iperf3;
+pub mod kube;
 pub mod lab;
 pub mod loopback;
+pub mod tool;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

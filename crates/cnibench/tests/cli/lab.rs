@@ -273,7 +273,7 @@ struct CleanOnDrop(Option<String>);
 impl Drop for CleanOnDrop {
     fn drop(&mut self) {
         if let Some(id) = &self.0 {
-            let _ = cnibench::backend::lab::clean(Some(id));
+            let _ = cnibench::backend::lab::adapter::clean(Some(id));
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The lab backend: every point in its own small "cluster" of network namespaces on this
-//! host ([`crate::lab`]), with real netload processes inside the pod (or node) namespaces.
+//! host ([`crate::backend::lab`]), with real netload processes inside the pod (or node) namespaces.
 //!
 //! Per point, [`LabBackend::prepare`] builds a [`Lab`] (nodes, client and server pods
 //! placed per the point, services, filler pods and policies), runs the self-checks and
@@ -24,7 +24,7 @@
 //! `policies`, `self_checks`); the runner records the whole prepare per point.
 //!
 //! With `tool = iperf3` a stream point runs `iperf3 -s -1` and `iperf3 -c ... -J` in the
-//! same namespaces, on the same port and path (see [`super::iperf3`]).
+//! same namespaces, on the same port and path (see [`crate::backend::tool::iperf3`]).
 //!
 //! Repetitions start the server in the server's namespace with `ip netns exec`, wait until
 //! the kernel lists its port as listening in that namespace (`/proc/<pid>/net/tcp`), then
@@ -36,18 +36,18 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::loopback::{Proc, client_outcome, finish_client, listening_in, tail};
-use super::{
+use crate::backend::lab::check::ProbeOutcome;
+use crate::backend::lab::plan::{Policy, ServicePort};
+use crate::backend::lab::{
+    self, CounterDelta, Lab, LabError, LabSpec, PathCounter, PodSpec, PolicyMode, Profile,
+    ProxyMode, ServiceSpec, Target,
+};
+use crate::backend::loopback::{Proc, client_outcome, finish_client, listening_in, tail};
+use crate::backend::{
     Backend, BackendError, Cancel, Readiness, RepOutcome, http_args, rr_args, stream_args,
 };
 use crate::carryover::StartState;
 use crate::clock;
-use crate::lab::check::ProbeOutcome;
-use crate::lab::plan::{Policy, ServicePort};
-use crate::lab::{
-    self, CounterDelta, Lab, LabError, LabSpec, PathCounter, PodSpec, PolicyMode, Profile,
-    ProxyMode, ServiceSpec, Target,
-};
 use crate::scenario::{PathKind, Placement, Point, Tool, Workload};
 
 /// Port of the measured server (netload control and data, TCP and UDP).
@@ -227,7 +227,7 @@ impl LabBackend {
     }
 
     /// Measures the points whose tool is iperf3 with this binary (see
-    /// [`super::iperf3::locate`]).
+    /// [`crate::backend::tool::iperf3::locate`]).
     #[must_use]
     pub fn with_iperf3(mut self, iperf3: (PathBuf, String)) -> Self {
         self.iperf3 = Some(iperf3);
@@ -623,7 +623,7 @@ fn listening_pid(pid: u32, port: u16) -> bool {
 
 /// Whether the lab can run `point` with `opts` (before building anything).
 pub fn applicability(point: &Point, opts: &LabOptions) -> Readiness {
-    if let na @ Readiness::NotApplicable(_) = super::iperf3::applicability(point) {
+    if let na @ Readiness::NotApplicable(_) = crate::backend::tool::iperf3::applicability(point) {
         return na;
     }
     if point.topology.placement == Placement::Inter && opts.nodes < 2 {
@@ -644,7 +644,11 @@ impl Backend for LabBackend {
     }
 
     fn tools(&self) -> BTreeMap<String, String> {
-        let mut t = super::iperf3::local_tools(&self.version, &self.netload, self.iperf3.as_ref());
+        let mut t = crate::backend::tool::iperf3::local_tools(
+            &self.version,
+            &self.netload,
+            self.iperf3.as_ref(),
+        );
         t.extend([
             ("lab_profile".to_string(), self.opts.profile.to_string()),
             ("lab_proxy".to_string(), self.opts.proxy.to_string()),
@@ -742,7 +746,7 @@ impl Backend for LabBackend {
             return Ok(None);
         };
         let time_wait = |ns: &str| -> Result<Option<u64>, BackendError> {
-            crate::lab::run_in(ns, crate::carryover::time_wait_sockets)
+            crate::backend::lab::run_in(ns, crate::carryover::time_wait_sockets)
                 .map_err(|e| lab_err("cannot count TIME_WAIT sockets", &e))
         };
         let tracked = |lab: &Lab| {
@@ -788,8 +792,8 @@ impl Backend for LabBackend {
         let bind = st.server.ip.to_string();
         let host = st.dest.to_string();
         if let (Tool::Iperf3, Workload::Stream(s)) = (point.tool, &point.workload) {
-            let binary = &super::iperf3::configured(self.iperf3.as_ref())?.0;
-            let ends = super::iperf3::Ends {
+            let binary = &crate::backend::tool::iperf3::configured(self.iperf3.as_ref())?.0;
+            let ends = crate::backend::tool::iperf3::Ends {
                 binary,
                 server_prefix: &Self::prefix(&st.server_ns),
                 client_prefix: &Self::prefix(&st.client_ns),
@@ -799,7 +803,7 @@ impl Backend for LabBackend {
                 run_id: Some(&self.run_id),
             };
             let RepOutcome { metrics, mut raw } =
-                super::iperf3::run_rep(&ends, s, point, cancel, |pid| {
+                crate::backend::tool::iperf3::run_rep(&ends, s, point, cancel, |pid| {
                     listening_pid(pid, SERVER_PORT)
                 })?;
             if let Some(obj) = raw.as_object_mut() {
@@ -818,7 +822,7 @@ impl Backend for LabBackend {
                     "--rr-port".into(),
                     "0".into(),
                 ];
-                if super::serves_one_test(s) {
+                if crate::backend::serves_one_test(s) {
                     args.push("--once".into());
                 }
                 let mut p = self.spawn(&st.server_ns, &args, false)?;
@@ -826,7 +830,7 @@ impl Backend for LabBackend {
                 (Some(p), stream_args(s, &host, SERVER_PORT))
             }
             Workload::Rr(r) => {
-                let args = super::rr_server_args(&bind, RR_PORT);
+                let args = crate::backend::rr_server_args(&bind, RR_PORT);
                 let mut p = self.spawn(&st.server_ns, &args, false)?;
                 Self::wait_listening(&mut p, RR_PORT, cancel)?;
                 (Some(p), rr_args(r, &host, RR_PORT))
@@ -837,7 +841,7 @@ impl Backend for LabBackend {
         let mut client = self.spawn(&st.client_ns, &client_args, true)?;
         let (out, err) = finish_client(&mut client, point, cancel)?;
         if let (Some(p), Workload::Stream(s)) = (server.as_mut(), &point.workload)
-            && super::serves_one_test(s)
+            && crate::backend::serves_one_test(s)
         {
             let _ = p.wait(Duration::from_secs(5), cancel);
         }

@@ -7,9 +7,9 @@
 //!   its request-count model);
 //! - [`cluster`]: API requests with retries and bounded concurrency, watches, exec;
 //! - [`preflight`]: reachability, RBAC, nodes, CNI and kube-proxy detection;
-//! - [`backend`]: the [`crate::backend::Backend`] implementation and `clean`.
+//! - [`adapter`]: the [`crate::backend::Backend`] implementation and `clean`.
 
-pub mod backend;
+pub mod adapter;
 pub mod cluster;
 pub mod objects;
 pub mod preflight;

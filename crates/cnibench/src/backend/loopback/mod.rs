@@ -414,7 +414,7 @@ impl LoopbackBackend {
     }
 
     /// Measures the points whose tool is iperf3 with this binary (see
-    /// [`super::iperf3::locate`]).
+    /// [`super::tool::iperf3::locate`]).
     #[must_use]
     pub fn with_iperf3(mut self, iperf3: (PathBuf, String)) -> Self {
         self.iperf3 = Some(iperf3);
@@ -446,7 +446,7 @@ impl Backend for LoopbackBackend {
     }
 
     fn tools(&self) -> BTreeMap<String, String> {
-        super::iperf3::local_tools(&self.version, &self.netload, self.iperf3.as_ref())
+        super::tool::iperf3::local_tools(&self.version, &self.netload, self.iperf3.as_ref())
     }
 
     fn rep_overhead(&self) -> Duration {
@@ -454,7 +454,7 @@ impl Backend for LoopbackBackend {
     }
 
     fn applicability(&self, point: &Point) -> Readiness {
-        match super::iperf3::applicability(point) {
+        match super::tool::iperf3::applicability(point) {
             Readiness::Ready => applicability(point),
             na @ Readiness::NotApplicable(_) => na,
         }
@@ -497,8 +497,8 @@ impl Backend for LoopbackBackend {
         let port = free_port()?;
         let host = "127.0.0.1";
         if let (Tool::Iperf3, Workload::Stream(s)) = (point.tool, &point.workload) {
-            let binary = &super::iperf3::configured(self.iperf3.as_ref())?.0;
-            let ends = super::iperf3::Ends {
+            let binary = &super::tool::iperf3::configured(self.iperf3.as_ref())?.0;
+            let ends = super::tool::iperf3::Ends {
                 binary,
                 server_prefix: &[],
                 client_prefix: &[],
@@ -507,7 +507,7 @@ impl Backend for LoopbackBackend {
                 port,
                 run_id: None,
             };
-            return super::iperf3::run_rep(&ends, s, point, cancel, |_| {
+            return super::tool::iperf3::run_rep(&ends, s, point, cancel, |_| {
                 listening(port).unwrap_or(false)
             });
         }

@@ -359,7 +359,7 @@ impl Backend for FakeBackend {
     }
 
     fn applicability(&self, point: &Point) -> Readiness {
-        super::iperf3::applicability(point)
+        super::tool::iperf3::applicability(point)
     }
 
     fn prepare(&mut self, point: &Point) -> Result<Readiness, BackendError> {

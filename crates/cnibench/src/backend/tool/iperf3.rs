@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::loopback::{Proc, tail};
-use super::{BackendError, Cancel, Readiness, RepOutcome};
+use crate::backend::loopback::{Proc, tail};
+use crate::backend::{BackendError, Cancel, Readiness, RepOutcome};
 use crate::metrics;
 use crate::scenario::{Direction, Point, StreamWorkload, Tool, Workload, Zerocopy};
 
@@ -52,7 +52,7 @@ pub fn client_args(s: &StreamWorkload, host: &str, port: u16) -> Result<Vec<Stri
     if let Some(l) = s.length {
         a.extend(["-l".into(), l.0.to_string()]);
     }
-    if let Some((client, server)) = super::stream_cores(s) {
+    if let Some((client, server)) = crate::backend::stream_cores(s) {
         a.extend(["-A".into(), format!("{client},{server}")]);
     }
     if let Some(w) = s.window {
