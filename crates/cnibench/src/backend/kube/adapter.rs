@@ -42,10 +42,9 @@ use super::objects::{
 };
 use super::preflight::{self, ClusterInfo};
 use super::reconcile::{self, Change, Level};
-use crate::backend::loopback::{client_outcome, tail};
-use crate::backend::{
-    Backend, BackendError, Cancel, Readiness, RepOutcome, http_args, rr_args, stream_args,
-};
+use crate::backend::tool::netload::{client_outcome, http_args, rr_args, stream_args};
+use crate::backend::tool::proc::tail;
+use crate::backend::{Backend, BackendError, Cancel, Readiness, RepOutcome};
 use crate::scenario::{PathKind, Placement, Point, Tool, Workload};
 
 /// The run-wide choices of `cnibench run --backend kube`.

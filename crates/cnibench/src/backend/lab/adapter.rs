@@ -42,10 +42,13 @@ use crate::backend::lab::{
     self, CounterDelta, Lab, LabError, LabSpec, PathCounter, PodSpec, PolicyMode, Profile,
     ProxyMode, ServiceSpec, Target,
 };
-use crate::backend::loopback::{Proc, client_outcome, finish_client, listening_in, tail};
-use crate::backend::{
-    Backend, BackendError, Cancel, Readiness, RepOutcome, http_args, rr_args, stream_args,
+use crate::backend::tool::netload::{
+    self, client_outcome, finish_client, http_args, rr_args, rr_server_args, serves_one_test,
+    stream_args,
 };
+use crate::backend::tool::proc::{Proc, listening_pid};
+use crate::backend::tool::{LocalTools, iperf3};
+use crate::backend::{Backend, BackendError, Cancel, Readiness, RepOutcome};
 use crate::carryover::StartState;
 use crate::clock;
 use crate::scenario::{PathKind, Placement, Point, Tool, Workload};
@@ -166,9 +169,7 @@ struct Prepared {
 
 /// The lab backend.
 pub struct LabBackend {
-    netload: PathBuf,
-    version: String,
-    iperf3: Option<(PathBuf, String)>,
+    tools: LocalTools,
     opts: LabOptions,
     lab_id: String,
     /// The cnibench run id, in every started process's environment.
@@ -179,7 +180,7 @@ pub struct LabBackend {
 impl std::fmt::Debug for LabBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LabBackend")
-            .field("netload", &self.netload)
+            .field("netload", &self.tools.netload)
             .field("opts", &self.opts)
             .field("lab_id", &self.lab_id)
             .field("prepared", &self.state.is_some())
@@ -207,18 +208,8 @@ impl LabBackend {
                 other => other.to_string(),
             },
         })?;
-        let mut p = Proc::spawn_in(&[], None, &netload, &["--version".into()], true)?;
-        let status = p.wait(Duration::from_secs(10), &Cancel::default())?;
-        let (out, err) = p.output();
-        let version = if status.success() && !out.trim().is_empty() {
-            out.trim().to_string()
-        } else {
-            format!("unknown ({})", tail(&err))
-        };
         Ok(LabBackend {
-            netload,
-            version,
-            iperf3: None,
+            tools: LocalTools::new(netload)?,
             opts,
             lab_id: lab_run_id(run_id),
             run_id: run_id.to_string(),
@@ -226,11 +217,10 @@ impl LabBackend {
         })
     }
 
-    /// Measures the points whose tool is iperf3 with this binary (see
-    /// [`crate::backend::tool::iperf3::locate`]).
+    /// Measures the points whose tool is iperf3 with this binary (see [`iperf3::locate`]).
     #[must_use]
     pub fn with_iperf3(mut self, iperf3: (PathBuf, String)) -> Self {
-        self.iperf3 = Some(iperf3);
+        self.tools.iperf3 = Some(iperf3);
         self
     }
 
@@ -257,10 +247,10 @@ impl LabBackend {
     }
 
     fn spawn(&self, netns: &str, args: &[String], capture: bool) -> Result<Proc, BackendError> {
-        Proc::spawn_in(
+        netload::spawn(
             &Self::prefix(netns),
             Some(&self.run_id),
-            &self.netload,
+            &self.tools.netload,
             args,
             capture,
         )
@@ -609,21 +599,9 @@ fn deltas_json(deltas: &[CounterDelta]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Whether process `pid` sees a socket listening on `port` in its own network namespace
-/// (`/proc/<pid>/net/tcp` is per namespace).
-fn listening_pid(pid: u32, port: u16) -> bool {
-    [
-        format!("/proc/{pid}/net/tcp"),
-        format!("/proc/{pid}/net/tcp6"),
-    ]
-    .iter()
-    .filter_map(|t| std::fs::read_to_string(t).ok())
-    .any(|t| listening_in(&t, port))
-}
-
 /// Whether the lab can run `point` with `opts` (before building anything).
 pub fn applicability(point: &Point, opts: &LabOptions) -> Readiness {
-    if let na @ Readiness::NotApplicable(_) = crate::backend::tool::iperf3::applicability(point) {
+    if let na @ Readiness::NotApplicable(_) = iperf3::applicability(point) {
         return na;
     }
     if point.topology.placement == Placement::Inter && opts.nodes < 2 {
@@ -644,11 +622,7 @@ impl Backend for LabBackend {
     }
 
     fn tools(&self) -> BTreeMap<String, String> {
-        let mut t = crate::backend::tool::iperf3::local_tools(
-            &self.version,
-            &self.netload,
-            self.iperf3.as_ref(),
-        );
+        let mut t = self.tools.meta();
         t.extend([
             ("lab_profile".to_string(), self.opts.profile.to_string()),
             ("lab_proxy".to_string(), self.opts.proxy.to_string()),
@@ -725,10 +699,10 @@ impl Backend for LabBackend {
                     "--replica".into(),
                     pod.clone(),
                 ];
-                let mut p = Proc::spawn_in(
+                let mut p = netload::spawn(
                     &Self::prefix(&ns),
                     Some(&self.run_id),
-                    &self.netload,
+                    &self.tools.netload,
                     &args,
                     false,
                 )?;
@@ -792,8 +766,8 @@ impl Backend for LabBackend {
         let bind = st.server.ip.to_string();
         let host = st.dest.to_string();
         if let (Tool::Iperf3, Workload::Stream(s)) = (point.tool, &point.workload) {
-            let binary = &crate::backend::tool::iperf3::configured(self.iperf3.as_ref())?.0;
-            let ends = crate::backend::tool::iperf3::Ends {
+            let binary = self.tools.iperf3()?;
+            let ends = iperf3::Ends {
                 binary,
                 server_prefix: &Self::prefix(&st.server_ns),
                 client_prefix: &Self::prefix(&st.client_ns),
@@ -803,7 +777,7 @@ impl Backend for LabBackend {
                 run_id: Some(&self.run_id),
             };
             let RepOutcome { metrics, mut raw } =
-                crate::backend::tool::iperf3::run_rep(&ends, s, point, cancel, |pid| {
+                iperf3::run_rep(&ends, s, point, cancel, |pid| {
                     listening_pid(pid, SERVER_PORT)
                 })?;
             if let Some(obj) = raw.as_object_mut() {
@@ -822,7 +796,7 @@ impl Backend for LabBackend {
                     "--rr-port".into(),
                     "0".into(),
                 ];
-                if crate::backend::serves_one_test(s) {
+                if serves_one_test(s) {
                     args.push("--once".into());
                 }
                 let mut p = self.spawn(&st.server_ns, &args, false)?;
@@ -830,7 +804,7 @@ impl Backend for LabBackend {
                 (Some(p), stream_args(s, &host, SERVER_PORT))
             }
             Workload::Rr(r) => {
-                let args = crate::backend::rr_server_args(&bind, RR_PORT);
+                let args = rr_server_args(&bind, RR_PORT);
                 let mut p = self.spawn(&st.server_ns, &args, false)?;
                 Self::wait_listening(&mut p, RR_PORT, cancel)?;
                 (Some(p), rr_args(r, &host, RR_PORT))
@@ -841,7 +815,7 @@ impl Backend for LabBackend {
         let mut client = self.spawn(&st.client_ns, &client_args, true)?;
         let (out, err) = finish_client(&mut client, point, cancel)?;
         if let (Some(p), Workload::Stream(s)) = (server.as_mut(), &point.workload)
-            && crate::backend::serves_one_test(s)
+            && serves_one_test(s)
         {
             let _ = p.wait(Duration::from_secs(5), cancel);
         }

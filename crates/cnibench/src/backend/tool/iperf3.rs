@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::backend::loopback::{Proc, tail};
+use super::proc::{self, Proc, tail};
 use crate::backend::{BackendError, Cancel, Readiness, RepOutcome};
 use crate::metrics;
 use crate::scenario::{Direction, Point, StreamWorkload, Tool, Workload, Zerocopy};
@@ -52,7 +52,7 @@ pub fn client_args(s: &StreamWorkload, host: &str, port: u16) -> Result<Vec<Stri
     if let Some(l) = s.length {
         a.extend(["-l".into(), l.0.to_string()]);
     }
-    if let Some((client, server)) = crate::backend::stream_cores(s) {
+    if let Some((client, server)) = super::stream_cores(s) {
         a.extend(["-A".into(), format!("{client},{server}")]);
     }
     if let Some(w) = s.window {
@@ -143,42 +143,8 @@ pub fn locate(explicit: Option<&Path>) -> Result<(PathBuf, String), BackendError
                 detail: "not on PATH; install it (`apt-get install iperf3`, as scripts/deps.sh does) or pass --iperf3 PATH".into(),
             })?,
     };
-    let mut p = Proc::spawn_tool(&[], None, "iperf3", &path, &["--version".into()], true)?;
-    let status = p.wait(Duration::from_secs(10), &Cancel::default())?;
-    let (out, err) = p.output();
-    let version = match out.lines().next() {
-        Some(line) if status.success() && !line.trim().is_empty() => line.trim().to_string(),
-        _ => format!("unknown ({})", tail(&err)),
-    };
+    let version = proc::version("iperf3", &path, |out| out.lines().next())?;
     Ok((path, version))
-}
-
-/// The tools of a backend that runs local processes, for `meta.json`: netload's version and
-/// path, and iperf3's when it has one.
-pub(crate) fn local_tools(
-    netload_version: &str,
-    netload: &std::path::Path,
-    iperf3: Option<&(PathBuf, String)>,
-) -> std::collections::BTreeMap<String, String> {
-    let mut tools = std::collections::BTreeMap::from([
-        ("netload".to_string(), netload_version.to_string()),
-        ("netload_path".to_string(), netload.display().to_string()),
-    ]);
-    if let Some((path, version)) = iperf3 {
-        tools.insert("iperf3".into(), version.clone());
-        tools.insert("iperf3_path".into(), path.display().to_string());
-    }
-    tools
-}
-
-/// The iperf3 a backend was given, or the error for a point that needs it.
-pub(crate) fn configured(
-    iperf3: Option<&(PathBuf, String)>,
-) -> Result<&(PathBuf, String), BackendError> {
-    iperf3.ok_or_else(|| BackendError::ToolMissing {
-        tool: "iperf3".into(),
-        detail: "this backend was started without iperf3 (a point asks for tool=iperf3)".into(),
-    })
 }
 
 /// Where one iperf3 repetition runs: the binary, the command prefixes that put server
@@ -215,7 +181,7 @@ pub(crate) fn run_rep(
             what: format!("{} with iperf3", point.id),
             reason,
         })?;
-    let mut server = Proc::spawn_tool(
+    let mut server = Proc::spawn(
         ends.server_prefix,
         ends.run_id,
         "iperf3 server",
@@ -224,7 +190,7 @@ pub(crate) fn run_rep(
         false,
     )?;
     server.wait_ready(ends.port, cancel, listening)?;
-    let mut client = Proc::spawn_tool(
+    let mut client = Proc::spawn(
         ends.client_prefix,
         ends.run_id,
         "iperf3 client",
