@@ -34,7 +34,7 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::backend::lab::check::ProbeOutcome;
 use crate::backend::lab::plan::{Policy, ServicePort};
@@ -258,313 +258,68 @@ impl LabBackend {
 
     /// Builds the point's lab and runs the self-checks; `Ok(Err(reason))` when a check
     /// failed (the lab is dropped).
-    #[allow(clippy::too_many_lines)]
     fn build(&self, point: &Point) -> Result<Result<Prepared, String>, LabError> {
         let spec = self.spec(point);
-        // Seconds per phase of the build, for `cnibench_lab.setup_s` (where setup time goes
-        // at 10k services or 20k policies).
-        let mut phases = serde_json::Map::new();
-        let mut t = clock::now();
-        let mut lap = |phases: &mut serde_json::Map<String, serde_json::Value>, name: &str| {
-            let now = clock::now();
-            phases.insert(name.into(), now.duration_since(t).as_secs_f64().into());
-            t = now;
-        };
-        let mut lab = Lab::up(&spec)?;
-        lap(&mut phases, "lab_up");
-        let inter = point.topology.placement == Placement::Inter;
-        let client_node = usize::from(inter);
-        let o = point.objects;
+        let mut laps = Laps::start();
+        let lab = Lab::up(&spec)?;
+        laps.lap("lab_up");
         let mut checks = serde_json::Map::new();
         checks.insert("lab_run_id".into(), spec.run_id.clone().into());
         checks.insert("profile".into(), spec.profile.to_string().into());
         checks.insert("proxy".into(), spec.proxy.to_string().into());
         checks.insert("policy_mode".into(), spec.policy_mode.to_string().into());
         checks.insert("mtu".into(), spec.mtu.into());
-
-        let (server, client) = if point.topology.host_network {
-            (
-                End {
-                    target: EndTarget::Node(0),
-                    ip: lab.node_ip(0),
-                },
-                End {
-                    target: EndTarget::Node(client_node),
-                    ip: lab.node_ip(client_node),
-                },
-            )
-        } else {
-            let replicas = o.replicas.max(1) as usize;
-            let mut pods = vec![PodSpec::new("client", client_node)];
-            for r in 0..replicas {
-                pods.push(PodSpec::new(format!("server{r}"), 0));
-            }
-            if o.policies > 0 {
-                pods.push(PodSpec::new("deny", client_node));
-            }
-            let created = lab.add_pods(&pods)?;
-            lap(&mut phases, "pods");
-            (
-                End {
-                    target: EndTarget::Pod("server0".into()),
-                    ip: created[1].ip,
-                },
-                End {
-                    target: EndTarget::Pod("client".into()),
-                    ip: created[0].ip,
-                },
-            )
+        let mut b = Build {
+            point,
+            client_node: usize::from(point.topology.placement == Placement::Inter),
+            port: match point.workload {
+                Workload::Stream(_) => SERVER_PORT,
+                Workload::Rr(_) => RR_PORT,
+                Workload::Http(_) => HTTP_PORT,
+            },
+            spec,
+            lab,
+            checks,
+            laps,
         };
-        let server_ips: Vec<Ipv4Addr> = if point.topology.host_network {
-            vec![server.ip]
-        } else {
-            (0..o.replicas.max(1) as usize)
-                .filter_map(|r| lab.pod(&format!("server{r}")).map(|p| p.ip))
-                .collect()
+        let (server, client) = b.ends()?;
+        let server_ips = b.server_ips(&server);
+        let fillers = b.fillers()?;
+        let (dest, measured) = b.services(&fillers, &server, &server_ips)?;
+        b.policies(&fillers, &server, &client)?;
+        let server_ns = b.lab.netns(server.target())?;
+        let client_ns = b.lab.netns(client.target())?;
+        let to = Measured {
+            server: &server,
+            server_ns: &server_ns,
+            client: &client,
+            server_ips: &server_ips,
+            dest,
+            service: measured.as_ref(),
         };
-        let port = match point.workload {
-            Workload::Stream(_) => SERVER_PORT,
-            Workload::Rr(_) => RR_PORT,
-            Workload::Http(_) => HTTP_PORT,
-        };
-
-        // Filler pods: the requested ones, and backends for the services not measured.
-        let services = if point.topology.path == PathKind::Service {
-            o.services.max(1)
-        } else {
-            o.services
-        } as usize;
-        let fillers_wanted = (o.filler_pods as usize).max(services.saturating_sub(1));
-        let mut fillers = Vec::with_capacity(fillers_wanted);
-        let nodes = spec.nodes;
-        for n in 0..nodes {
-            let count = fillers_wanted / nodes + usize::from(n < fillers_wanted % nodes);
-            if count > 0 {
-                fillers.extend(lab.add_filler_pods(n, count)?);
-            }
+        if let Some(reason) = b.check_path(&to)? {
+            return Ok(Err(reason));
         }
-        checks.insert("filler_pods".into(), fillers.len().into());
-        lap(&mut phases, "filler_pods");
-
-        // Services: the measured one (its endpoints the server pods) in the middle of the
-        // fillers. kube-proxy's KUBE-SERVICES has no order that favours one service, so a
-        // new connection to a service walks half of the list on average in iptables mode;
-        // first in the list, the measured one would hide what 10k services cost there.
-        let mut dest = server.ip;
-        let mut measured = None;
-        if services > 0 {
-            let ports = |p: u16| {
-                if uses_udp(&point.workload) {
-                    vec![ServicePort::tcp(p, p), ServicePort::udp(p, p)]
-                } else {
-                    vec![ServicePort::tcp(p, p)]
-                }
-            };
-            let mut specs: Vec<ServiceSpec> = (1..services)
-                .map(|k| ServiceSpec::tcp(port, port, vec![fillers[(k - 1) % fillers.len()]]))
-                .collect();
-            let middle = specs.len().div_ceil(2);
-            specs.insert(
-                middle,
-                ServiceSpec {
-                    ports: ports(port),
-                    endpoints: server_ips.clone(),
-                },
-            );
-            let created = lab.add_services(&specs)?;
-            lap(&mut phases, "services");
-            checks.insert("services".into(), created.len().into());
-            checks.insert("measured_service_index".into(), middle.into());
-            if point.topology.path == PathKind::Service {
-                dest = created[middle].ip;
-                measured = Some(created[middle].clone());
-            }
+        if let Some(reason) = b.check_udp(&to)? {
+            return Ok(Err(reason));
         }
-
-        // Policies: default deny on the server allowing the client, the rest on fillers.
-        // The server's policy goes in the middle for the same reason as the measured
-        // service: iptables dispatches a new connection to its pod's chain by walking one
-        // rule per isolated pod of the node, in the order the policies were written.
-        if o.policies > 0 {
-            let mut policies: Vec<Policy> = (1..o.policies as usize)
-                .map_while(|i| {
-                    (!fillers.is_empty()).then(|| Policy {
-                        target: fillers[i % fillers.len()],
-                        from: fillers[(i + 1) % fillers.len()],
-                        port: Some((lab::Protocol::Tcp, port)),
-                    })
-                })
-                .collect();
-            let server_node = lab::plan::node_of(server.ip).unwrap_or(0);
-            policies.insert(
-                lab::plan::middle_of_node(&policies, server_node),
-                Policy {
-                    target: server.ip,
-                    from: client.ip,
-                    port: None,
-                },
-            );
-            lab.add_policies(&policies)?;
-            lap(&mut phases, "policies");
-            checks.insert("policies".into(), lab.policy_count().into());
+        if let Some(reason) = b.check_mtu_mss()? {
+            return Ok(Err(reason));
         }
-
-        let server_ns = lab.netns(server.target())?;
-        let client_ns = lab.netns(client.target())?;
-
-        // Self-check: path counters during a connect to what the client will measure.
-        let mut counters = Vec::new();
-        if let Some(svc) = &measured {
-            counters.push(PathCounter::Dnat {
-                service: svc.clone(),
-                port: svc.ports[0],
-                node: client_node,
-            });
+        if let Some(reason) = b.check_deny(&to)? {
+            return Ok(Err(reason));
         }
-        if inter && spec.profile == Profile::Vxlan && !point.topology.host_network {
-            counters.push(PathCounter::VxlanTx(client_node));
-        }
-        if o.policies > 0 {
-            counters.push(PathCounter::PolicyAccepted(server.ip));
-        }
-        let server_ip = server.ip;
-        // Every replica listens: the service may send the probe to any of them.
-        let mut listeners = vec![server.listen(&lab, &server_ns, port)?];
-        if !point.topology.host_network {
-            for (r, &ip) in server_ips.iter().enumerate().skip(1) {
-                let pod = format!("server{r}");
-                let replica = End {
-                    target: EndTarget::Pod(pod.clone()),
-                    ip,
-                };
-                let ns = lab.netns(Target::Pod(&pod))?;
-                listeners.push(replica.listen(&lab, &ns, port)?);
-            }
-        }
-        let probe_addr = SocketAddr::V4(SocketAddrV4::new(dest, port));
-        let (probe, deltas) = lab.check_path(&counters, || {
-            lab.connect_probe(client.target(), probe_addr, Duration::from_secs(2))
-        })?;
-        drop(listeners);
-        let probe = probe?;
-        checks.insert(
-            "path".into(),
-            serde_json::json!({"probe": format!("{probe:?}"), "to": probe_addr.to_string(), "counters": deltas_json(&deltas)}),
-        );
-        if probe != ProbeOutcome::Connected {
-            return Ok(Err(format!(
-                "self-check failed: a connect from the client to {probe_addr} gave {probe:?}"
-            )));
-        }
-        if let Some(d) = deltas.iter().find(|d| !d.rose()) {
-            return Ok(Err(format!(
-                "self-check failed: counter {:?} did not rise during a probe to {probe_addr} ({} → {})",
-                d.counter, d.before, d.after
-            )));
-        }
-
-        // Self-check: a UDP point through a service also proves the UDP port's DNAT.
-        if let Some(svc) = measured.as_ref().filter(|_| uses_udp(&point.workload))
-            && let Some(&udp_port) = svc.ports.iter().find(|p| p.protocol == lab::Protocol::Udp)
-        {
-            let counters = [PathCounter::Dnat {
-                service: svc.clone(),
-                port: udp_port,
-                node: client_node,
-            }];
-            let bind = SocketAddrV4::new(server_ip, port);
-            let socket = lab
-                .run_in(server.target(), move || UdpSocket::bind(bind))?
-                .map_err(|source| LabError::Setns {
-                    netns: server_ns.clone(),
-                    source,
-                })?;
-            let receiving = std::thread::spawn(move || {
-                let mut buf = [0u8; 16];
-                socket
-                    .set_read_timeout(Some(Duration::from_secs(2)))
-                    .is_ok()
-                    && socket.recv_from(&mut buf).is_ok()
-            });
-            let to = SocketAddr::V4(SocketAddrV4::new(dest, port));
-            // The receiver is joined inside the probe: the counters are read after the
-            // datagram arrived (or the receiver gave up).
-            let ((sent, received), deltas) = lab.check_path(&counters, || {
-                let sent = lab.run_in(client.target(), move || -> std::io::Result<()> {
-                    let c = UdpSocket::bind("0.0.0.0:0")?;
-                    c.send_to(b"cnibench", to)?;
-                    Ok(())
-                });
-                (sent, receiving.join().unwrap_or(false))
-            })?;
-            checks.insert(
-                "path_udp".into(),
-                serde_json::json!({"to": to.to_string(), "received": received, "counters": deltas_json(&deltas)}),
-            );
-            if let Err(e) = sent? {
-                return Ok(Err(format!(
-                    "self-check failed: cannot send a UDP datagram to {to}: {e}"
-                )));
-            }
-            if !received || deltas.iter().any(|d| !d.rose()) {
-                return Ok(Err(format!(
-                    "self-check failed: a UDP datagram from the client to {to} {} (UDP DNAT counter {} → {})",
-                    if received {
-                        "arrived"
-                    } else {
-                        "did not reach the server"
-                    },
-                    deltas[0].before,
-                    deltas[0].after
-                )));
-            }
-        }
-
-        // Self-check: MTU and MSS match the profile (pods only).
-        if !point.topology.host_network {
-            let mtu = lab.pod_mtu("server0")?;
-            let mss = lab.effective_mss("client", "server0")?;
-            let want_mtu = spec.pod_mtu();
-            checks.insert(
-                "mtu_mss".into(),
-                serde_json::json!({"pod_mtu": mtu, "want_pod_mtu": want_mtu, "mss": mss, "want_mss": want_mtu - TCP_OVERHEAD}),
-            );
-            if mtu != want_mtu || mss != want_mtu - TCP_OVERHEAD {
-                return Ok(Err(format!(
-                    "self-check failed: pod MTU {mtu} / MSS {mss}, the {} profile wants {want_mtu} / {}",
-                    spec.profile,
-                    want_mtu - TCP_OVERHEAD
-                )));
-            }
-        }
-
-        // Self-check: a pod the policies do not allow cannot connect to the server.
-        if o.policies > 0 {
-            let listener = server.listen(&lab, &server_ns, port)?;
-            let addr = SocketAddr::V4(SocketAddrV4::new(server_ip, port));
-            let deny = lab.connect_probe(Target::Pod("deny"), addr, Duration::from_millis(500))?;
-            drop(listener);
-            checks.insert(
-                "deny_probe".into(),
-                serde_json::json!({"from": "deny", "to": addr.to_string(), "outcome": format!("{deny:?}")}),
-            );
-            if deny != ProbeOutcome::TimedOut {
-                return Ok(Err(format!(
-                    "self-check failed: a connect from a pod the policies do not allow gave {deny:?}, not a timeout"
-                )));
-            }
-        }
-
-        lap(&mut phases, "self_checks");
-        checks.insert("setup_s".into(), serde_json::Value::Object(phases));
+        b.laps.lap("self_checks");
+        b.checks
+            .insert("setup_s".into(), serde_json::Value::Object(b.laps.phases));
         Ok(Ok(Prepared {
             servers: Vec::new(),
             server,
             server_ns,
             client_ns,
             dest,
-            checks: serde_json::Value::Object(checks),
-            lab,
+            checks: serde_json::Value::Object(b.checks),
+            lab: b.lab,
         }))
     }
 
@@ -572,6 +327,388 @@ impl LabBackend {
     /// view of /proc/net/tcp, which is per network namespace).
     fn wait_listening(server: &mut Proc, port: u16, cancel: &Cancel) -> Result<(), BackendError> {
         server.wait_ready(port, cancel, |pid| listening_pid(pid, port))
+    }
+}
+
+/// Seconds per phase of a build, for `cnibench_lab.setup_s` (where setup time goes at 10k
+/// services or 20k policies).
+struct Laps {
+    phases: serde_json::Map<String, serde_json::Value>,
+    since: Instant,
+}
+
+impl Laps {
+    fn start() -> Self {
+        Laps {
+            phases: serde_json::Map::new(),
+            since: clock::now(),
+        }
+    }
+
+    /// Records the time since the previous lap as phase `name`.
+    fn lap(&mut self, name: &str) {
+        let now = clock::now();
+        self.phases.insert(
+            name.into(),
+            now.duration_since(self.since).as_secs_f64().into(),
+        );
+        self.since = now;
+    }
+}
+
+/// A point's lab while [`LabBackend::build`] puts it together, phase by phase.
+struct Build<'p> {
+    point: &'p Point,
+    spec: LabSpec,
+    lab: Lab,
+    /// The client's node: the second for inter-node placement, else the server's.
+    client_node: usize,
+    /// The port of the measured server (and of the measured service).
+    port: u16,
+    /// What goes into every repetition's `cnibench_lab`.
+    checks: serde_json::Map<String, serde_json::Value>,
+    laps: Laps,
+}
+
+/// What the self-checks probe: the measured pair and the address the client measures.
+struct Measured<'a> {
+    server: &'a End,
+    server_ns: &'a str,
+    client: &'a End,
+    /// Every server replica's address (the service may pick any of them).
+    server_ips: &'a [Ipv4Addr],
+    dest: Ipv4Addr,
+    /// The measured service, on service points.
+    service: Option<&'a lab::plan::Service>,
+}
+
+impl Build<'_> {
+    /// The measured ends: node namespaces for host-network points, else the client, the
+    /// server replicas and (with policies) the `deny` pod.
+    fn ends(&mut self) -> Result<(End, End), LabError> {
+        let client_node = self.client_node;
+        if self.point.topology.host_network {
+            return Ok((
+                End {
+                    target: EndTarget::Node(0),
+                    ip: self.lab.node_ip(0),
+                },
+                End {
+                    target: EndTarget::Node(client_node),
+                    ip: self.lab.node_ip(client_node),
+                },
+            ));
+        }
+        let o = self.point.objects;
+        let mut pods = vec![PodSpec::new("client", client_node)];
+        for r in 0..o.replicas.max(1) as usize {
+            pods.push(PodSpec::new(format!("server{r}"), 0));
+        }
+        if o.policies > 0 {
+            pods.push(PodSpec::new("deny", client_node));
+        }
+        let created = self.lab.add_pods(&pods)?;
+        self.laps.lap("pods");
+        Ok((
+            End {
+                target: EndTarget::Pod("server0".into()),
+                ip: created[1].ip,
+            },
+            End {
+                target: EndTarget::Pod("client".into()),
+                ip: created[0].ip,
+            },
+        ))
+    }
+
+    /// Every server replica's address.
+    fn server_ips(&self, server: &End) -> Vec<Ipv4Addr> {
+        if self.point.topology.host_network {
+            vec![server.ip]
+        } else {
+            (0..self.point.objects.replicas.max(1) as usize)
+                .filter_map(|r| self.lab.pod(&format!("server{r}")).map(|p| p.ip))
+                .collect()
+        }
+    }
+
+    /// The number of services, the measured one included.
+    fn service_count(&self) -> usize {
+        let o = self.point.objects;
+        (if self.point.topology.path == PathKind::Service {
+            o.services.max(1)
+        } else {
+            o.services
+        }) as usize
+    }
+
+    /// Filler pods, spread over the nodes: the requested ones, and backends for the
+    /// services not measured.
+    fn fillers(&mut self) -> Result<Vec<Ipv4Addr>, LabError> {
+        let wanted =
+            (self.point.objects.filler_pods as usize).max(self.service_count().saturating_sub(1));
+        let mut fillers = Vec::with_capacity(wanted);
+        let nodes = self.spec.nodes;
+        for n in 0..nodes {
+            let count = wanted / nodes + usize::from(n < wanted % nodes);
+            if count > 0 {
+                fillers.extend(self.lab.add_filler_pods(n, count)?);
+            }
+        }
+        self.checks
+            .insert("filler_pods".into(), fillers.len().into());
+        self.laps.lap("filler_pods");
+        Ok(fillers)
+    }
+
+    /// Services: the measured one (its endpoints the server pods) in the middle of the
+    /// fillers. kube-proxy's KUBE-SERVICES has no order that favours one service, so a new
+    /// connection to a service walks half of the list on average in iptables mode; first
+    /// in the list, the measured one would hide what 10k services cost there. Returns the
+    /// address the client measures and, on service points, the measured service.
+    fn services(
+        &mut self,
+        fillers: &[Ipv4Addr],
+        server: &End,
+        server_ips: &[Ipv4Addr],
+    ) -> Result<(Ipv4Addr, Option<lab::plan::Service>), LabError> {
+        let services = self.service_count();
+        if services == 0 {
+            return Ok((server.ip, None));
+        }
+        let port = self.port;
+        let ports = if uses_udp(&self.point.workload) {
+            vec![ServicePort::tcp(port, port), ServicePort::udp(port, port)]
+        } else {
+            vec![ServicePort::tcp(port, port)]
+        };
+        let mut specs: Vec<ServiceSpec> = (1..services)
+            .map(|k| ServiceSpec::tcp(port, port, vec![fillers[(k - 1) % fillers.len()]]))
+            .collect();
+        let middle = specs.len().div_ceil(2);
+        specs.insert(
+            middle,
+            ServiceSpec {
+                ports,
+                endpoints: server_ips.to_vec(),
+            },
+        );
+        let created = self.lab.add_services(&specs)?;
+        self.laps.lap("services");
+        self.checks.insert("services".into(), created.len().into());
+        self.checks
+            .insert("measured_service_index".into(), middle.into());
+        Ok(if self.point.topology.path == PathKind::Service {
+            (created[middle].ip, Some(created[middle].clone()))
+        } else {
+            (server.ip, None)
+        })
+    }
+
+    /// Policies: default deny on the server allowing the client, the rest on fillers. The
+    /// server's policy goes in the middle for the same reason as the measured service:
+    /// iptables dispatches a new connection to its pod's chain by walking one rule per
+    /// isolated pod of the node, in the order the policies were written.
+    fn policies(
+        &mut self,
+        fillers: &[Ipv4Addr],
+        server: &End,
+        client: &End,
+    ) -> Result<(), LabError> {
+        let count = self.point.objects.policies as usize;
+        if count == 0 {
+            return Ok(());
+        }
+        let port = self.port;
+        let mut policies: Vec<Policy> = (1..count)
+            .map_while(|i| {
+                (!fillers.is_empty()).then(|| Policy {
+                    target: fillers[i % fillers.len()],
+                    from: fillers[(i + 1) % fillers.len()],
+                    port: Some((lab::Protocol::Tcp, port)),
+                })
+            })
+            .collect();
+        let server_node = lab::plan::node_of(server.ip).unwrap_or(0);
+        policies.insert(
+            lab::plan::middle_of_node(&policies, server_node),
+            Policy {
+                target: server.ip,
+                from: client.ip,
+                port: None,
+            },
+        );
+        self.lab.add_policies(&policies)?;
+        self.laps.lap("policies");
+        self.checks
+            .insert("policies".into(), self.lab.policy_count().into());
+        Ok(())
+    }
+
+    /// Self-check: the path counters rise during a connect to what the client will
+    /// measure; `Some(reason)` when not.
+    fn check_path(&mut self, to: &Measured<'_>) -> Result<Option<String>, LabError> {
+        let point = self.point;
+        let port = self.port;
+        let lab = &self.lab;
+        let mut counters = Vec::new();
+        if let Some(svc) = to.service {
+            counters.push(PathCounter::Dnat {
+                service: svc.clone(),
+                port: svc.ports[0],
+                node: self.client_node,
+            });
+        }
+        if point.topology.placement == Placement::Inter
+            && self.spec.profile == Profile::Vxlan
+            && !point.topology.host_network
+        {
+            counters.push(PathCounter::VxlanTx(self.client_node));
+        }
+        if point.objects.policies > 0 {
+            counters.push(PathCounter::PolicyAccepted(to.server.ip));
+        }
+        // Every replica listens: the service may send the probe to any of them.
+        let mut listeners = vec![to.server.listen(lab, to.server_ns, port)?];
+        if !point.topology.host_network {
+            for (r, &ip) in to.server_ips.iter().enumerate().skip(1) {
+                let pod = format!("server{r}");
+                let replica = End {
+                    target: EndTarget::Pod(pod.clone()),
+                    ip,
+                };
+                let ns = lab.netns(Target::Pod(&pod))?;
+                listeners.push(replica.listen(lab, &ns, port)?);
+            }
+        }
+        let probe_addr = SocketAddr::V4(SocketAddrV4::new(to.dest, port));
+        let (probe, deltas) = lab.check_path(&counters, || {
+            lab.connect_probe(to.client.target(), probe_addr, Duration::from_secs(2))
+        })?;
+        drop(listeners);
+        let probe = probe?;
+        self.checks.insert(
+            "path".into(),
+            serde_json::json!({"probe": format!("{probe:?}"), "to": probe_addr.to_string(), "counters": deltas_json(&deltas)}),
+        );
+        if probe != ProbeOutcome::Connected {
+            return Ok(Some(format!(
+                "self-check failed: a connect from the client to {probe_addr} gave {probe:?}"
+            )));
+        }
+        Ok(deltas.iter().find(|d| !d.rose()).map(|d| {
+            format!(
+                "self-check failed: counter {:?} did not rise during a probe to {probe_addr} ({} → {})",
+                d.counter, d.before, d.after
+            )
+        }))
+    }
+
+    /// Self-check: a UDP point through a service also proves the UDP port's DNAT.
+    fn check_udp(&mut self, to: &Measured<'_>) -> Result<Option<String>, LabError> {
+        let Some(svc) = to.service.filter(|_| uses_udp(&self.point.workload)) else {
+            return Ok(None);
+        };
+        let Some(&udp_port) = svc.ports.iter().find(|p| p.protocol == lab::Protocol::Udp) else {
+            return Ok(None);
+        };
+        let port = self.port;
+        let lab = &self.lab;
+        let counters = [PathCounter::Dnat {
+            service: svc.clone(),
+            port: udp_port,
+            node: self.client_node,
+        }];
+        let bind = SocketAddrV4::new(to.server.ip, port);
+        let socket = lab
+            .run_in(to.server.target(), move || UdpSocket::bind(bind))?
+            .map_err(|source| LabError::Setns {
+                netns: to.server_ns.to_string(),
+                source,
+            })?;
+        let receiving = std::thread::spawn(move || {
+            let mut buf = [0u8; 16];
+            socket
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .is_ok()
+                && socket.recv_from(&mut buf).is_ok()
+        });
+        let dest = SocketAddr::V4(SocketAddrV4::new(to.dest, port));
+        // The receiver is joined inside the probe: the counters are read after the
+        // datagram arrived (or the receiver gave up).
+        let ((sent, received), deltas) = lab.check_path(&counters, || {
+            let sent = lab.run_in(to.client.target(), move || -> std::io::Result<()> {
+                let c = UdpSocket::bind("0.0.0.0:0")?;
+                c.send_to(b"cnibench", dest)?;
+                Ok(())
+            });
+            (sent, receiving.join().unwrap_or(false))
+        })?;
+        self.checks.insert(
+            "path_udp".into(),
+            serde_json::json!({"to": dest.to_string(), "received": received, "counters": deltas_json(&deltas)}),
+        );
+        if let Err(e) = sent? {
+            return Ok(Some(format!(
+                "self-check failed: cannot send a UDP datagram to {dest}: {e}"
+            )));
+        }
+        if !received || deltas.iter().any(|d| !d.rose()) {
+            return Ok(Some(format!(
+                "self-check failed: a UDP datagram from the client to {dest} {} (UDP DNAT counter {} → {})",
+                if received {
+                    "arrived"
+                } else {
+                    "did not reach the server"
+                },
+                deltas[0].before,
+                deltas[0].after
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Self-check: MTU and MSS match the profile (pods only).
+    fn check_mtu_mss(&mut self) -> Result<Option<String>, LabError> {
+        if self.point.topology.host_network {
+            return Ok(None);
+        }
+        let mtu = self.lab.pod_mtu("server0")?;
+        let mss = self.lab.effective_mss("client", "server0")?;
+        let want_mtu = self.spec.pod_mtu();
+        self.checks.insert(
+            "mtu_mss".into(),
+            serde_json::json!({"pod_mtu": mtu, "want_pod_mtu": want_mtu, "mss": mss, "want_mss": want_mtu - TCP_OVERHEAD}),
+        );
+        Ok((mtu != want_mtu || mss != want_mtu - TCP_OVERHEAD).then(|| {
+            format!(
+                "self-check failed: pod MTU {mtu} / MSS {mss}, the {} profile wants {want_mtu} / {}",
+                self.spec.profile,
+                want_mtu - TCP_OVERHEAD
+            )
+        }))
+    }
+
+    /// Self-check: a pod the policies do not allow cannot connect to the server.
+    fn check_deny(&mut self, to: &Measured<'_>) -> Result<Option<String>, LabError> {
+        if self.point.objects.policies == 0 {
+            return Ok(None);
+        }
+        let listener = to.server.listen(&self.lab, to.server_ns, self.port)?;
+        let addr = SocketAddr::V4(SocketAddrV4::new(to.server.ip, self.port));
+        let deny = self
+            .lab
+            .connect_probe(Target::Pod("deny"), addr, Duration::from_millis(500))?;
+        drop(listener);
+        self.checks.insert(
+            "deny_probe".into(),
+            serde_json::json!({"from": "deny", "to": addr.to_string(), "outcome": format!("{deny:?}")}),
+        );
+        Ok((deny != ProbeOutcome::TimedOut).then(|| {
+            format!(
+                "self-check failed: a connect from a pod the policies do not allow gave {deny:?}, not a timeout"
+            )
+        }))
     }
 }
 
