@@ -518,8 +518,13 @@ fn cmd_clean(a: &CleanArgs) -> Result<()> {
                     a.kube.context.as_deref(),
                 )
                 .await?;
-                cnibench::backend::kube::adapter::clean(&client, run_id, &Tuning::default(), true)
-                    .await
+                cnibench::backend::kube::adapter::clean(
+                    &client,
+                    run_id,
+                    &Tuning::default(),
+                    &progress::SetupBars::stderr(),
+                )
+                .await
             })
             .context("kube clean")?
         }

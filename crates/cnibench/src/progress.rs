@@ -4,14 +4,18 @@
 //! point (repetition, CI so far against the target). Without a terminal (CI logs, `nohup`):
 //! one line per repetition with the same facts and the ETA, and one per finished point.
 //! The ETA is [`eta`]: a pure estimate from the repetitions and points seen so far.
+//! A backend's long setup steps (thousands of cluster objects, waits for pods) are bars
+//! under the same two ([`SetupBars`]), so every backend's progress is drawn here.
 //!
 //! [`runner::Observer`]: crate::runner::Observer
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::backend::{SetupProgress, Step};
 use crate::clock;
 use crate::metrics;
 use crate::results::{PointEnd, PointStatus, RepRecord};
@@ -135,7 +139,87 @@ impl Progress {
     }
 }
 
+/// Setup steps drawn as bars: under a run's [`Progress`], or on their own on stderr
+/// (`cnibench clean`). Hidden when stderr is not a terminal.
+#[derive(Debug, Clone)]
+pub struct SetupBars {
+    multi: MultiProgress,
+}
+
+impl SetupBars {
+    /// Bars of their own on stderr.
+    pub fn stderr() -> Self {
+        SetupBars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+        }
+    }
+}
+
+impl SetupProgress for SetupBars {
+    fn step(&self, len: Option<u64>, what: &str) -> Box<dyn Step> {
+        let bar = self.multi.add(ProgressBar::new(len.unwrap_or(0)));
+        let style = match len {
+            Some(_) => ProgressStyle::with_template("  {msg:24} [{bar:30}] {pos}/{len} {per_sec}")
+                .expect("valid template")
+                .progress_chars("=> "),
+            None => ProgressStyle::with_template("  {msg:24} {spinner} {elapsed}")
+                .expect("valid template"),
+        };
+        bar.set_style(style);
+        bar.set_message(what.to_string());
+        if len.is_none() {
+            bar.enable_steady_tick(Duration::from_millis(200));
+        }
+        Box::new(SetupBar {
+            bar,
+            multi: self.multi.clone(),
+        })
+    }
+}
+
+/// One step of [`SetupBars`]; removed from the display when finished.
+struct SetupBar {
+    bar: ProgressBar,
+    multi: MultiProgress,
+}
+
+impl Step for SetupBar {
+    fn inc(&self, n: u64) {
+        self.bar.inc(n);
+    }
+
+    fn set_message(&self, message: String) {
+        self.bar.set_message(message);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+        self.multi.remove(&self.bar);
+    }
+}
+
+/// A plain bar counts a step too (the kube tests read its position).
+impl Step for ProgressBar {
+    fn inc(&self, n: u64) {
+        ProgressBar::inc(self, n);
+    }
+
+    fn set_message(&self, message: String) {
+        ProgressBar::set_message(self, message);
+    }
+
+    fn finish(&self) {
+        self.finish_and_clear();
+    }
+}
+
 impl Observer for Progress {
+    fn setup_progress(&self) -> Arc<dyn SetupProgress> {
+        Arc::new(SetupBars {
+            multi: self.multi.clone(),
+        })
+    }
+
     fn point_started(&mut self, index: usize, total: usize, point: &Point) {
         self.index = index;
         self.total = total;

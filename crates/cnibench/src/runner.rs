@@ -12,8 +12,9 @@
 //! repetition, tears the point down, records it as interrupted and stops.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crate::backend::{Backend, BackendError, Cancel, Readiness};
+use crate::backend::{Backend, BackendError, Cancel, NoProgress, Readiness, SetupProgress};
 use crate::carryover::{self, StartState};
 use crate::clock;
 use crate::metrics;
@@ -38,6 +39,10 @@ pub struct RunConfig {
 
 /// What happened, for progress display.
 pub trait Observer {
+    /// Where backends report their setup steps while this observer watches the run.
+    fn setup_progress(&self) -> Arc<dyn SetupProgress> {
+        Arc::new(NoProgress)
+    }
     /// A point starts (index from 0 among `total`).
     fn point_started(&mut self, _index: usize, _total: usize, _point: &Point) {}
     /// A repetition finished; `values` are the primary metric's measured values so far.
@@ -82,6 +87,7 @@ pub fn run(
     cancel: &Cancel,
     observer: &mut dyn Observer,
 ) -> Result<RunOutcome, ResultsError> {
+    backend.set_setup_progress(observer.setup_progress());
     let finished = finished_points(prior);
     let mut outcome = RunOutcome::default();
     for (index, point) in points.iter().enumerate() {

@@ -202,4 +202,42 @@ pub trait Backend {
     /// Removes everything `prepare` and `run_rep` created. Called after every prepared
     /// point: on success, on error and on Ctrl-C. Must be idempotent.
     fn teardown(&mut self, point: &Point) -> Result<(), BackendError>;
+
+    /// Where to report the steps of a long setup (the run loop passes its own before the
+    /// first point); a backend whose setup is quick ignores it.
+    fn set_setup_progress(&mut self, _progress: Arc<dyn SetupProgress>) {}
+}
+
+/// Progress of one long setup step of a backend (objects created or deleted, a wait):
+/// the backend counts, the run loop draws it.
+pub trait Step: Send + Sync {
+    /// `n` more units are done.
+    fn inc(&self, n: u64);
+    /// What the step is doing now.
+    fn set_message(&self, message: String);
+    /// The step is over and no longer shown.
+    fn finish(&self);
+}
+
+/// Where a backend reports its setup steps (see [`Backend::set_setup_progress`]); the run
+/// loop renders them ([`crate::progress`]).
+pub trait SetupProgress: Send + Sync {
+    /// Starts a step of `len` units (`None`: a wait of unknown length) described by `what`.
+    fn step(&self, len: Option<u64>, what: &str) -> Box<dyn Step>;
+}
+
+/// Setup progress nobody sees: tests, and a backend before the run loop gave it its own.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl SetupProgress for NoProgress {
+    fn step(&self, _len: Option<u64>, _what: &str) -> Box<dyn Step> {
+        Box::new(NoProgress)
+    }
+}
+
+impl Step for NoProgress {
+    fn inc(&self, _n: u64) {}
+    fn set_message(&self, _message: String) {}
+    fn finish(&self) {}
 }

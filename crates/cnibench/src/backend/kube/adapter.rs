@@ -26,7 +26,6 @@ use ::kube::config::{KubeConfigOptions, Kubeconfig};
 use ::kube::runtime::wait::conditions;
 use ::kube::{Client, Config};
 use futures::{StreamExt, TryStreamExt};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -44,7 +43,9 @@ use super::preflight::{self, ClusterInfo};
 use super::reconcile::{self, Change, Level};
 use crate::backend::tool::netload::{client_outcome, http_args, rr_args, stream_args};
 use crate::backend::tool::proc::tail;
-use crate::backend::{Backend, BackendError, Cancel, Readiness, RepOutcome};
+use crate::backend::{
+    Backend, BackendError, Cancel, NoProgress, Readiness, RepOutcome, SetupProgress, Step,
+};
 use crate::scenario::{PathKind, Placement, Point, Tool, Workload};
 
 /// The run-wide choices of `cnibench run --backend kube`.
@@ -158,7 +159,8 @@ pub struct Driver {
     pub tuning: Tuning,
     /// Ctrl-C.
     pub cancel: Cancel,
-    /// Draw progress bars on stderr.
+    /// Report setup steps to the [`SetupProgress`] the calls are given (tests switch it
+    /// off).
     pub progress: bool,
     /// Create requests in flight (the maximum is kept for tests).
     pub in_flight: Arc<InFlight>,
@@ -421,18 +423,13 @@ impl Driver {
         Readiness::Ready
     }
 
-    fn bar(&self, len: u64, what: &str) -> ProgressBar {
-        if !self.progress {
-            return ProgressBar::hidden();
+    /// A setup step reported to `steps` (see [`Driver::progress`]).
+    fn step(&self, steps: &dyn SetupProgress, len: Option<u64>, what: &str) -> Box<dyn Step> {
+        if self.progress {
+            steps.step(len, what)
+        } else {
+            NoProgress.step(len, what)
         }
-        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("  {msg:24} [{bar:30}] {pos}/{len} {per_sec}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_message(what.to_string());
-        bar
     }
 
     /// Brings the namespace from `held` to `o` (see the module doc); returns what it
@@ -442,6 +439,7 @@ impl Driver {
         held: Held,
         point: &Point,
         o: &PointObjects,
+        steps: &dyn SetupProgress,
     ) -> Result<Held, KubeError> {
         let ns = self.namespace();
         let t = &self.tuning;
@@ -450,8 +448,9 @@ impl Driver {
             level: have,
             mut measured,
         } = held;
-        let bar = self.bar(
-            reconcile::requests(&have, &want, self.service_mode),
+        let bar = self.step(
+            steps,
+            Some(reconcile::requests(&have, &want, self.service_mode)),
             "reconciling objects",
         );
         match reconcile::namespace_change(have.namespace.as_ref(), want.namespace.as_ref()) {
@@ -508,7 +507,7 @@ impl Driver {
             }
             (true, None) => {
                 let names = [objects::SERVER.to_string()];
-                delete_all::<Service>(&self.client, &ns, &names, t, &bar).await?;
+                delete_all::<Service>(&self.client, &ns, &names, t, &*bar).await?;
                 measured = None;
             }
             _ => {}
@@ -518,25 +517,25 @@ impl Driver {
         if to > from {
             // `services` is the measured one, then filler k at index k.
             let fillers = &o.services[(1 + from as usize).min(o.services.len())..];
-            apply_all::<Service>(c, &ns, fillers, t, cancel, &bar, fl).await?;
+            apply_all::<Service>(c, &ns, fillers, t, cancel, &*bar, fl).await?;
             let slices = &o.endpoint_slices[(from as usize).min(o.endpoint_slices.len())..];
-            apply_all::<EndpointSlice>(c, &ns, slices, t, cancel, &bar, fl).await?;
+            apply_all::<EndpointSlice>(c, &ns, slices, t, cancel, &*bar, fl).await?;
         } else if to < from {
             let names: Vec<String> = (to + 1..=from).map(objects::filler_service_name).collect();
-            delete_all::<Service>(c, &ns, &names, t, &bar).await?;
+            delete_all::<Service>(c, &ns, &names, t, &*bar).await?;
             if self.service_mode == ServiceMode::EndpointSlice {
-                delete_all::<EndpointSlice>(c, &ns, &names, t, &bar).await?;
+                delete_all::<EndpointSlice>(c, &ns, &names, t, &*bar).await?;
             }
         }
         let (from, to) = (have.policies, want.policies);
         if to > from {
             let new = &o.policies[(from as usize).min(o.policies.len())..];
-            apply_all::<NetworkPolicy>(c, &ns, new, t, cancel, &bar, fl).await?;
+            apply_all::<NetworkPolicy>(c, &ns, new, t, cancel, &*bar, fl).await?;
         } else if to < from {
             let names: Vec<String> = (to..from).map(objects::policy_name).collect();
-            delete_all::<NetworkPolicy>(c, &ns, &names, t, &bar).await?;
+            delete_all::<NetworkPolicy>(c, &ns, &names, t, &*bar).await?;
         }
-        bar.finish_and_clear();
+        bar.finish();
         Ok(Held {
             level: want,
             measured,
@@ -595,7 +594,7 @@ impl Driver {
     /// measured Service kept, and the numbered fillers and policies counted; those beyond
     /// the first gap (an interrupted bulk create leaves gaps) are deleted, so what is kept
     /// is exactly `1..=n` and the reconcile creates only what is missing.
-    pub async fn discover(&self) -> Result<Held, KubeError> {
+    pub async fn discover(&self, steps: &dyn SetupProgress) -> Result<Held, KubeError> {
         let t = &self.tuning;
         let ns = self.namespace();
         let nss: Api<Namespace> = Api::all(self.client.clone());
@@ -687,13 +686,13 @@ impl Driver {
             names.iter().filter(|n| !keep(n)).cloned().collect()
         };
         let kept_service = |n: &str| (1..=services).any(|k| objects::filler_service_name(k) == n);
-        let bar = self.bar(0, "taking over the namespace");
+        let bar = self.step(steps, Some(0), "taking over the namespace");
         delete_all::<Service>(
             &self.client,
             &ns,
             &beyond(&svc_names, &kept_service),
             t,
-            &bar,
+            &*bar,
         )
         .await?;
         delete_all::<EndpointSlice>(
@@ -701,7 +700,7 @@ impl Driver {
             &ns,
             &beyond(&slice_names, &kept_service),
             t,
-            &bar,
+            &*bar,
         )
         .await?;
         let kept_policy = |n: &str| (0..policies).any(|i| objects::policy_name(i) == n);
@@ -710,10 +709,10 @@ impl Driver {
             &ns,
             &beyond(&policy_names, &kept_policy),
             t,
-            &bar,
+            &*bar,
         )
         .await?;
-        bar.finish_and_clear();
+        bar.finish();
         Ok(Held {
             level: Level {
                 namespace: Some(found),
@@ -731,7 +730,11 @@ impl Driver {
     /// Reconciles the namespace to the point's objects and waits until they are ready.
     /// Until it returns `Ok`, [`Driver::held`] is `None`: a failure, Ctrl-C or a readiness
     /// timeout leaves the state unknown, and [`Driver::end_point`] deletes everything.
-    pub async fn prepare(&self, point: &Point) -> Result<Prepared, KubeError> {
+    pub async fn prepare(
+        &self,
+        point: &Point,
+        steps: &dyn SetupProgress,
+    ) -> Result<Prepared, KubeError> {
         let s = self.settings();
         let o = objects::point_objects(&s, point);
         let t = &self.tuning;
@@ -742,17 +745,16 @@ impl Driver {
                 .unwrap_or(0);
         let held = match self.take_held() {
             Some(h) => h,
-            None => Box::pin(self.discover()).await?,
+            None => Box::pin(self.discover(steps)).await?,
         };
         let held = tokio::select! {
             // Boxed: the futures of a point are large (stack space in debug builds).
-            r = Box::pin(self.reconcile(held, point, &o)) => r?,
+            r = Box::pin(self.reconcile(held, point, &o, steps)) => r?,
             () = cluster::cancelled(&self.cancel) => return Err(KubeError::Cancelled),
         };
         let measured = held.measured.clone();
         let limit = t.ready_timeout + t.ready_per_pod * pods_total.unsigned_abs();
-        let bar = self.bar(1, "waiting for pods");
-        bar.enable_steady_tick(Duration::from_millis(200));
+        let bar = self.step(steps, None, "waiting for pods");
         let what = format!(
             "readiness of {} server replica(s), the client{}",
             o.server_replicas(),
@@ -770,7 +772,7 @@ impl Driver {
             self.await_ready(&o, &last),
         ))
         .await;
-        bar.finish_and_clear();
+        bar.finish();
         match r {
             Err(KubeError::Timeout { what, seconds, .. }) => {
                 let seen = last.lock().unwrap_or_else(PoisonError::into_inner);
@@ -864,28 +866,24 @@ impl Driver {
 
     /// After a point: keeps the namespace for the next point when its state is known (the
     /// prepare finished) and Ctrl-C was not pressed; else [`Driver::teardown`].
-    pub async fn end_point(&self) -> Result<(), KubeError> {
+    pub async fn end_point(&self, steps: &dyn SetupProgress) -> Result<(), KubeError> {
         if self.holds() && !self.cancel.is_cancelled() {
             return Ok(());
         }
-        self.teardown().await
+        self.teardown(steps).await
     }
 
     /// Deletes the filler services (Services have no `deletecollection`: the namespace
     /// controller would delete them one by one at the controller-manager's client rate,
     /// 20/s by default, so 10k take 8 minutes; here they go at this client's concurrency),
     /// then the namespace, and waits until it is gone.
-    pub async fn teardown(&self) -> Result<(), KubeError> {
+    pub async fn teardown(&self, steps: &dyn SetupProgress) -> Result<(), KubeError> {
         self.take_held();
         let ns = self.namespace();
         let sel = format!("{RUN_LABEL}={},{ROLE_LABEL}=filler", self.run);
-        let bar = if self.progress {
-            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
-        } else {
-            ProgressBar::hidden()
-        };
-        let r = delete_namespace_and_fillers(&self.client, &ns, &sel, &self.tuning, &bar).await;
-        bar.finish_and_clear();
+        let bar = self.step(steps, None, "deleting the namespace");
+        let r = delete_namespace_and_fillers(&self.client, &ns, &sel, &self.tuning, &*bar).await;
+        bar.finish();
         r
     }
 }
@@ -901,7 +899,7 @@ pub async fn delete_namespace_and_fillers(
     ns: &str,
     sel: &str,
     t: &Tuning,
-    bar: &ProgressBar,
+    bar: &dyn Step,
 ) -> Result<(), KubeError> {
     let names = match list_names::<Service>(client, ns, sel, t).await {
         Ok(n) => n,
@@ -970,7 +968,7 @@ pub async fn clean(
     client: &Client,
     run_id: Option<&str>,
     t: &Tuning,
-    progress: bool,
+    steps: &dyn SetupProgress,
 ) -> Result<Vec<String>, KubeError> {
     let api: Api<Namespace> = Api::all(client.clone());
     let mut sel = format!("{}={}", objects::MANAGED_BY, objects::MANAGER);
@@ -988,19 +986,15 @@ pub async fn clean(
         .into_iter()
         .filter_map(|n| n.metadata.name)
         .collect();
-    let bar = if progress {
-        ProgressBar::with_draw_target(Some(names.len() as u64), ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = steps.step(Some(names.len() as u64), "deleting namespaces");
     // Namespaces in parallel, each one's filler Services at the client's concurrency
     // (see `delete_namespace_and_fillers`), the rest left to the namespace controller.
     let r = futures::stream::iter(&names)
         .map(|n| {
-            let bar = &bar;
+            let bar = &*bar;
             async move {
                 let sel = format!("{ROLE_LABEL}=filler");
-                delete_namespace_and_fillers(client, n, &sel, t, &ProgressBar::hidden()).await?;
+                delete_namespace_and_fillers(client, n, &sel, t, &NoProgress).await?;
                 bar.inc(1);
                 Ok::<_, KubeError>(())
             }
@@ -1008,7 +1002,7 @@ pub async fn clean(
         .buffer_unordered(t.concurrency.max(1))
         .try_collect::<Vec<()>>()
         .await;
-    bar.finish_and_clear();
+    bar.finish();
     r?;
     Ok(names)
 }
@@ -1028,6 +1022,8 @@ pub struct KubeBackend {
     state: Option<Prepared>,
     /// Objects may exist in the cluster (set before reconciling, cleared by a teardown).
     dirty: bool,
+    /// Where the run loop shows setup steps.
+    steps: Arc<dyn SetupProgress>,
 }
 
 impl Drop for KubeBackend {
@@ -1096,6 +1092,7 @@ impl KubeBackend {
             context,
             state: None,
             dirty: false,
+            steps: Arc::new(NoProgress),
         }
     }
 
@@ -1114,7 +1111,7 @@ impl KubeBackend {
         self.state = None;
         if self.dirty {
             self.rt
-                .block_on(Box::pin(self.driver.teardown()))
+                .block_on(Box::pin(self.driver.teardown(&*self.steps)))
                 .map_err(backend_err)?;
             self.dirty = false;
         }
@@ -1164,7 +1161,7 @@ impl Backend for KubeBackend {
         self.dirty = true;
         let p = self
             .rt
-            .block_on(Box::pin(self.driver.prepare(point)))
+            .block_on(Box::pin(self.driver.prepare(point, &*self.steps)))
             .map_err(backend_err)?;
         self.state = Some(p);
         Ok(Readiness::Ready)
@@ -1222,10 +1219,14 @@ impl Backend for KubeBackend {
     fn teardown(&mut self, _point: &Point) -> Result<(), BackendError> {
         self.state = None;
         self.rt
-            .block_on(Box::pin(self.driver.end_point()))
+            .block_on(Box::pin(self.driver.end_point(&*self.steps)))
             .map_err(backend_err)?;
         self.dirty = self.driver.holds();
         Ok(())
+    }
+
+    fn set_setup_progress(&mut self, progress: Arc<dyn SetupProgress>) {
+        self.steps = progress;
     }
 }
 

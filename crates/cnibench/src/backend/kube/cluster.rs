@@ -17,13 +17,12 @@ use ::kube::api::{Api, AttachParams, DeleteParams, Patch, PatchParams, PostParam
 use ::kube::runtime::wait::{Condition, await_condition, conditions};
 use ::kube::{Client, Resource, ResourceExt};
 use futures::{StreamExt, TryStreamExt};
-use indicatif::ProgressBar;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::Cancel;
+use crate::backend::{Cancel, Step};
 
 /// Failures of the kube backend.
 #[derive(Debug, thiserror::Error)]
@@ -485,7 +484,7 @@ pub async fn apply_all<K>(
     objs: &[K],
     t: &Tuning,
     cancel: &Cancel,
-    bar: &ProgressBar,
+    bar: &dyn Step,
     in_flight: &InFlight,
 ) -> Result<(), KubeError>
 where
@@ -519,7 +518,7 @@ pub async fn delete_all<K>(
     namespace: &str,
     names: &[String],
     t: &Tuning,
-    bar: &ProgressBar,
+    bar: &dyn Step,
 ) -> Result<(), KubeError>
 where
     K: Resource<DynamicType = (), Scope = ::kube::core::NamespaceResourceScope>
@@ -599,7 +598,7 @@ pub async fn delete_namespace(
     client: &Client,
     name: &str,
     t: &Tuning,
-    bar: &ProgressBar,
+    bar: &dyn Step,
 ) -> Result<(), KubeError> {
     let api: Api<Namespace> = Api::all(client.clone());
     bar.set_message(format!("deleting namespace {name}"));
