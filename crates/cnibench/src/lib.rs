@@ -6,6 +6,8 @@
 //! [`report`] (table, Markdown, CSV, HTML, compare).
 //!
 //! Layout:
+//! - [`app`]: what each command does (run, resume, plan, report, compare, import,
+//!   clean) between the command line and the modules below; typed backend settings;
 //! - [`scenario`]: the typed scenario model (pure);
 //! - [`suite`]: presets, TOML suite files, CLI overrides, expansion into points (pure);
 //! - [`plan`]: the expanded plan and its estimated wall time (pure);
@@ -26,8 +28,9 @@
 //! - [`child`]: started processes die with cnibench; ending what a killed run left;
 //! - [`clock`]: the one owner of time.
 //!
-//! `main.rs` parses the command line (clap), installs the signal handlers and calls these.
+//! `main.rs` parses the command line (clap) and calls one [`app`] function per command.
 
+pub mod app;
 pub mod backend;
 pub mod carryover;
 pub mod child;

@@ -89,6 +89,47 @@ impl Default for LabOptions {
     }
 }
 
+impl LabOptions {
+    /// The options as `meta.json` records them among the tools (`lab_profile`, `lab_proxy`,
+    /// `lab_policy_mode`, `lab_mtu`, `lab_nodes`); [`LabOptions::restore`] reads them back.
+    pub fn recorded(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("lab_profile".to_string(), self.profile.to_string()),
+            ("lab_proxy".to_string(), self.proxy.to_string()),
+            ("lab_policy_mode".to_string(), self.policy_mode.to_string()),
+            ("lab_mtu".to_string(), self.mtu.to_string()),
+            ("lab_nodes".to_string(), self.nodes.to_string()),
+        ])
+    }
+
+    /// These options with those a run recorded in `tools` (see [`LabOptions::recorded`])
+    /// put back, for `--resume`; an option the run did not record keeps its value here.
+    pub fn restore(mut self, tools: &BTreeMap<String, String>) -> Result<Self, LabError> {
+        if let Some(v) = tools.get("lab_profile") {
+            self.profile = v.parse()?;
+        }
+        if let Some(v) = tools.get("lab_proxy") {
+            self.proxy = v.parse()?;
+        }
+        if let Some(v) = tools.get("lab_policy_mode") {
+            self.policy_mode = v.parse()?;
+        }
+        if let Some(v) = tools.get("lab_mtu") {
+            self.mtu = v.parse().map_err(|_| LabError::Invalid {
+                field: "lab_mtu",
+                message: format!("`{v}` is not an MTU in bytes"),
+            })?;
+        }
+        if let Some(v) = tools.get("lab_nodes") {
+            self.nodes = v.parse().map_err(|_| LabError::Invalid {
+                field: "lab_nodes",
+                message: format!("`{v}` is not a number of nodes"),
+            })?;
+        }
+        Ok(self)
+    }
+}
+
 /// The lab run id of a cnibench run id: `c` and 12 hex digits of its FNV-1a hash (lab ids
 /// are at most 16 lower-case letters and digits). `cnibench clean RUN_ID` uses the same.
 pub fn lab_run_id(run_id: &str) -> String {
@@ -760,17 +801,8 @@ impl Backend for LabBackend {
 
     fn tools(&self) -> BTreeMap<String, String> {
         let mut t = self.tools.meta();
-        t.extend([
-            ("lab_profile".to_string(), self.opts.profile.to_string()),
-            ("lab_proxy".to_string(), self.opts.proxy.to_string()),
-            (
-                "lab_policy_mode".to_string(),
-                self.opts.policy_mode.to_string(),
-            ),
-            ("lab_mtu".to_string(), self.opts.mtu.to_string()),
-            ("lab_nodes".to_string(), self.opts.nodes.to_string()),
-            ("lab_run_id".to_string(), self.lab_id.clone()),
-        ]);
+        t.extend(self.opts.recorded());
+        t.insert("lab_run_id".to_string(), self.lab_id.clone());
         t
     }
 
