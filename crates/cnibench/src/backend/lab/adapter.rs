@@ -44,7 +44,7 @@ use crate::backend::lab::{
 };
 use crate::backend::tool::netload::{
     self, client_outcome, finish_client, http_args, rr_args, rr_server_args, serves_one_test,
-    stream_args,
+    stream_args, stream_server_args,
 };
 use crate::backend::tool::proc::{Proc, listening_pid};
 use crate::backend::tool::{LocalTools, iperf3};
@@ -753,6 +753,15 @@ impl Build<'_> {
     }
 }
 
+/// A repetition's raw JSON with the point's self-checks under `cnibench_lab`, next to
+/// the tool's own fields.
+fn with_checks(mut outcome: RepOutcome, checks: &serde_json::Value) -> RepOutcome {
+    if let Some(obj) = outcome.raw.as_object_mut() {
+        obj.insert("cnibench_lab".into(), checks.clone());
+    }
+    outcome
+}
+
 /// Whether the workload sends UDP (and so needs the service's UDP port).
 fn uses_udp(w: &Workload) -> bool {
     match w {
@@ -945,29 +954,14 @@ impl Backend for LabBackend {
                 port: SERVER_PORT,
                 run_id: Some(&self.run_id),
             };
-            let RepOutcome { metrics, mut raw } =
-                iperf3::run_rep(&ends, s, point, cancel, |pid| {
-                    listening_pid(pid, SERVER_PORT)
-                })?;
-            if let Some(obj) = raw.as_object_mut() {
-                obj.insert("cnibench_lab".into(), st.checks.clone());
-            }
-            return Ok(RepOutcome { metrics, raw });
+            let outcome = iperf3::run_rep(&ends, s, point, cancel, |pid| {
+                listening_pid(pid, SERVER_PORT)
+            })?;
+            return Ok(with_checks(outcome, &st.checks));
         }
         let (server, client_args) = match &point.workload {
             Workload::Stream(s) => {
-                let mut args: Vec<String> = vec![
-                    "server".into(),
-                    "--bind".into(),
-                    bind.clone(),
-                    "--port".into(),
-                    SERVER_PORT.to_string(),
-                    "--rr-port".into(),
-                    "0".into(),
-                ];
-                if serves_one_test(s) {
-                    args.push("--once".into());
-                }
+                let args = stream_server_args(s, &bind, SERVER_PORT, true);
                 let mut p = self.spawn(&st.server_ns, &args, false)?;
                 Self::wait_listening(&mut p, SERVER_PORT, cancel)?;
                 (Some(p), stream_args(s, &host, SERVER_PORT))
@@ -989,11 +983,8 @@ impl Backend for LabBackend {
             let _ = p.wait(Duration::from_secs(5), cancel);
         }
         drop(server);
-        let RepOutcome { metrics, mut raw } = client_outcome(&client.name, &out, &err, point)?;
-        if let Some(obj) = raw.as_object_mut() {
-            obj.insert("cnibench_lab".into(), st.checks.clone());
-        }
-        Ok(RepOutcome { metrics, raw })
+        let outcome = client_outcome(&client.name, &out, &err, point)?;
+        Ok(with_checks(outcome, &st.checks))
     }
 
     fn teardown(&mut self, _point: &Point) -> Result<(), BackendError> {

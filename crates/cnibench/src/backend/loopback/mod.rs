@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::tool::netload::{
     self, client_outcome, finish_client, rr_args, rr_server_args, serves_one_test, stream_args,
+    stream_server_args,
 };
 use super::tool::proc::listening;
 use super::tool::{LocalTools, iperf3};
@@ -172,19 +173,10 @@ impl Backend for LoopbackBackend {
             });
         }
         let (server_args, client_args) = match &point.workload {
-            Workload::Stream(s) => {
-                let mut args: Vec<String> = vec![
-                    "server".into(),
-                    "--bind".into(),
-                    host.into(),
-                    "--port".into(),
-                    port.to_string(),
-                ];
-                if serves_one_test(s) {
-                    args.push("--once".into());
-                }
-                (args, stream_args(s, host, port))
-            }
+            Workload::Stream(s) => (
+                stream_server_args(s, host, port, false),
+                stream_args(s, host, port),
+            ),
             Workload::Rr(r) => (rr_server_args(host, port), rr_args(r, host, port)),
             Workload::Http(_) => {
                 return Err(BackendError::NotSupported {

@@ -205,6 +205,32 @@ pub fn stream_args(s: &StreamWorkload, host: &str, port: u16) -> Vec<String> {
     a
 }
 
+/// Command-line arguments of `netload server` measuring stream workload `s` on
+/// `bind:port`: `--once` when it serves one test (see [`serves_one_test`]), and with
+/// `rr_port_off` no request/response responder beside it (`--rr-port 0`: where ports
+/// are fixed, the responder has its own server).
+pub fn stream_server_args(
+    s: &StreamWorkload,
+    bind: &str,
+    port: u16,
+    rr_port_off: bool,
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "server".into(),
+        "--bind".into(),
+        bind.into(),
+        "--port".into(),
+        port.to_string(),
+    ];
+    if rr_port_off {
+        args.extend(["--rr-port".into(), "0".into()]);
+    }
+    if serves_one_test(s) {
+        args.push("--once".into());
+    }
+    args
+}
+
 /// Whether the stream server of `s` serves exactly one test (`netload server --once`): not
 /// when the client searches for a no-drop rate, which runs one test per trial (the server
 /// is then stopped by its guard once the client is done).
@@ -339,6 +365,34 @@ mod tests {
             stream_args(&s, "h", 1)
                 .join(" ")
                 .contains("--rate 500000000 --json")
+        );
+    }
+
+    #[test]
+    fn a_stream_server_serves_one_test_unless_the_client_searches_a_rate() {
+        let mut s = StreamWorkload {
+            udp: true,
+            duration: Seconds(4.0),
+            omit: Seconds(1.0),
+            streams: 1,
+            length: None,
+            mss: None,
+            rate: BitsPerSec(0),
+            direction: Direction::Forward,
+            nodelay: false,
+            zerocopy: crate::scenario::Zerocopy::None,
+            affinity: None,
+            window: None,
+            find_rate: None,
+        };
+        assert_eq!(
+            stream_server_args(&s, "198.18.32.3", 5201, true).join(" "),
+            "server --bind 198.18.32.3 --port 5201 --rr-port 0 --once"
+        );
+        s.find_rate = Some(RateSearch { loss_percent: 1.0 });
+        assert_eq!(
+            stream_server_args(&s, "127.0.0.1", 9, false).join(" "),
+            "server --bind 127.0.0.1 --port 9"
         );
     }
 
