@@ -2,6 +2,9 @@
 //! raw layer): strings and numbers as typed, validated by [`super`] into a suite, a
 //! stopping rule and [`super::BackendSettings`]. The binary flattens them into its
 //! subcommands.
+//!
+//! The field docs are the `--help` text, where `<run-id>` is literal, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
 
 use std::path::PathBuf;
 

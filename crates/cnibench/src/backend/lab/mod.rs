@@ -61,7 +61,7 @@
 //! `--noflush` path of iptables-nft took 12.5 s for the same 10 000 services.
 //!
 //! Layout:
-//! - [`adapter`] — [`LabBackend`], the [`crate::backend::Backend`] on top of all this;
+//! - [`adapter`] — [`adapter::LabBackend`], the [`crate::backend::Backend`] on top of all this;
 //! - [`spec`] — [`LabSpec`], datapath choices and object names;
 //! - [`plan`] — the address plan and tool input (pure);
 //! - [`exec`] — runs plans and closures inside namespaces (the I/O edge);

@@ -1,4 +1,4 @@
-//! Driving the tools the backends run: started processes and their output ([`proc`]),
+//! Driving the tools the backends run: started processes and their output (`proc`),
 //! netload's and iperf3's command lines and results ([`netload`], [`iperf3`]), and the
 //! local tools of a backend that starts processes on this host ([`LocalTools`]). Backends
 //! import this module; it imports none of them.
