@@ -387,7 +387,7 @@ fn with_teardown(note: String, teardown: Result<(), BackendError>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::RepOutcome;
+    use crate::backend::{RepOutcome, Step};
     use crate::results::{HostInfo, Meta, RunDir, parse_records};
     use crate::scenario::Workload;
     use crate::suite::{expand, presets};
@@ -695,6 +695,110 @@ mod tests {
                 assert!(flagged <= 1, "default noise converges: {ends:?}");
             }
         }
+    }
+
+    /// A backend that reports one setup step per prepared point, of one unit per object.
+    #[derive(Default)]
+    struct Stepping {
+        steps: Option<Arc<dyn SetupProgress>>,
+    }
+
+    impl Backend for Stepping {
+        fn name(&self) -> &'static str {
+            "stepping"
+        }
+        fn applicability(&self, _: &Point) -> Readiness {
+            Readiness::Ready
+        }
+        fn prepare(&mut self, _: &Point) -> Result<Readiness, BackendError> {
+            if let Some(steps) = &self.steps {
+                let step = steps.step(Some(2), "creating objects");
+                step.inc(2);
+                step.finish();
+            }
+            Ok(Readiness::Ready)
+        }
+        fn run_rep(&mut self, p: &Point, _: u32, _: &Cancel) -> Result<RepOutcome, BackendError> {
+            Ok(RepOutcome {
+                metrics: [(metrics::primary(p.workload.kind()).to_string(), 1.0)].into(),
+                raw: serde_json::json!({}),
+            })
+        }
+        fn teardown(&mut self, _: &Point) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn set_setup_progress(&mut self, progress: Arc<dyn SetupProgress>) {
+            self.steps = Some(progress);
+        }
+    }
+
+    /// Counts what backends report to the observer's setup progress.
+    #[derive(Default)]
+    struct Tally(std::sync::Mutex<Vec<(String, u64, bool)>>);
+
+    struct TallyStep(Arc<Tally>, usize);
+
+    impl Step for TallyStep {
+        fn inc(&self, n: u64) {
+            self.0.0.lock().unwrap()[self.1].1 += n;
+        }
+        fn set_message(&self, _: String) {}
+        fn finish(&self) {
+            self.0.0.lock().unwrap()[self.1].2 = true;
+        }
+    }
+
+    struct TallyProgress(Arc<Tally>);
+
+    impl SetupProgress for TallyProgress {
+        fn step(&self, _: Option<u64>, what: &str) -> Box<dyn Step> {
+            let mut v = self.0.0.lock().unwrap();
+            v.push((what.to_string(), 0, false));
+            Box::new(TallyStep(Arc::clone(&self.0), v.len() - 1))
+        }
+    }
+
+    struct Watching(Arc<Tally>);
+
+    impl Observer for Watching {
+        fn setup_progress(&self) -> Arc<dyn SetupProgress> {
+            Arc::new(TallyProgress(Arc::clone(&self.0)))
+        }
+    }
+
+    /// The run loop is where setup progress goes: the backend reports to the observer's.
+    #[test]
+    fn backends_report_setup_steps_to_the_observer() {
+        let points = expand(&presets::load("quick").unwrap()).unwrap();
+        let points = &points[..2];
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, mut writer) = RunDir::create(tmp.path(), &meta_for(points)).unwrap();
+        let config = RunConfig {
+            rule: StopRule {
+                min_reps: 2,
+                max_reps: 2,
+                ..StopRule::default()
+            },
+            warmup_reps: 0,
+            warmup_s: None,
+        };
+        let tally = Arc::new(Tally::default());
+        let mut observer = Watching(Arc::clone(&tally));
+        run(
+            &mut Stepping::default(),
+            points,
+            &[],
+            &mut writer,
+            &config,
+            &Cancel::default(),
+            &mut observer,
+        )
+        .unwrap();
+        let steps = tally.0.lock().unwrap();
+        assert_eq!(
+            *steps,
+            vec![("creating objects".to_string(), 2, true); points.len()]
+        );
     }
 
     /// A backend whose client namespace starts crowded with `TIME_WAIT` sockets that expire
