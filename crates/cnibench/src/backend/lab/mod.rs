@@ -62,6 +62,7 @@
 //!
 //! Layout:
 //! - [`adapter`] — [`adapter::LabBackend`], the [`crate::backend::Backend`] on top of all this;
+//! - `build` — one point's lab, built phase by phase and self-checked;
 //! - [`spec`] — [`LabSpec`], datapath choices and object names;
 //! - [`plan`] — the address plan and tool input (pure);
 //! - [`exec`] — runs plans and closures inside namespaces (the I/O edge);
@@ -69,6 +70,7 @@
 //! - [`mod@error`] — the error type, [`LabError`].
 
 pub mod adapter;
+mod build;
 pub mod check;
 pub mod error;
 pub mod exec;
