@@ -129,40 +129,36 @@ struct ImportArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Run(a) => app::run::run(&a).map(|end| match end {
-            RunEnd::Finished => ExitCode::SUCCESS,
-            RunEnd::Failed => ExitCode::FAILURE,
-            RunEnd::Interrupted => ExitCode::from(130),
-        }),
-        Command::Plan(a) => app::plan::plan(&a).map(|text| {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }),
-        Command::Report(a) => app::files::report(&a.run_dir, a.format).map(|()| ExitCode::SUCCESS),
-        Command::Compare(a) => {
-            app::files::compare(&a.runs, a.format, a.html.as_deref()).map(|()| ExitCode::SUCCESS)
-        }
-        Command::ImportIperf3(a) => app::files::import_iperf3(&a.files, &a.name, a.out, a.label)
-            .map(|dir| {
-                println!("{}", dir.display());
-                ExitCode::SUCCESS
-            }),
-        Command::Clean(a) => cmd_clean(&a).map(|()| ExitCode::SUCCESS),
-        Command::Render(a) => cmd_render(&a).map(|()| ExitCode::SUCCESS),
-        Command::Suite { name } => {
-            print!("{}", presets::text(&name).unwrap_or_default());
-            Ok(ExitCode::SUCCESS)
-        }
-    };
-    match result {
+    match dispatch(Cli::parse().command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("cnibench: error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Run(a) => {
+            return Ok(match app::run::run(&a)? {
+                RunEnd::Finished => ExitCode::SUCCESS,
+                RunEnd::Failed => ExitCode::FAILURE,
+                RunEnd::Interrupted => ExitCode::from(130),
+            });
+        }
+        Command::Plan(a) => print!("{}", app::plan::plan(&a)?),
+        Command::Report(a) => app::files::report(&a.run_dir, a.format)?,
+        Command::Compare(a) => app::files::compare(&a.runs, a.format, a.html.as_deref())?,
+        Command::ImportIperf3(a) => {
+            let dir = app::files::import_iperf3(&a.files, &a.name, a.out, a.label)?;
+            println!("{}", dir.display());
+        }
+        Command::Clean(a) => cmd_clean(&a)?,
+        Command::Render(a) => cmd_render(&a)?,
+        Command::Suite { name } => print!("{}", presets::text(&name).unwrap_or_default()),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_clean(a: &CleanArgs) -> Result<()> {

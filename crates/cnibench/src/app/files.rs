@@ -4,9 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-
 use super::args::Format;
+use super::{AppError, Result};
 use crate::results::{self, LoadedRun, Meta, RunDir, RunSummary};
 use crate::{clock, host, report};
 
@@ -15,23 +14,21 @@ pub fn write_reports(dir: &Path, loaded: &LoadedRun, summary: &RunSummary) -> Re
     // Charts of an earlier rendering that this one no longer draws must not linger.
     let charts = dir.join(report::markdown::CHARTS_DIR);
     if charts.is_dir() {
-        for entry in std::fs::read_dir(&charts)
-            .with_context(|| format!("cannot list {}", charts.display()))?
-        {
-            let path = entry?.path();
+        for entry in std::fs::read_dir(&charts).map_err(AppError::file("cannot list", &charts))? {
+            let path = entry
+                .map_err(AppError::file("cannot list", &charts))?
+                .path();
             if path.extension().is_some_and(|e| e == "svg") {
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("cannot remove {}", path.display()))?;
+                std::fs::remove_file(&path).map_err(AppError::file("cannot remove", &path))?;
             }
         }
     }
     for (name, text) in report::files(&loaded.meta, summary, &loaded.parsed.records) {
         let path = dir.join(name);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(AppError::file("cannot create", parent))?;
         }
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, text).map_err(AppError::file("cannot write", &path))?;
     }
     Ok(())
 }
@@ -96,7 +93,7 @@ pub fn compare(runs: &[PathBuf], format: Format, html: Option<&Path>) -> Result<
     }
     if let Some(path) = html {
         std::fs::write(path, report::compare::render_html(&runs, &metas, &lines))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+            .map_err(AppError::file("cannot write", path))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
@@ -113,10 +110,11 @@ pub fn import_iperf3(
     let docs = files
         .iter()
         .map(|f| {
-            let text = std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read {}", f.display()))?;
-            let json = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not JSON", f.display()))?;
+            let text = std::fs::read_to_string(f).map_err(AppError::file("cannot read", f))?;
+            let json = serde_json::from_str(&text).map_err(|source| AppError::Json {
+                path: f.clone(),
+                source,
+            })?;
             Ok((f.display().to_string(), json))
         })
         .collect::<Result<Vec<_>>>()?;

@@ -9,10 +9,10 @@
 //! - [`files`]: `report`, `compare` and `import-iperf3` over run directories;
 //! - this module: suite and rule validation, the typed backend settings, `clean`.
 //!
-//! Errors are `anyhow` chains with context: this is the binary's half of the crate, whose
-//! errors end at a user (the library below returns typed errors).
+//! Errors are [`AppError`]: the library's own, and what a command adds to them.
 
 pub mod args;
+mod error;
 pub mod files;
 pub mod plan;
 pub mod resume;
@@ -21,7 +21,7 @@ pub mod run;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+pub use self::error::{AppError, Result, chain};
 
 use self::args::{BackendArgs, BackendKind, KubeArgs, RuleArgs, SuiteArgs};
 use crate::backend::fake::FakeBackend;
@@ -73,12 +73,12 @@ pub fn warmup_time(a: &RuleArgs) -> Result<Option<f64>> {
         return Ok(None);
     }
     let s = suite::params::parse_seconds(&a.warmup_time)
-        .map_err(|e| anyhow::anyhow!("--warmup-time: {e} (or `full`)"))?;
+        .map_err(|e| AppError::Invalid(format!("--warmup-time: {e} (or `full`)")))?;
     if !(s > 0.0 && s <= 3600.0) {
-        bail!(
+        return Err(AppError::Invalid(format!(
             "--warmup-time: {} is out of range (seconds from 1 to 3600, or `full`)",
             a.warmup_time
-        );
+        )));
     }
     Ok(Some(s.ceil()))
 }
@@ -86,19 +86,18 @@ pub fn warmup_time(a: &RuleArgs) -> Result<Option<f64>> {
 /// The stopping rule of `a`, each flag checked against its range.
 pub fn rule(a: &RuleArgs) -> Result<StopRule> {
     let budget = suite::params::parse_seconds(&a.time_budget)
-        .map_err(|e| anyhow::anyhow!("--time-budget: {e}"))?;
+        .map_err(|e| AppError::Invalid(format!("--time-budget: {e}")))?;
     if !(a.ci_target > 0.0 && a.ci_target < 100.0) {
-        bail!(
+        return Err(AppError::Invalid(format!(
             "--ci-target: {} is out of range (a percentage between 0 and 100, e.g. 2.5)",
             a.ci_target
-        );
+        )));
     }
     if a.min_reps < 2 || a.max_reps < a.min_reps {
-        bail!(
+        return Err(AppError::Invalid(format!(
             "--min-reps {} / --max-reps {}: need 2 <= min-reps <= max-reps",
-            a.min_reps,
-            a.max_reps
-        );
+            a.min_reps, a.max_reps
+        )));
     }
     Ok(StopRule {
         ci_target: a.ci_target / 100.0,
@@ -214,7 +213,8 @@ impl BackendSettings {
                 Box::new(b)
             }
             BackendSettings::Kube(opts) => Box::new(
-                KubeBackend::connect(opts, run_id, cancel.clone()).context("kube backend")?,
+                KubeBackend::connect(opts, run_id, cancel.clone())
+                    .map_err(AppError::KubeBackend)?,
             ),
         })
     }
@@ -267,9 +267,9 @@ fn lab_options(a: &BackendArgs, nodes: &str) -> Result<LabOptions> {
         policy_mode: a.policy_mode,
         mtu: a.mtu,
         nodes: nodes.parse().map_err(|_| {
-            anyhow::anyhow!(
+            AppError::Invalid(format!(
                 "--nodes {nodes}: the lab wants a number of nodes (node names are for --backend kube)",
-            )
+            ))
         })?,
     })
 }
@@ -378,7 +378,7 @@ pub fn clean(target: CleanTarget, run_id: Option<&str>, kube_args: &KubeArgs) ->
                     )
                     .await
                 })
-                .context("kube clean")?;
+                .map_err(AppError::KubeClean)?;
             Ok(Cleaned {
                 ended: Vec::new(),
                 namespaces,

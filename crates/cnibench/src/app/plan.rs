@@ -5,10 +5,8 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
-
 use super::args::PlanArgs;
-use super::{BackendSettings, backend_kind, load_suite, rule, warmup_time};
+use super::{BackendSettings, Result, backend_kind, chain, load_suite, rule, warmup_time};
 use crate::backend::{Backend, Cancel, Readiness};
 use crate::plan::{self, Estimate, Warmup};
 use crate::scenario::Point;
@@ -64,13 +62,13 @@ pub fn plan(a: &PlanArgs) -> Result<String> {
     let kind = backend_kind(&a.backend);
     let planner = match BackendSettings::from_args(kind, &a.backend) {
         Err(e) => {
-            eprintln!("note: {e:#} (needed to run, not to plan)");
+            eprintln!("note: {} (needed to run, not to plan)", chain(&e));
             Planner::Unusable(e.to_string())
         }
         Ok(settings) => match settings.open("plan", &points, &Cancel::default()) {
             Ok(b) => Planner::Built(b),
             Err(e) => {
-                eprintln!("note: {e:#} (needed to run, not to plan)");
+                eprintln!("note: {} (needed to run, not to plan)", chain(&e));
                 Planner::Offline(settings)
             }
         },

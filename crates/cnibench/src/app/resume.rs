@@ -6,12 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Result, bail};
 use clap::ValueEnum as _;
 
-use super::BackendSettings;
 use super::args::{BackendArgs, BackendKind};
 use super::run::Session;
+use super::{AppError, BackendSettings, Result};
 use crate::backend::Cancel;
 use crate::backend::kube::adapter::KubeOptions;
 use crate::backend::kube::objects::ServiceMode;
@@ -30,10 +29,12 @@ pub fn settings(
         "loopback" => BackendKind::Loopback,
         "lab" => BackendKind::Lab,
         "kube" => BackendKind::Kube,
-        other => bail!(
-            "{}: cannot resume a run of backend `{other}` with this cnibench",
-            dir.display()
-        ),
+        other => {
+            return Err(AppError::Invalid(format!(
+                "{}: cannot resume a run of backend `{other}` with this cnibench",
+                dir.display()
+            )));
+        }
     };
     // The recorded nodes replace `--nodes` before it is read: the flag may name nodes in
     // a form the backend would refuse (kube names for a lab run).
@@ -56,7 +57,7 @@ fn restore_kube(mut o: KubeOptions, tools: &BTreeMap<String, String>) -> Result<
         o.image.clone_from(v);
     }
     if let Some(v) = tools.get("kube_service_mode") {
-        o.service_mode = ServiceMode::from_str(v, false).map_err(|e| anyhow::anyhow!(e))?;
+        o.service_mode = ServiceMode::from_str(v, false).map_err(AppError::Invalid)?;
     }
     Ok(o)
 }

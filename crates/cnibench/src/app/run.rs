@@ -11,10 +11,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result};
-
 use super::args::{BackendKind, RunArgs};
-use super::{BackendSettings, backend_kind, files, load_suite, rule, run_id, warmup_time};
+use super::{
+    AppError, BackendSettings, Result, backend_kind, files, load_suite, rule, run_id, warmup_time,
+};
 use crate::backend::{Backend, Cancel};
 use crate::results::{self, Meta, PointStatus, Record, RunDir, RunSummary, RunWriter};
 use crate::runner::{self, Observer, RunConfig, RunOutcome};
@@ -73,7 +73,7 @@ impl Session {
             cancel,
             observer,
         )
-        .context("results could not be written; the run stopped")
+        .map_err(AppError::Record)
     }
 }
 
@@ -127,11 +127,22 @@ fn install_signals() -> Result<Cancel> {
         130,
         Arc::clone(&flag),
     )
-    .context("cannot install the Ctrl-C handler")?;
-    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&flag))
-        .context("cannot install the Ctrl-C handler")?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&flag))
-        .context("cannot install the SIGTERM handler")?;
+    .map_err(|source| AppError::Signal {
+        signal: "Ctrl-C",
+        source,
+    })?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&flag)).map_err(
+        |source| AppError::Signal {
+            signal: "Ctrl-C",
+            source,
+        },
+    )?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&flag)).map_err(
+        |source| AppError::Signal {
+            signal: "SIGTERM",
+            source,
+        },
+    )?;
     Ok(Cancel::from_flag(flag))
 }
 
@@ -177,8 +188,10 @@ fn start(a: &RunArgs, cancel: &Cancel) -> Result<Session> {
         points,
         command: std::env::args().collect(),
     };
-    let (dir, writer) = RunDir::create(&out, &meta)
-        .with_context(|| format!("cannot start a run in {}", out.display()))?;
+    let (dir, writer) = RunDir::create(&out, &meta).map_err(|source| AppError::Start {
+        path: out.clone(),
+        source,
+    })?;
     eprintln!("run directory: {}", dir.path.display());
     Ok(Session {
         dir,
