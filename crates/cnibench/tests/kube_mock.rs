@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cnibench::backend::fake::FakeBackend;
-use cnibench::backend::kube::adapter::{Driver, KubeBackend};
+use cnibench::backend::kube::adapter::KubeBackend;
 use cnibench::backend::kube::cluster::{
     self, BoxFuture, Exec, ExecOutput, InFlight, KubeError, Tuning,
 };
+use cnibench::backend::kube::driver::Driver;
 use cnibench::backend::kube::objects::ServiceMode;
 use cnibench::backend::kube::preflight::{self, ClusterInfo};
 use cnibench::backend::{Backend, Cancel, Readiness};

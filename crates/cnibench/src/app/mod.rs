@@ -27,6 +27,8 @@ use self::args::{BackendArgs, BackendKind, KubeArgs, RuleArgs, SuiteArgs};
 use crate::backend::fake::FakeBackend;
 use crate::backend::kube::adapter::{self as kube, KubeBackend, KubeOptions};
 use crate::backend::kube::cluster::Tuning;
+use crate::backend::kube::driver;
+use crate::backend::kube::estimate;
 use crate::backend::lab::adapter::{self as lab, LabBackend, LabOptions};
 use crate::backend::loopback::{self, LoopbackBackend};
 use crate::backend::tool::{iperf3, netload};
@@ -229,7 +231,7 @@ impl BackendSettings {
                 na @ Readiness::NotApplicable(_) => na,
             },
             BackendSettings::Lab(opts, _) => lab::applicability(point, opts),
-            BackendSettings::Kube(_) => kube::tool_applicability(point),
+            BackendSettings::Kube(_) => driver::tool_applicability(point),
         }
     }
 
@@ -237,7 +239,7 @@ impl BackendSettings {
     /// the kube estimate needs no cluster; the others are known once built).
     pub fn setup_estimate(&self, previous: Option<&Point>, point: &Point) -> Duration {
         match self {
-            BackendSettings::Kube(o) => kube::setup_estimate(previous, point, o.service_mode),
+            BackendSettings::Kube(o) => estimate::setup_estimate(previous, point, o.service_mode),
             _ => Duration::ZERO,
         }
     }
@@ -253,7 +255,7 @@ impl BackendSettings {
     /// Time to remove what is left after the last point `last`, from the settings alone.
     pub fn finish_estimate(&self, last: Option<&Point>) -> Duration {
         match self {
-            BackendSettings::Kube(o) => kube::finish_estimate(last, o.service_mode),
+            BackendSettings::Kube(o) => estimate::finish_estimate(last, o.service_mode),
             _ => Duration::ZERO,
         }
     }
@@ -370,7 +372,7 @@ pub fn clean(target: CleanTarget, run_id: Option<&str>, kube_args: &KubeArgs) ->
                         kube_args.context.as_deref(),
                     )
                     .await?;
-                    kube::clean(
+                    driver::clean(
                         &client,
                         run_id,
                         &Tuning::default(),

@@ -7,10 +7,14 @@
 //!   its request-count model);
 //! - [`cluster`]: API requests with retries and bounded concurrency, watches, exec;
 //! - [`preflight`]: reachability, RBAC, nodes, CNI and kube-proxy detection;
-//! - [`adapter`]: the [`crate::backend::Backend`] implementation and `clean`.
+//! - [`driver`]: the async core: reconcile, readiness, exec, teardown, `clean`;
+//! - [`estimate`]: API requests and seconds per point, for `cnibench plan`;
+//! - [`adapter`]: the [`crate::backend::Backend`] implementation over the driver.
 
 pub mod adapter;
 pub mod cluster;
+pub mod driver;
+pub mod estimate;
 pub mod objects;
 pub mod preflight;
 pub mod rbac;
