@@ -9,6 +9,7 @@
 //! - [`control`]: control-protocol frames, messages and the data-connection preamble;
 //! - [`stream`]: TCP and UDP stream engines (one OS thread per stream) and interval sampling;
 //! - [`clock`], [`cpu`]: all timing and CPU sampling;
+//! - [`wire`]: UDP datagram header layouts (netload's and iperf3's), shared by spec and engines;
 //! - [`sys`]: the only unsafe code (`TCP_INFO`, `MSG_ZEROCOPY` completions, UDP GSO/GRO);
 //! - [`hist`]: latency histograms, percentile summaries, Jain's index, open-loop schedule;
 //! - [`rr`]: request/response latency (`TCP_RR`, `TCP_CRR`, `UDP_RR`), client and responder;
@@ -36,3 +37,4 @@ pub mod server;
 pub mod spec;
 pub mod stream;
 pub mod sys;
+pub mod wire;
