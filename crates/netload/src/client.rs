@@ -15,8 +15,8 @@ use crate::control::{
 };
 use crate::report::{
     FlowDirection, FlowSummary, Interval, SCHEMA_VERSION, SideReport, StreamReport, StreamRole,
+    apply_peer_sent,
 };
-use crate::server::apply_peer_sent;
 use crate::spec::{Protocol, TestSpec};
 use crate::stream::{self, DataSocket, RunControl, Schedule, StreamPlan, core_for, rate_bps};
 

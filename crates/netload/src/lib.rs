@@ -14,7 +14,8 @@
 //! - [`hist`]: latency histograms, percentile summaries, Jain's index, open-loop schedule;
 //! - [`rr`]: request/response latency (`TCP_RR`, `TCP_CRR`, `UDP_RR`), client and responder;
 //! - [`http`]: HTTP server with generated bodies and the TTFB client; [`idle`]: filler mode;
-//! - [`server`], [`client`]: the two ends of a test; [`render`]: human-readable tables;
+//! - [`server`], [`client`]: the two ends of a test; [`serve`]: what netload's and the iperf3
+//!   server share; [`render`]: human-readable tables;
 //! - [`ndr`]: the no-drop rate search of `netload udp --find-rate` (pure search, driver);
 //! - [`iperf3`]: iperf3 3.x wire protocol, server side and client side;
 //! - [`mod@bench`], [`netns`]: the local microbenchmark, on loopback or between two namespaces.
@@ -33,6 +34,7 @@ pub mod netns;
 pub mod render;
 pub mod report;
 pub mod rr;
+pub mod serve;
 pub mod server;
 pub mod spec;
 pub mod stream;

@@ -483,7 +483,7 @@ fn accept_loop(listener: &TcpListener, config: &Arc<RrServerConfig>, stop: &Arc<
     let mut conns: Vec<JoinHandle<()>> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         // Polled, so the stop flag is seen within 100 ms whatever became of the address.
-        let (stream, _) = match crate::server::poll_accept(listener, "netload rr-server") {
+        let (stream, _) = match crate::serve::poll_accept(listener, "netload rr-server") {
             Ok(Some(c)) => c,
             Ok(None) => continue,
             Err(e) => {
