@@ -14,7 +14,7 @@
 //!   iperf3;
 //! - [`rr`]: `netload rr` and `netload rr-server`; [`http`]: `netload http` and
 //!   `netload http-server`;
-//! - [`bench`]: `netload bench`; [`idle`]: `netload idle`; [`schema`]: `netload schema`.
+//! - [`mod@bench`]: `netload bench`; [`idle`]: `netload idle`; [`schema`]: `netload schema`.
 
 pub mod bench;
 pub mod http;
