@@ -72,7 +72,7 @@ def strip_comments_and_strings(text):
 
 def expand_use_tree(tree):
     """`crate::{a::X, b::{Y, Z}}` -> ["crate::a::X", "crate::b::Y", "crate::b::Z"]."""
-    tree = re.sub(r"\s+", "", tree)
+    tree = re.sub(r"\s+", "", re.sub(r"\s+as\s+" + IDENT, "", tree))
     results = []
 
     def walk(prefix, s):
@@ -94,7 +94,7 @@ def expand_use_tree(tree):
                 head = part[:brace].rstrip(":")
                 walk(join(prefix, head), part[brace + 1 : -1])
             else:
-                results.append(join(prefix, re.sub(r"\bas\b.*$", "", part)))
+                results.append(join(prefix, part))
 
     def join(a, b):
         return b if not a else (a if not b else a + "::" + b)
