@@ -15,9 +15,8 @@ use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 
 use crate::clock;
 use crate::control;
-use crate::report::StreamRole;
 use crate::spec::{Limits, TestSpec};
-use crate::stream::{self, DataSocket, StreamPlan, core_for};
+use crate::stream::{self, DataSocket, End, StreamPlan};
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -206,18 +205,6 @@ pub(crate) fn server_plans(
     sockets
         .into_iter()
         .enumerate()
-        .map(|(i, socket)| {
-            let id = i as u32;
-            StreamPlan {
-                id,
-                role: if spec.client_sends_on(id) {
-                    StreamRole::Receive
-                } else {
-                    StreamRole::Send
-                },
-                core: core_for(&spec.server_affinity, i),
-                socket,
-            }
-        })
+        .map(|(i, socket)| StreamPlan::for_end(spec, End::Server, i as u32, socket))
         .collect()
 }

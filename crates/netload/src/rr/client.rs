@@ -92,22 +92,32 @@ fn recv_full(stream: &mut TcpStream, buf: &mut [u8], limit: Instant, spin: bool)
                     return Err(io::ErrorKind::TimedOut.into());
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                polls += 1;
-                if !spin || polls.is_multiple_of(256) && clock::now() >= limit {
-                    return Err(io::ErrorKind::TimedOut.into());
-                }
-                std::hint::spin_loop();
-            }
+            Err(e) if nothing_yet(&e) => poll_again(&mut polls, spin, limit)?,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
+    Ok(())
+}
+
+/// A read that found no data: a spinning socket had none, or a blocking read's timeout
+/// ran out (Linux reports both as `EAGAIN`, `WouldBlock`; other systems say `TimedOut`).
+fn nothing_yet(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// After a read that found no data: `TimedOut` for a blocking socket (its read timeout is
+/// the transaction's) or, spinning, once past `limit`; the clock is read only every 256
+/// polls so the spin is not mostly `clock_gettime`.
+fn poll_again(polls: &mut u32, spin: bool, limit: Instant) -> io::Result<()> {
+    *polls += 1;
+    if !spin || polls.is_multiple_of(256) && clock::now() >= limit {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    std::hint::spin_loop();
     Ok(())
 }
 
@@ -204,20 +214,11 @@ fn transaction(ctx: &ClientCtx, link: &mut Link, req: &[u8], resp: &mut [u8]) ->
                         rearmed = true;
                     }
                     Ok(_) => {}
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                        ) =>
-                    {
+                    Err(e) if nothing_yet(&e) => {
                         if rearmed {
                             sock.set_read_timeout(Some(ctx.timeout))?;
                         }
-                        polls += 1;
-                        if !spin || polls.is_multiple_of(256) && clock::now() >= limit {
-                            return Err(io::ErrorKind::TimedOut.into());
-                        }
-                        std::hint::spin_loop();
+                        poll_again(&mut polls, spin, limit)?;
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
