@@ -15,7 +15,7 @@ use plotters::coord::ranged1d::SegmentedCoord;
 use plotters::coord::types::{RangedCoordf64, RangedCoordusize};
 use plotters::prelude::*;
 
-use super::html::esc;
+use super::esc;
 use super::num;
 
 /// The categorical palette (d3 "category10"): distinguishable, and in print too.

@@ -69,7 +69,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{mean, median, student_t_cdf};
+use super::{mean, median, student_t_cdf};
 
 /// Fewest repetitions [`detect`] assesses; a shift needs a segment of two to estimate the
 /// within-segment spread from.
