@@ -126,7 +126,7 @@ pub enum Dimension {
 }
 
 impl Dimension {
-    /// Every dimension, in the order they are covered.
+    /// Every dimension, in the order a [`Reason::Largest`] lists them.
     pub const ALL: [Dimension; 4] = [
         Dimension::ServerReplicas,
         Dimension::FillerPods,
