@@ -866,5 +866,4 @@ mod tests {
         let done = finished_points(&recs);
         assert_eq!(done.keys().collect::<Vec<_>>(), ["a", "b"]);
     }
-
 }

@@ -8,8 +8,8 @@
 use std::fmt::Write as _;
 
 use super::figures::{Figure, Section};
-use super::{esc, num};
 use super::table::{HEADER, cells};
+use super::{esc, num};
 use crate::results::{Meta, PointSummary, RunSummary};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1250px;color:#222;padding:0 1em}\
