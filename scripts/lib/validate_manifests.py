@@ -20,8 +20,8 @@ import yaml
 from kubernetes_validate import utils
 from referencing import Registry, Resource
 
-# libyaml's loader when PyYAML has it (the manylinux wheels do): manifests/ holds tens of
-# thousands of documents, and the pure-Python loader alone takes minutes over them.
+# libyaml's loader when PyYAML has it (the manylinux wheels do): the full thesis render holds
+# tens of thousands of documents, and the pure-Python loader alone takes minutes over them.
 YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

@@ -12,7 +12,7 @@
 //! - [`suite`]: presets, TOML suite files, CLI overrides, expansion into points (pure);
 //! - [`plan`]: the expanded plan and its estimated wall time (pure);
 //! - [`stats`]: descriptive statistics, stopping rule, Welch's t-test (pure);
-//! - [`stationarity`]: level shifts, trends and two modes in a point's repetitions (pure);
+//! - [`stats::stationarity`]: level shifts, trends and two modes in a point's repetitions (pure);
 //! - [`metrics`]: metric catalogue and extraction from netload's JSON (pure);
 //! - [`results`]: run directory, `meta.json`, `results.jsonl`, `summary.json`, resume;
 //! - [`backend`]: the `Backend` trait and one folder per backend: `fake`, `loopback`,
@@ -44,6 +44,5 @@ pub mod results;
 pub mod runner;
 pub mod scaling;
 pub mod scenario;
-pub mod stationarity;
 pub mod stats;
 pub mod suite;

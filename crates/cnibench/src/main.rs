@@ -61,9 +61,13 @@ enum CleanBackend {
 struct RenderArgs {
     #[command(flatten)]
     suite: SuiteArgs,
-    /// Output directory (files are replaced; `manifests` holds the rendered thesis suite).
+    /// Output directory (files are replaced; `manifests` holds `--suite thesis --sample`).
     #[arg(long)]
     out: PathBuf,
+    /// Only a small representative set: per scenario its smallest point with every object
+    /// kind, plus the points with the largest counts (without their scale files).
+    #[arg(long)]
+    sample: bool,
     /// The netload image.
     #[arg(long, default_value_t = cnibench::backend::kube::objects::default_image())]
     image: String,
@@ -191,11 +195,22 @@ fn cmd_render(a: &RenderArgs) -> Result<()> {
     let points = suite::expand(&suite)?;
     let settings =
         cnibench::backend::kube::render::render_settings(a.image.clone(), a.service_mode);
-    let files = cnibench::backend::kube::render::render(&suite.name, &points, &settings)?;
+    let (files, rendered) = if a.sample {
+        let sample =
+            cnibench::backend::kube::render::render_sample(&suite.name, &points, &settings)?;
+        for (id, pick) in &sample.picks {
+            let why: Vec<String> = pick.reasons.iter().map(ToString::to_string).collect();
+            eprintln!("sample: {id} ({})", why.join("; "));
+        }
+        (sample.files, sample.picks.len())
+    } else {
+        let files = cnibench::backend::kube::render::render(&suite.name, &points, &settings)?;
+        (files, points.len())
+    };
     cnibench::backend::kube::render::write(&a.out, &files)?;
     let bytes: usize = files.iter().map(|f| f.text.len()).sum();
     eprintln!(
-        "wrote {} files ({} points, {:.1} MB) under {}",
+        "wrote {} files ({rendered} of {} points, {:.1} MB) under {}",
         files.len(),
         points.len(),
         bytes as f64 / 1e6,

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::carryover::StartState;
 use crate::metrics::{self, Metrics};
 use crate::scenario::Point;
-use crate::stationarity::{self, Instability};
+use crate::stats::stationarity::{self, Instability};
 use crate::stats::{self, StopRule, Summary};
 
 /// Version of the run-directory format; a run written by another version is refused with
@@ -364,7 +364,7 @@ impl PointSummary {
 
     /// The primary metric's stationarity verdict: `Some` when its repetitions show a level
     /// shift, a trend or two modes, so its mean averages regimes (see
-    /// [`crate::stationarity`]). Levels, the repetition and the reason are in it.
+    /// [`crate::stats::stationarity`]). Levels, the repetition and the reason are in it.
     pub fn instability(&self) -> Option<&Instability> {
         self.primary_summary()?.unstable.as_ref()
     }
@@ -865,77 +865,5 @@ mod tests {
         ];
         let done = finished_points(&recs);
         assert_eq!(done.keys().collect::<Vec<_>>(), ["a", "b"]);
-    }
-
-    /// The report fixture's run (the fake backend's records) written as a run directory.
-    fn write_run(dir: &Path) -> (Meta, Vec<Record>) {
-        let (meta, _, records) = crate::report::fixtures::run_with_records("gz", 1);
-        let (_, mut w) = RunDir::create(dir, &meta).unwrap();
-        for r in &records {
-            w.append(r).unwrap();
-        }
-        (meta, records)
-    }
-
-    #[test]
-    fn gzip_log_reads_like_the_plain_one() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (meta, records) = write_run(tmp.path());
-        let (_, plain) = RunDir::open(tmp.path()).unwrap();
-        let text = std::fs::read(tmp.path().join(RESULTS)).unwrap();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        gz.write_all(&text).unwrap();
-        std::fs::write(tmp.path().join(RESULTS_GZ), gz.finish().unwrap()).unwrap();
-        std::fs::remove_file(tmp.path().join(RESULTS)).unwrap();
-        let (_, packed) = RunDir::open(tmp.path()).unwrap();
-        assert_eq!(packed.parsed, plain.parsed);
-        assert_eq!(packed.parsed.records.len(), records.len());
-        assert_eq!(packed.summary(), plain.summary());
-        assert_eq!(packed.meta, meta);
-        assert!(matches!(
-            RunDir::resume(tmp.path()),
-            Err(ResultsError::Compressed { .. })
-        ));
-        std::fs::write(tmp.path().join(RESULTS_GZ), b"not gzip").unwrap();
-        let err = RunDir::open(tmp.path()).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("results.jsonl.gz: not a readable gzip"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn without_a_log_the_summary_file_is_read_and_says_so() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (meta, records) = write_run(tmp.path());
-        let dir = RunDir {
-            path: tmp.path().to_path_buf(),
-        };
-        let (_, from_log) = RunDir::open(tmp.path()).unwrap();
-        let summary = from_log.summary();
-        assert_eq!(summary.points.len(), meta.points.len());
-        assert!(!records.is_empty());
-        dir.write_summary(&summary).unwrap();
-        std::fs::remove_file(tmp.path().join(RESULTS)).unwrap();
-        let (_, loaded) = RunDir::open(tmp.path()).unwrap();
-        assert!(loaded.parsed.records.is_empty());
-        let read = loaded.summary();
-        // Values survive the JSON round trip to the last bit or two; statuses and counts exactly.
-        for (a, b) in read.points.iter().zip(&summary.points) {
-            assert_eq!(
-                (&a.point, a.status, a.metrics.len()),
-                (&b.point, b.status, b.metrics.len())
-            );
-            for (k, m) in &a.metrics {
-                let close = m
-                    .raw
-                    .iter()
-                    .zip(&b.metrics[k].raw)
-                    .all(|(x, y)| (x - y).abs() <= 1e-12 * y.abs());
-                assert!(close, "{k}");
-            }
-        }
-        assert_eq!(read.warnings, [STORED_SUMMARY_WARNING]);
     }
 }

@@ -2,7 +2,7 @@
 //! record every repetition as it happens.
 //!
 //! A point whose repetitions are not stationary (a level shift, a trend, two modes; see
-//! [`crate::stationarity`]) never converges: it is repeated up to the maximum or the time
+//! [`crate::stats::stationarity`]) never converges: it is repeated up to the maximum or the time
 //! budget so both regimes are seen (why: [`StopRule::decide`]), and a warning names the
 //! repetition where it changed.
 //!
@@ -22,7 +22,7 @@ use crate::results::{
     PointEnd, PointStatus, Record, RepRecord, ResultsError, RunWriter, finished_points,
 };
 use crate::scenario::Point;
-use crate::stationarity;
+use crate::stats::stationarity;
 use crate::stats::{Decision, StopRule};
 
 /// How to repeat.

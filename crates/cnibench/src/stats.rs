@@ -3,11 +3,13 @@
 //! - [`summarize`]: n, mean, median, trimmed mean, standard deviation, coefficient of
 //!   variation, Student-t confidence interval of the mean, min and max;
 //! - [`StopRule::decide`]: when to stop repeating a point (never "converged" on a series
-//!   that [`crate::stationarity`] finds unstable);
+//!   that [`stationarity`] finds unstable);
 //! - [`welch`]: Welch's unequal-variance t-test for `cnibench compare`;
 //! - [`student_t_cdf`] / [`student_t_quantile`]: the Student t distribution, computed from the
 //!   regularized incomplete beta function (Numerical Recipes, 3rd ed., §6.4), so any
 //!   degrees of freedom work, fractional ones included (Welch needs them).
+
+pub mod stationarity;
 
 use std::time::Duration;
 
@@ -195,7 +197,7 @@ impl StopRule {
     /// Decides after the measured values `xs`, `elapsed` into the point's budget, with
     /// `next_rep` the expected length of one more repetition.
     ///
-    /// A series that is not stationary ([`crate::stationarity::detect`] finds a level
+    /// A series that is not stationary ([`stationarity::detect`] finds a level
     /// shift, a trend or two modes) never converges, however tight its interval: a tight
     /// interval over two regimes is not convergence. It is repeated on, up to `max_reps` or
     /// the time budget, rather than stopped at once, because
@@ -213,7 +215,7 @@ impl StopRule {
             && summarize(xs)
                 .and_then(|s| s.ci_relative)
                 .is_some_and(|r| r <= self.ci_target)
-            && crate::stationarity::detect(xs).is_none();
+            && stationarity::detect(xs).is_none();
         if converged {
             Decision::Converged
         } else if xs.len() >= self.max_reps {

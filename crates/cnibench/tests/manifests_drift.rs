@@ -1,10 +1,11 @@
-//! manifests/ is `cnibench render --suite thesis --out manifests`, byte for byte.
+//! manifests/ is `cnibench render --suite thesis --sample --out manifests`, byte for byte.
+//! (The full render is validated against the Kubernetes schemas by scripts/test.sh.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const REGENERATE: &str = "cargo run -p cnibench -- render --suite thesis --out manifests";
+const REGENERATE: &str = "cargo run -p cnibench -- render --suite thesis --sample --out manifests";
 
 /// Every YAML file under `dir`, relative path → bytes (README.md and other text is not
 /// rendered and so not compared).
@@ -30,11 +31,11 @@ fn yaml_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 #[test]
-fn manifests_match_the_rendered_thesis_suite() {
+fn manifests_match_the_rendered_thesis_sample() {
     let manifests: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests");
     let tmp = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_cnibench"))
-        .args(["render", "--suite", "thesis", "--out"])
+        .args(["render", "--suite", "thesis", "--sample", "--out"])
         .arg(tmp.path())
         .output()
         .unwrap();
@@ -44,7 +45,8 @@ fn manifests_match_the_rendered_thesis_suite() {
         String::from_utf8_lossy(&out.stderr)
     );
     let want = yaml_files(tmp.path());
-    assert!(want.len() > 50, "only {} files rendered", want.len());
+    // rbac.yaml, a point per scenario (six), the largest points and their scale files.
+    assert!(want.len() > 8, "only {} files rendered", want.len());
     let have = yaml_files(&manifests);
     let missing: Vec<&String> = want.keys().filter(|k| !have.contains_key(*k)).collect();
     let stale: Vec<&String> = have.keys().filter(|k| !want.contains_key(*k)).collect();

@@ -15,10 +15,10 @@ use crate::control::{
 };
 use crate::report::{
     FlowDirection, FlowSummary, Interval, SCHEMA_VERSION, SideReport, StreamReport, StreamRole,
+    apply_peer_sent,
 };
-use crate::server::apply_peer_sent;
 use crate::spec::{Protocol, TestSpec};
-use crate::stream::{self, DataSocket, RunControl, Schedule, StreamPlan, core_for, rate_bps};
+use crate::stream::{self, DataSocket, End, RunControl, Schedule, StreamPlan, rate_bps};
 
 /// Why a test could not run.
 #[derive(Debug, thiserror::Error)]
@@ -326,17 +326,9 @@ pub(crate) fn resolve(host: &str, port: u16) -> Result<SocketAddr, ClientError> 
         .ok_or_else(|| resolve_err(io::Error::new(io::ErrorKind::NotFound, "no address")))
 }
 
+/// The client's plan of stream `id`.
 pub(crate) fn plan(spec: &TestSpec, id: u32, socket: DataSocket) -> StreamPlan {
-    StreamPlan {
-        id,
-        role: if spec.client_sends_on(id) {
-            StreamRole::Send
-        } else {
-            StreamRole::Receive
-        },
-        core: core_for(&spec.client_affinity, id as usize),
-        socket,
-    }
+    StreamPlan::for_end(spec, End::Client, id, socket)
 }
 
 fn connect_tcp_streams(

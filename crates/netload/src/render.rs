@@ -48,20 +48,6 @@ pub fn cpu_line(label: &str, c: &crate::report::CpuReport) -> String {
     )
 }
 
-/// Prints a report as pretty JSON or as the given table.
-pub fn print_report<T: serde::Serialize>(
-    json: bool,
-    report: &T,
-    table: impl FnOnce(&T) -> String,
-) -> serde_json::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-    } else {
-        print!("{}", table(report));
-    }
-    Ok(())
-}
-
 /// Header printed before live interval lines.
 pub fn interval_header(spec: &TestSpec) -> String {
     let extra = match spec.protocol {

@@ -352,3 +352,31 @@ impl StreamReport {
         self.spec.protocol
     }
 }
+/// Fills UDP loss of a side's receiving streams from the peer's sent counts.
+pub fn apply_peer_sent(
+    spec: &TestSpec,
+    side: &mut SideReport,
+    received_distinct: &[u64],
+    peer_sent: &[u64],
+) {
+    if spec.protocol != Protocol::Udp {
+        return;
+    }
+    let mut lost_total = 0;
+    let mut receiving = false;
+    for s in side
+        .streams
+        .iter_mut()
+        .filter(|s| s.role == StreamRole::Receive)
+    {
+        receiving = true;
+        let sent = peer_sent.get(s.id as usize).copied().unwrap_or(0);
+        let got = received_distinct.get(s.id as usize).copied().unwrap_or(0);
+        let lost = sent.saturating_sub(got);
+        if let Some(udp) = &mut s.udp {
+            udp.lost = lost;
+        }
+        lost_total += lost;
+    }
+    side.lost = receiving.then_some(lost_total);
+}

@@ -8,57 +8,26 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsFd;
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
-
 use crate::clock;
 use crate::control::{
     self, ClientMsg, Cookie, DATA_MAGIC, FrameError, MAX_CLIENT_FRAME, PROTOCOL_NAME,
     PROTOCOL_VERSION, Preamble, ServerMsg, UDP_MAGIC,
 };
-use crate::report::{SideReport, StreamRole};
-use crate::spec::{Limits, Protocol, TestSpec};
-use crate::stream::{self, DataSocket, RunControl, Schedule, StreamPlan, core_for};
-
-/// Server settings.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Address to listen on (TCP and UDP).
-    pub bind: SocketAddr,
-    /// What tests may ask for.
-    pub limits: Limits,
-    /// Tests running at once.
-    pub max_sessions: usize,
-    /// Connections in their first phase (hello or preamble) at once.
-    pub max_pending: usize,
-    /// Timeout of each protocol phase (hello, setup, stream connection, start).
-    pub phase_timeout: Duration,
-    /// Exit after the first test that got past setup.
-    pub once: bool,
-    /// Also serve iperf3 3.x clients on this port (TCP and UDP), same address.
-    pub iperf3_port: Option<u16>,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), control::DEFAULT_PORT),
-            limits: Limits::default(),
-            max_sessions: 8,
-            max_pending: 64,
-            phase_timeout: Duration::from_secs(10),
-            once: false,
-            iperf3_port: None,
-        }
-    }
-}
+use crate::report::apply_peer_sent;
+pub use crate::serve::ServerConfig;
+use crate::serve::{
+    PendingSlot, PhaseReader, SessionSlots, bind_tcp_and_udp, poll_accept, server_plans,
+    udp_stream_socket,
+};
+use crate::spec::{Protocol, TestSpec};
+use crate::stream::{self, DataSocket, RunControl, Schedule, StreamPlan};
 
 /// A data connection on its way to its session.
 #[derive(Debug)]
@@ -69,10 +38,10 @@ enum DataConn {
 
 /// Sessions waiting for data connections, by cookie.
 #[derive(Default)]
-pub(crate) struct Registry {
+struct Registry {
     sessions: Mutex<HashMap<Cookie, Sender<DataConn>>>,
     /// Tests running, of either protocol (bounded by `max_sessions`).
-    pub(crate) active: AtomicUsize,
+    slots: Arc<SessionSlots>,
 }
 
 impl Registry {
@@ -97,7 +66,7 @@ impl Drop for SessionGuard<'_> {
             .lock()
             .expect("registry lock")
             .remove(&self.cookie);
-        self.registry.active.fetch_sub(1, Ordering::AcqRel);
+        self.registry.slots.release();
     }
 }
 
@@ -133,39 +102,6 @@ impl Drop for ServerHandle {
     fn drop(&mut self) {
         self.shutdown.store(true, Ordering::Relaxed);
     }
-}
-
-pub(crate) fn reuse_port_udp(addr: SocketAddr) -> io::Result<Socket> {
-    let sock = Socket::new(
-        Domain::for_address(addr),
-        Type::DGRAM,
-        Some(SockProtocol::UDP),
-    )?;
-    sock.set_reuse_address(true)?;
-    sock.set_reuse_port(true)?;
-    sock.bind(&addr.into())?;
-    Ok(sock)
-}
-
-/// A TCP listener on `addr` and a UDP socket on the same port number (`SO_REUSEPORT`, so
-/// sockets connected to one client can share the port), read with a 100 ms timeout so a
-/// loop over it sees its shutdown flag.
-pub(crate) fn bind_tcp_and_udp(
-    addr: SocketAddr,
-    backlog: i32,
-) -> io::Result<(TcpListener, UdpSocket)> {
-    let sock = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM,
-        Some(SockProtocol::TCP),
-    )?;
-    sock.set_reuse_address(true)?;
-    sock.bind(&addr.into())?;
-    sock.listen(backlog)?;
-    let listener: TcpListener = sock.into();
-    let udp: UdpSocket = reuse_port_udp(listener.local_addr()?)?.into();
-    udp.set_read_timeout(Some(Duration::from_millis(100)))?;
-    Ok((listener, udp))
 }
 
 impl Server {
@@ -223,13 +159,13 @@ impl Server {
         let iperf3_thread = match self.iperf3.take() {
             Some(listener) => {
                 let config = self.config.clone();
-                let registry = Arc::clone(&self.registry);
+                let slots = Arc::clone(&self.registry.slots);
                 let shutdown = Arc::clone(&self.shutdown);
                 Some(
                     thread::Builder::new()
                         .name("iperf3-accept".into())
                         .spawn(move || {
-                            if let Err(e) = listener.run(config, registry, shutdown) {
+                            if let Err(e) = listener.run(config, slots, shutdown) {
                                 eprintln!("netload server: the iperf3 port failed: {e}");
                             }
                         })?,
@@ -277,57 +213,12 @@ impl Server {
     }
 }
 
-/// Waits up to 100 ms for a connection, so the caller's loop sees its shutdown flag
-/// promptly. `Ok(None)` when none came or accepting failed (logged, after a short pause so
-/// a persistent failure such as EMFILE does not spin); `Err` when the listener is unusable.
-pub(crate) fn poll_accept(
-    listener: &TcpListener,
-    who: &str,
-) -> io::Result<Option<(TcpStream, SocketAddr)>> {
-    let mut fds = [nix::poll::PollFd::new(
-        listener.as_fd(),
-        nix::poll::PollFlags::POLLIN,
-    )];
-    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
-        Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(None),
-        Ok(_) => {}
-        Err(e) => return Err(e.into()),
-    }
-    match listener.accept() {
-        Ok(c) => Ok(Some(c)),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
-        Err(e) => {
-            eprintln!("{who}: accept failed: {e}");
-            thread::sleep(Duration::from_millis(10));
-            Ok(None)
-        }
-    }
-}
-
 struct ConnContext {
     config: ServerConfig,
     registry: Arc<Registry>,
     pending: Arc<AtomicUsize>,
     shutdown: Arc<AtomicBool>,
     port: u16,
-}
-
-/// Frees a pending-connection slot once the first phase is over.
-pub(crate) struct PendingSlot<'a>(pub(crate) Option<&'a AtomicUsize>);
-
-impl PendingSlot<'_> {
-    /// Gives the slot back (once).
-    pub(crate) fn release(&mut self) {
-        if let Some(p) = self.0.take() {
-            p.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
-impl Drop for PendingSlot<'_> {
-    fn drop(&mut self) {
-        self.release();
-    }
 }
 
 fn handle_connection(ctx: &ConnContext, mut socket: TcpStream, peer: SocketAddr) {
@@ -406,35 +297,6 @@ impl From<FrameError> for SessionError {
     }
 }
 
-/// Reads from a socket with a deadline for the whole phase, not per `read` call, so a peer
-/// dribbling one byte at a time cannot hold a thread beyond the phase timeout.
-pub(crate) struct PhaseReader<'a> {
-    socket: &'a TcpStream,
-    deadline: std::time::Instant,
-}
-
-impl<'a> PhaseReader<'a> {
-    /// A reader whose reads all end by `timeout` from now.
-    pub(crate) fn new(socket: &'a TcpStream, timeout: Duration) -> Self {
-        PhaseReader {
-            socket,
-            deadline: clock::now() + timeout,
-        }
-    }
-}
-
-impl Read for PhaseReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.deadline.saturating_duration_since(clock::now());
-        if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "phase timed out"));
-        }
-        self.socket.set_read_timeout(Some(left))?;
-        let mut s = self.socket;
-        s.read(buf)
-    }
-}
-
 fn read_client(
     socket: &TcpStream,
     timeout: Duration,
@@ -474,8 +336,7 @@ fn session(
         }
     }
     slot.release();
-    if ctx.registry.active.fetch_add(1, Ordering::AcqRel) >= ctx.config.max_sessions {
-        ctx.registry.active.fetch_sub(1, Ordering::AcqRel);
+    if !ctx.registry.slots.try_take(ctx.config.max_sessions) {
         return Err(SessionError::Peer(format!(
             "server busy: {} tests already running",
             ctx.config.max_sessions
@@ -592,35 +453,6 @@ fn watch_control(
     }
 }
 
-/// Fills UDP loss of a side's receiving streams from the peer's sent counts.
-pub fn apply_peer_sent(
-    spec: &TestSpec,
-    side: &mut SideReport,
-    received_distinct: &[u64],
-    peer_sent: &[u64],
-) {
-    if spec.protocol != Protocol::Udp {
-        return;
-    }
-    let mut lost_total = 0;
-    let mut receiving = false;
-    for s in side
-        .streams
-        .iter_mut()
-        .filter(|s| s.role == StreamRole::Receive)
-    {
-        receiving = true;
-        let sent = peer_sent.get(s.id as usize).copied().unwrap_or(0);
-        let got = received_distinct.get(s.id as usize).copied().unwrap_or(0);
-        let lost = sent.saturating_sub(got);
-        if let Some(udp) = &mut s.udp {
-            udp.lost = lost;
-        }
-        lost_total += lost;
-    }
-    side.lost = receiving.then_some(lost_total);
-}
-
 fn msg_name(msg: &ClientMsg) -> &'static str {
     match msg {
         ClientMsg::Hello { .. } => "hello",
@@ -677,46 +509,6 @@ fn collect_streams(
         spec,
         slots.into_iter().map(|s| s.expect("every slot filled")),
     ))
-}
-
-/// A UDP data socket on the server's port, connected to the client's stream socket `peer`
-/// (a connected socket takes that peer's datagrams from the shared port) and configured.
-pub(crate) fn udp_stream_socket(
-    local: SocketAddr,
-    peer: SocketAddr,
-    spec: &TestSpec,
-) -> Result<UdpSocket, String> {
-    let sock = reuse_port_udp(local).map_err(|e| format!("UDP stream socket: {e}"))?;
-    sock.connect(&peer.into())
-        .map_err(|e| format!("UDP stream socket: {e}"))?;
-    let sock: UdpSocket = sock.into();
-    stream::udp::configure(&sock, spec).map_err(|e| e.to_string())?;
-    Ok(sock)
-}
-
-/// The server's plans for its data sockets in stream order: it receives where the client
-/// sends, and the other way round.
-pub(crate) fn server_plans(
-    spec: &TestSpec,
-    sockets: impl IntoIterator<Item = DataSocket>,
-) -> Vec<StreamPlan> {
-    sockets
-        .into_iter()
-        .enumerate()
-        .map(|(i, socket)| {
-            let id = i as u32;
-            StreamPlan {
-                id,
-                role: if spec.client_sends_on(id) {
-                    StreamRole::Receive
-                } else {
-                    StreamRole::Send
-                },
-                core: core_for(&spec.server_affinity, i),
-                socket,
-            }
-        })
-        .collect()
 }
 
 fn udp_hello_loop(udp: &UdpSocket, registry: &Registry, shutdown: &AtomicBool) {

@@ -112,13 +112,13 @@ pub struct TestSpec {
     /// Never on the wire: each end sets it from the protocol it speaks.
     #[serde(skip)]
     #[schemars(skip)]
-    pub udp_wire: crate::stream::udp::UdpWire,
+    pub udp_wire: crate::wire::UdpWire,
 }
 
 /// Largest UDP payload over IPv4 (65535 - 20 - 8).
 pub const MAX_UDP_PAYLOAD: u32 = 65_507;
 /// Smallest UDP payload: room for the sequence header.
-pub const MIN_UDP_PAYLOAD: u32 = crate::stream::udp::HEADER_LEN as u32;
+pub const MIN_UDP_PAYLOAD: u32 = crate::wire::HEADER_LEN as u32;
 /// Largest TCP write length accepted (64 MiB).
 pub const MAX_TCP_LENGTH: u32 = 64 << 20;
 
@@ -187,7 +187,7 @@ impl TestSpec {
             udp_batch: true,
             client_affinity: Vec::new(),
             server_affinity: Vec::new(),
-            udp_wire: crate::stream::udp::UdpWire::Netload,
+            udp_wire: crate::wire::UdpWire::Netload,
         }
     }
 

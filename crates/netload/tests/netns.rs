@@ -1,19 +1,11 @@
 //! Root tier: the stream engine between two network namespaces joined by a veth pair
 //! (198.18.0.0/15 only). Namespaces are removed by a guard, also when a test fails.
 
+mod root;
+
 use netload::bench::{self, BenchCase};
 use netload::spec::{Direction, Protocol, TestSpec, Zerocopy};
-
-fn require_root() -> bool {
-    if nix::unistd::Uid::effective().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("NETLOAD_SKIP_ROOT_TESTS").is_some(),
-        "network-namespace tests need root; set NETLOAD_SKIP_ROOT_TESTS=1 to skip them knowingly"
-    );
-    false
-}
+use root::require_root;
 
 fn case(name: &'static str, protocol: Protocol, f: impl FnOnce(&mut TestSpec)) -> BenchCase {
     let mut spec = TestSpec::new(protocol);

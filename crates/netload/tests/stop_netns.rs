@@ -4,6 +4,8 @@
 //! veth pair the test creates (198.18.0.0/15 only), removed by the pair's guard; the
 //! process is killed by its own guard when an assertion fails.
 
+mod root;
+
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -11,6 +13,7 @@ use std::time::Duration;
 use netload::netns::{ADDR_A, VethPair};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use root::require_root;
 
 /// Kills the child on drop so a failing assertion leaves no process behind.
 struct Child(std::process::Child);
@@ -25,17 +28,6 @@ impl Drop for Child {
 /// Longest a stop may take: the servers poll their stop flag every 100-200 ms and give
 /// open HTTP responses 1.5 s; anything near this bound is a hang, not a slow stop.
 const STOP_BOUND: Duration = Duration::from_secs(5);
-
-fn require_root() -> bool {
-    if nix::unistd::Uid::effective().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("NETLOAD_SKIP_ROOT_TESTS").is_some(),
-        "network-namespace tests need root; set NETLOAD_SKIP_ROOT_TESTS=1 to skip them knowingly"
-    );
-    false
-}
 
 /// What the test takes away from under the running process.
 #[derive(Debug, Clone, Copy)]

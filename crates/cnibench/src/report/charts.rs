@@ -15,7 +15,7 @@ use plotters::coord::ranged1d::SegmentedCoord;
 use plotters::coord::types::{RangedCoordf64, RangedCoordusize};
 use plotters::prelude::*;
 
-use super::html::esc;
+use super::esc;
 use super::num;
 
 /// The categorical palette (d3 "category10"): distinguishable, and in print too.
@@ -96,7 +96,7 @@ type RowChart<'a, 'b> =
 /// Width of a row chart's label column: its longest label, within bounds.
 fn label_area_px(labels: &[&str]) -> u32 {
     let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(8) as u32;
-    (longest * 7 + 16).clamp(120, 560)
+    (longest * 7 + 16).clamp(120, 720)
 }
 
 /// Approximate width of `text` at the label size (sans-serif averages under half an em).

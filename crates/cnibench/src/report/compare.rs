@@ -6,8 +6,8 @@
 use std::fmt::Write as _;
 
 use super::charts::{self, HBar, Lines};
+use super::esc;
 use super::figures::{log_axis, sweep_keys, sweep_metrics, sweep_series};
-use super::html::esc;
 use super::table::align;
 use super::{csv, markdown, num, pct};
 use crate::metrics::{self, MetricInfo};

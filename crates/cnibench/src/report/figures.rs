@@ -92,6 +92,11 @@ pub struct Mark {
     pub at_rep: Option<usize>,
 }
 
+/// A caption's ending for a marked point (` · ⚠ reason`), empty otherwise.
+fn caption_mark(m: Option<&Mark>) -> String {
+    m.map(|m| format!(" · ⚠ {}", m.text)).unwrap_or_default()
+}
+
 /// Whether a point's charts carry a warning, and its text: the one place the charts decide
 /// what to mark, from what [`PointSummary`] says (status, flag, note).
 pub fn mark(p: &PointSummary) -> Option<Mark> {
@@ -214,7 +219,7 @@ fn loss(run: &RunSummary, reps: &Reps) -> Vec<Figure> {
                 curves.len(),
                 target.map(|t| format!("; dashed: the target loss, {}%", num(t))).unwrap_or_default(),
                 found,
-                m.as_ref().map(|m| format!(" · ⚠ {}", m.text)).unwrap_or_default()
+                caption_mark(m.as_ref())
             ),
             flagged: m.is_some(),
             small: true,
@@ -651,7 +656,7 @@ fn latency(run: &RunSummary, reps: &Reps) -> Vec<Figure> {
                     "p50 … p99.9: a thin line per repetition ({}), bold their median; max {} {unit}{}",
                     measured.len(),
                     num(median.0.last().map_or(0.0, |x| x.1)),
-                    m.as_ref().map(|m| format!(" · ⚠ {}", m.text)).unwrap_or_default()
+                    caption_mark(m.as_ref())
                 ),
                 flagged: m.is_some(),
                 small: true,
@@ -736,9 +741,7 @@ fn repetitions(run: &RunSummary, reps: &Reps) -> Vec<Figure> {
                 } else {
                     String::new()
                 },
-                m.as_ref()
-                    .map(|m| format!(" · ⚠ {}", m.text))
-                    .unwrap_or_default()
+                caption_mark(m.as_ref())
             ),
             flagged: m.is_some(),
             small: true,

@@ -8,17 +8,9 @@
 use std::fmt::Write as _;
 
 use super::figures::{Figure, Section};
-use super::num;
 use super::table::{HEADER, cells};
+use super::{esc, num};
 use crate::results::{Meta, PointSummary, RunSummary};
-
-/// Escapes text for HTML.
-pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1250px;color:#222;padding:0 1em}\
 h1{margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}.meta{color:#555;font-size:.9em}\

@@ -28,7 +28,7 @@ pub mod table;
 use crate::metrics::{self, MetricInfo};
 use crate::results::{Meta, PointSummary, Record, RunSummary};
 use crate::scenario::ScenarioKind;
-use crate::stationarity::{Instability, InstabilityKind};
+use crate::stats::stationarity::{Instability, InstabilityKind};
 
 /// Every file `cnibench report` writes into a run directory, as (relative path, text):
 /// `report.html`, `report.md`, `report.csv` and `charts/<id>.svg`. The repetitions come
@@ -104,6 +104,14 @@ pub fn rows(run: &RunSummary) -> Vec<Row<'_>> {
             }
         })
         .collect()
+}
+
+/// Escapes text for HTML and SVG (the charts and both HTML pages need it).
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Formats a value with about three significant digits.
@@ -323,5 +331,89 @@ kind = "rr-latency"
             p.metrics.insert(key, m);
         }
         (meta, run)
+    }
+}
+
+/// A run directory read back the ways `cnibench report` reads it: a gzipped log, or only
+/// summary.json. Here rather than in results.rs because the fixture run is the report's.
+#[cfg(test)]
+mod run_dir_tests {
+    use std::io::Write as _;
+    use std::path::Path;
+
+    use crate::results::{
+        Meta, RESULTS, RESULTS_GZ, Record, ResultsError, RunDir, STORED_SUMMARY_WARNING,
+    };
+
+    /// The report fixture's run (the fake backend's records) written as a run directory.
+    fn write_run(dir: &Path) -> (Meta, Vec<Record>) {
+        let (meta, _, records) = super::fixtures::run_with_records("gz", 1);
+        let (_, mut w) = RunDir::create(dir, &meta).unwrap();
+        for r in &records {
+            w.append(r).unwrap();
+        }
+        (meta, records)
+    }
+
+    #[test]
+    fn gzip_log_reads_like_the_plain_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (meta, records) = write_run(tmp.path());
+        let (_, plain) = RunDir::open(tmp.path()).unwrap();
+        let text = std::fs::read(tmp.path().join(RESULTS)).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&text).unwrap();
+        std::fs::write(tmp.path().join(RESULTS_GZ), gz.finish().unwrap()).unwrap();
+        std::fs::remove_file(tmp.path().join(RESULTS)).unwrap();
+        let (_, packed) = RunDir::open(tmp.path()).unwrap();
+        assert_eq!(packed.parsed, plain.parsed);
+        assert_eq!(packed.parsed.records.len(), records.len());
+        assert_eq!(packed.summary(), plain.summary());
+        assert_eq!(packed.meta, meta);
+        assert!(matches!(
+            RunDir::resume(tmp.path()),
+            Err(ResultsError::Compressed { .. })
+        ));
+        std::fs::write(tmp.path().join(RESULTS_GZ), b"not gzip").unwrap();
+        let err = RunDir::open(tmp.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("results.jsonl.gz: not a readable gzip"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn without_a_log_the_summary_file_is_read_and_says_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (meta, records) = write_run(tmp.path());
+        let dir = RunDir {
+            path: tmp.path().to_path_buf(),
+        };
+        let (_, from_log) = RunDir::open(tmp.path()).unwrap();
+        let summary = from_log.summary();
+        assert_eq!(summary.points.len(), meta.points.len());
+        assert!(!records.is_empty());
+        dir.write_summary(&summary).unwrap();
+        std::fs::remove_file(tmp.path().join(RESULTS)).unwrap();
+        let (_, loaded) = RunDir::open(tmp.path()).unwrap();
+        assert!(loaded.parsed.records.is_empty());
+        let read = loaded.summary();
+        // Values survive the JSON round trip to the last bit or two; statuses and counts exactly.
+        for (a, b) in read.points.iter().zip(&summary.points) {
+            assert_eq!(
+                (&a.point, a.status, a.metrics.len()),
+                (&b.point, b.status, b.metrics.len())
+            );
+            for (k, m) in &a.metrics {
+                let close = m
+                    .raw
+                    .iter()
+                    .zip(&b.metrics[k].raw)
+                    .all(|(x, y)| (x - y).abs() <= 1e-12 * y.abs());
+                assert!(close, "{k}");
+            }
+        }
+        assert_eq!(read.warnings, [STORED_SUMMARY_WARNING]);
     }
 }

@@ -305,3 +305,28 @@ fn render_writes_the_objects() {
     );
     assert!(tmp.path().join("m/rbac.yaml").is_file());
 }
+
+#[test]
+fn render_sample_says_which_points_and_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = run(
+        tmp.path(),
+        &["render", "--suite", "thesis", "--sample", "--out", "m"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains(
+            "sample: http-replicas/placement=inter,replicas=100,services=10000 (largest 100 server replicas, 10000 services)"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("(8 of 60 points"), "{}", r.stderr);
+    // The largest points come without their bulk: those scale files are the full render's.
+    assert!(
+        !tmp.path()
+            .join("m/thesis/scale/services-9999.yaml")
+            .exists()
+    );
+    assert!(tmp.path().join("m/thesis/scale/services-99.yaml").is_file());
+}

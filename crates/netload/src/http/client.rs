@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Args;
 use hyper::header::HeaderValue;
 
 use super::h1::{Broken, Conn};
@@ -34,46 +33,6 @@ use crate::clock;
 use crate::cpu::{self, CpuSample};
 use crate::hist::{self, LatencyHistogram, LatencySummary, Schedule};
 use crate::spec::CloseBy;
-
-/// Flags of `netload http`.
-#[derive(Debug, Clone, Args)]
-pub struct HttpArgs {
-    /// Target URLs (`http://HOST[:PORT][/PATH]`), requested in turn.
-    #[arg(required = true, value_name = "URL")]
-    pub urls: Vec<String>,
-    /// Concurrent workers, each with at most one request in flight.
-    #[arg(short = 'c', long, value_name = "N", default_value_t = 1)]
-    pub concurrency: u32,
-    /// Total number of requests (default: run for `--time`).
-    #[arg(short = 'n', long, value_name = "N", conflicts_with = "time")]
-    pub requests: Option<u64>,
-    /// Run for this many seconds (default 10 when `-n` is not given).
-    #[arg(short = 't', long, value_name = "SECS")]
-    pub time: Option<f64>,
-    /// Open loop: send this many requests per second in total, measuring latency from each
-    /// request's intended send time.
-    #[arg(long, value_name = "TPS")]
-    pub rate: Option<f64>,
-    /// Open a new TCP connection for every request (no keep-alive).
-    #[arg(long)]
-    pub new_connection: bool,
-    /// With --new-connection: which end closes each connection first. `server` (default)
-    /// sends `Connection: close` and waits for the server's close, so the client keeps no
-    /// TIME_WAIT socket and a long run does not exhaust its ports; `client` closes first,
-    /// as curl does; `reset` aborts with an RST.
-    #[arg(long, value_enum, default_value = "server")]
-    pub close: CloseBy,
-    /// Per-request timeout (connect, headers and body), seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    pub timeout: f64,
-    /// OS threads, each running a single-threaded runtime with its share of the workers
-    /// (default: the smaller of the CPU count and `-c`).
-    #[arg(long, value_name = "N")]
-    pub threads: Option<u32>,
-    /// Print the versioned JSON report instead of the table.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// Most concurrent workers.
 pub const MAX_CONCURRENCY: u32 = 100_000;
@@ -109,33 +68,6 @@ fn invalid(flag: &'static str, problem: impl Into<String>) -> ClientError {
     ClientError::Invalid {
         flag,
         problem: problem.into(),
-    }
-}
-
-impl HttpArgs {
-    /// The validated spec these flags ask for.
-    pub fn spec(&self) -> Result<HttpSpec, ClientError> {
-        let duration_s = match (self.requests, self.time) {
-            (None, None) => Some(10.0),
-            (_, t) => t,
-        };
-        let threads = self.threads.unwrap_or_else(|| {
-            let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-            (cpus as u32).min(self.concurrency).max(1)
-        });
-        let spec = HttpSpec {
-            urls: self.urls.clone(),
-            concurrency: self.concurrency,
-            requests: self.requests,
-            duration_s,
-            rate: self.rate,
-            new_connection: self.new_connection,
-            close: self.close,
-            timeout_s: self.timeout,
-            threads,
-        };
-        validate(&spec)?;
-        Ok(spec)
     }
 }
 
@@ -828,26 +760,6 @@ pub fn render_table(r: &HttpReport) -> String {
     }
     let _ = writeln!(out, "\n{}", crate::render::cpu_line("client", &r.cpu));
     out
-}
-
-/// `netload http`: runs the test and prints the table (or JSON with `--json`). The report
-/// is printed whatever happened; the result is an error when no request succeeded, so the
-/// exit status tells a script that the target was never reached.
-pub fn run(args: &HttpArgs) -> anyhow::Result<HttpReport> {
-    let spec = args.spec()?;
-    let report = execute_until(&spec, &crate::idle::interrupt_flag()?)?;
-    crate::render::print_report(args.json, &report, render_table)?;
-    if report.totals.ok == 0 {
-        let first = report
-            .errors
-            .iter()
-            .next()
-            .map_or_else(String::new, |(k, e)| {
-                format!(": {} ({})", e.example, k.as_str())
-            });
-        anyhow::bail!("no request succeeded{first}");
-    }
-    Ok(report)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,64 +21,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use clap::Args;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{Semaphore, watch};
 
-use crate::spec::ByteSize;
-
 use super::REPLICA_HEADER;
-
-/// Flags of the HTTP server, named so that they can be flattened into `netload server`.
-#[derive(Debug, Clone, Args)]
-pub struct HttpServerArgs {
-    /// Serve HTTP on this TCP port.
-    #[arg(long = "http", value_name = "PORT")]
-    pub http: Option<u16>,
-    /// Address the HTTP listener binds to.
-    #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
-    pub http_bind: IpAddr,
-    /// Body size served on `/` (K/M/G are binary multiples).
-    #[arg(long, visible_alias = "file-size", value_name = "BYTES", default_value = "10MiB", value_parser = parse_byte_size)]
-    pub body_size: u64,
-    /// Largest N accepted on `/bytes/N`.
-    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_byte_size)]
-    pub max_body_size: u64,
-    /// Name of this replica in the `x-netload-replica` header (default: the hostname,
-    /// which is the pod name on Kubernetes).
-    #[arg(long, env = super::REPLICA_ENV, value_name = "NAME")]
-    pub replica: Option<String>,
-    /// Most open HTTP connections; further ones wait in the listen backlog.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
-    pub http_max_connections: usize,
-    /// Seconds a client has to send a complete request head; also the keep-alive idle timeout.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
-    pub http_header_timeout: f64,
-    /// Seconds a response write may make no progress (a client that stopped reading)
-    /// before the connection is dropped.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
-    pub http_write_timeout: f64,
-    /// Largest request head (start line and headers) accepted, bytes; larger gets a 431.
-    #[arg(long, value_name = "BYTES", default_value = "16K", value_parser = parse_byte_size)]
-    pub http_max_header_size: u64,
-    /// Requests served per connection before it is closed (0 = unlimited).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub http_max_requests_per_connection: u64,
-    /// Size of the shared body chunk handed to hyper per frame.
-    #[arg(long, value_name = "BYTES", default_value = "256K", value_parser = parse_byte_size)]
-    pub http_chunk_size: u64,
-    /// OS threads, each with a single-threaded runtime accepting on the shared listener
-    /// (default: the number of CPUs).
-    #[arg(long, value_name = "N")]
-    pub http_threads: Option<usize>,
-}
-
-fn parse_byte_size(s: &str) -> Result<u64, String> {
-    s.parse::<ByteSize>().map(|b| b.0)
-}
 
 /// Validated server settings.
 #[derive(Debug, Clone)]
@@ -125,30 +74,6 @@ impl ServerConfig {
         }
     }
 
-    /// Settings from the command line; the replica falls back to the hostname.
-    pub fn from_args(args: &HttpServerArgs) -> Result<Self, String> {
-        if !(args.http_header_timeout.is_finite() && args.http_header_timeout > 0.0) {
-            return Err("--http-header-timeout must be a positive number of seconds".into());
-        }
-        if !(args.http_write_timeout.is_finite() && args.http_write_timeout > 0.0) {
-            return Err("--http-write-timeout must be a positive number of seconds".into());
-        }
-        let config = ServerConfig {
-            body_size: args.body_size,
-            max_body_size: args.max_body_size,
-            replica: args.replica.clone().unwrap_or_else(hostname),
-            max_connections: args.http_max_connections,
-            header_timeout: Duration::from_secs_f64(args.http_header_timeout),
-            write_timeout: Duration::from_secs_f64(args.http_write_timeout),
-            max_header_size: usize::try_from(args.http_max_header_size).unwrap_or(usize::MAX),
-            max_requests_per_connection: args.http_max_requests_per_connection,
-            chunk_size: usize::try_from(args.http_chunk_size).unwrap_or(usize::MAX),
-            threads: args.http_threads.unwrap_or_else(default_threads),
-        };
-        config.validate()?;
-        Ok(config)
-    }
-
     /// Checks ranges, naming the flag at fault.
     pub fn validate(&self) -> Result<(), String> {
         if HeaderValue::from_str(&self.replica).is_err() || self.replica.is_empty() {
@@ -176,7 +101,8 @@ impl ServerConfig {
     }
 }
 
-fn default_threads() -> usize {
+/// One runtime thread per CPU.
+pub(crate) fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
@@ -635,35 +561,6 @@ impl Drop for HttpServer {
     fn drop(&mut self) {
         self.stop_and_join();
     }
-}
-
-/// SIGINT and SIGTERM, the signals that stop a server.
-pub fn stop_signals() -> nix::sys::signal::SigSet {
-    let mut set = nix::sys::signal::SigSet::empty();
-    set.add(nix::sys::signal::Signal::SIGINT);
-    set.add(nix::sys::signal::Signal::SIGTERM);
-    set
-}
-
-/// `netload http-server` / `netload server --http PORT`: serves until SIGINT or SIGTERM.
-pub fn run(args: &HttpServerArgs) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let port = args.http.context("--http PORT is required")?;
-    let config = ServerConfig::from_args(args).map_err(anyhow::Error::msg)?;
-    let replica = config.replica.clone();
-    let addr = SocketAddr::new(args.http_bind, port);
-    // Block the stop signals before any runtime thread exists: threads inherit the mask,
-    // so the signal stays pending for the sigwait below instead of killing the process.
-    let signals = stop_signals();
-    signals.thread_block().context("blocking signals")?;
-    let server = HttpServer::bind(addr, config).with_context(|| format!("binding {addr}"))?;
-    eprintln!(
-        "netload http server on {} (replica {replica})",
-        server.local_addr()
-    );
-    let _ = signals.wait();
-    server.shutdown();
-    Ok(())
 }
 
 #[cfg(test)]

@@ -100,7 +100,7 @@ pub fn run_test(
 ) -> Result<TestOutcome, ClientError> {
     let mut spec = opts.spec.clone();
     if spec.protocol == Protocol::Udp {
-        spec.udp_wire = stream::udp::UdpWire::Iperf3 { counters64: true };
+        spec.udp_wire = crate::wire::UdpWire::Iperf3 { counters64: true };
     }
     let params = proto::params_from_spec(&spec).map_err(|message| ClientError::Refused {
         addr: SocketAddr::from(([0, 0, 0, 0], opts.port)),

@@ -2,7 +2,7 @@
 //! clients, and `netload tcp|udp HOST --peer iperf3` drives an `iperf3 -s`.
 //!
 //! Both run netload's own stream engines ([`crate::stream`]); only the control exchange
-//! and the UDP datagram header ([`crate::stream::udp::UdpWire`]) are iperf3's.
+//! and the UDP datagram header ([`crate::wire::UdpWire`]) are iperf3's.
 //!
 //! Layout:
 //! - [`proto`]: states, cookie, JSON framing, parameters and results (pure, unit-tested);

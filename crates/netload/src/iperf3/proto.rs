@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use crate::report::{SideReport, StreamRole};
 use crate::spec::{Direction, Limits, Protocol, SpecError, TestSpec, Zerocopy};
-use crate::stream::udp::UdpWire;
+use crate::wire::UdpWire;
 
 /// Bytes of the cookie that opens every iperf3 connection: 36 characters and a NUL.
 pub const COOKIE_SIZE: usize = 37;

@@ -27,9 +27,9 @@ use super::proto::{
 use crate::clock;
 use crate::render;
 use crate::report::StreamRole;
-use crate::server::{
-    PendingSlot, PhaseReader, Registry, ServerConfig, bind_tcp_and_udp, poll_accept, server_plans,
-    udp_stream_socket,
+use crate::serve::{
+    PendingSlot, PhaseReader, ServerConfig, SessionSlots, bind_tcp_and_udp, poll_accept,
+    server_plans, udp_stream_socket,
 };
 use crate::spec::{Protocol, TestSpec};
 use crate::stream::{self, DataSocket, RunControl, Schedule, StreamPlan};
@@ -73,13 +73,13 @@ impl Drop for WaitGuard<'_> {
             .lock()
             .expect("waiting lock")
             .retain(|(_, c, _)| *c != self.cookie);
-        self.ctx.registry.active.fetch_sub(1, Ordering::AcqRel);
+        self.ctx.slots.release();
     }
 }
 
 struct Ctx {
     config: ServerConfig,
-    registry: Arc<Registry>,
+    slots: Arc<SessionSlots>,
     waiting: Waiting,
     pending: AtomicUsize,
     shutdown: Arc<AtomicBool>,
@@ -108,13 +108,13 @@ impl Listener {
     pub(crate) fn run(
         self,
         config: ServerConfig,
-        registry: Arc<Registry>,
+        slots: Arc<SessionSlots>,
         shutdown: Arc<AtomicBool>,
     ) -> io::Result<()> {
         let ctx = Arc::new(Ctx {
             port: self.tcp.local_addr()?.port(),
             config,
-            registry,
+            slots,
             waiting: Waiting::default(),
             pending: AtomicUsize::new(0),
             shutdown,
@@ -177,8 +177,7 @@ fn handle_connection(ctx: &Ctx, mut socket: TcpStream, peer: SocketAddr, order: 
         return;
     }
     slot.release();
-    if ctx.registry.active.fetch_add(1, Ordering::AcqRel) >= ctx.config.max_sessions {
-        ctx.registry.active.fetch_sub(1, Ordering::AcqRel);
+    if !ctx.slots.try_take(ctx.config.max_sessions) {
         eprintln!(
             "netload server: iperf3 {peer}: busy ({} tests running), access denied",
             ctx.config.max_sessions

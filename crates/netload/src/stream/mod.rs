@@ -54,6 +54,36 @@ pub struct StreamPlan {
     pub socket: DataSocket,
 }
 
+/// Which end of a test a [`StreamPlan`] is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The end that asked for the test.
+    Client,
+    /// The end that serves it.
+    Server,
+}
+
+impl StreamPlan {
+    /// Stream `id` of `spec` as `end` runs it: each end receives where the other sends and
+    /// pins to its own cores.
+    pub(crate) fn for_end(spec: &TestSpec, end: End, id: u32, socket: DataSocket) -> StreamPlan {
+        let (sends, cores) = match end {
+            End::Client => (spec.client_sends_on(id), &spec.client_affinity),
+            End::Server => (!spec.client_sends_on(id), &spec.server_affinity),
+        };
+        StreamPlan {
+            id,
+            role: if sends {
+                StreamRole::Send
+            } else {
+                StreamRole::Receive
+            },
+            core: core_for(cores, id as usize),
+            socket,
+        }
+    }
+}
+
 /// Counters a stream thread publishes for the sampler.
 #[derive(Debug, Default)]
 pub struct StreamCounters {

@@ -3,6 +3,7 @@
 //! - [`objects`]: the typed objects of a point, built by pure functions;
 //! - [`rbac`]: the permissions a run needs (preflight reviews, `manifests/rbac.yaml`);
 //! - [`render`]: `cnibench render`, the objects as YAML files;
+//! - [`sample`]: which points `cnibench render --sample` writes (what manifests/ holds);
 //! - [`reconcile`]: what changes between consecutive points (shared by the backend and
 //!   its request-count model);
 //! - [`cluster`]: API requests with retries and bounded concurrency, watches, exec;
@@ -20,3 +21,4 @@ pub mod preflight;
 pub mod rbac;
 pub mod reconcile;
 pub mod render;
+pub mod sample;
