@@ -5,6 +5,7 @@
 //!
 //! - [`run`]: `cnibench run`, a new run or `--resume`: signals, the run loop, reports;
 //! - [`resume`]: a resumed run's settings restored from its `meta.json`;
+//! - [`session`]: a run ready for the run loop, new or resumed;
 //! - [`plan`]: `cnibench plan`, the expanded points with their estimates;
 //! - [`files`]: `report`, `compare` and `import-iperf3` over run directories;
 //! - this module: suite and rule validation, the typed backend settings, `clean`.
@@ -17,6 +18,7 @@ pub mod files;
 pub mod plan;
 pub mod resume;
 pub mod run;
+pub mod session;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

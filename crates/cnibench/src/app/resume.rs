@@ -9,7 +9,7 @@ use std::path::Path;
 use clap::ValueEnum as _;
 
 use super::args::{BackendArgs, BackendKind};
-use super::run::Session;
+use super::session::Session;
 use super::{AppError, BackendSettings, Result};
 use crate::backend::Cancel;
 use crate::backend::kube::adapter::KubeOptions;

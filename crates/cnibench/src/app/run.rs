@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use super::args::{BackendKind, RunArgs};
+use super::session::Session;
 use super::{
     AppError, BackendSettings, Result, backend_kind, files, load_suite, rule, run_id, warmup_time,
 };
-use crate::backend::{Backend, Cancel};
-use crate::results::{self, Meta, PointStatus, Record, RunDir, RunSummary, RunWriter};
-use crate::runner::{self, Observer, RunConfig, RunOutcome};
+use crate::backend::Cancel;
+use crate::results::{self, Meta, PointStatus, RunDir, RunSummary};
 use crate::{clock, host, progress, report, suite};
 
 /// How a run ended, for the exit status.
@@ -29,52 +29,6 @@ pub enum RunEnd {
     Failed,
     /// Ctrl-C or SIGTERM stopped it; `--resume` continues it.
     Interrupted,
-}
-
-/// A run ready for the run loop: its directory, what it records, the records of an
-/// earlier invocation (resume) and the backend its points run on.
-pub struct Session {
-    /// The run directory.
-    pub dir: RunDir,
-    /// The run's `meta.json`.
-    pub meta: Meta,
-    /// Records of the invocations before this one (empty for a new run).
-    pub prior: Vec<Record>,
-    /// Appends to `results.jsonl`.
-    pub writer: RunWriter,
-    /// Where the points run.
-    pub backend: Box<dyn Backend>,
-}
-
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("dir", &self.dir.path)
-            .field("backend", &self.backend.name())
-            .field("prior", &self.prior.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Session {
-    /// Runs the points not finished yet under the observer `observer`.
-    pub fn execute(&mut self, cancel: &Cancel, observer: &mut dyn Observer) -> Result<RunOutcome> {
-        let config = RunConfig {
-            rule: self.meta.rule,
-            warmup_reps: self.meta.warmup_reps,
-            warmup_s: self.meta.warmup_s,
-        };
-        runner::run(
-            self.backend.as_mut(),
-            &self.meta.points,
-            &self.prior,
-            &mut self.writer,
-            &config,
-            cancel,
-            observer,
-        )
-        .map_err(AppError::Record)
-    }
 }
 
 /// `cnibench run`: starts or resumes the run `a` asks for and runs it to its end.

@@ -477,3 +477,88 @@ mod tests {
         ));
     }
 }
+
+/// The metrics of the fake's UDP documents (netload's own rate search over a simulated
+/// knee): here, not in `metrics`, so that `metrics` does not depend on a backend.
+#[cfg(test)]
+mod metrics_tests {
+    use netload::ndr::RateSearchReport;
+    use serde_json::{Value, json};
+
+    use crate::metrics::{
+        LOSS, NDR_GOODPUT, NDR_MPPS, SEARCH_TRIALS, SERVER_CPU, THROUGHPUT, extract, loss_curve,
+        primary_of,
+    };
+    use crate::scenario::{Workload, WorkloadKind};
+
+    /// The first UDP point of the thesis suite and a repetition of it from the fake backend,
+    /// whose UDP documents are netload's own search over a simulated knee.
+    fn udp_search_rep() -> (crate::scenario::Point, Value) {
+        use crate::backend::{Backend, Cancel, fake::FakeBackend};
+        let points = crate::suite::expand(&crate::suite::presets::load("thesis").unwrap()).unwrap();
+        let p = points
+            .into_iter()
+            .find(|p| p.workload.kind() == WorkloadKind::Udp)
+            .expect("the thesis suite has a UDP point");
+        let rep = FakeBackend::new(3)
+            .run_rep(&p, 1, &Cancel::default())
+            .unwrap();
+        (p, rep.raw)
+    }
+
+    #[test]
+    fn udp_points_lead_with_no_drop_goodput_and_old_runs_keep_throughput() {
+        let (p, raw) = udp_search_rep();
+        assert_eq!(primary_of(&p.workload), NDR_GOODPUT);
+        let m = extract(WorkloadKind::Udp, &raw).unwrap();
+        assert!(m[NDR_GOODPUT] > 0.0);
+        assert!(!m.contains_key(THROUGHPUT), "{m:?}");
+        assert!(m[LOSS] <= 0.1, "loss at the no-drop rate: {}", m[LOSS]);
+        assert!(m.contains_key(SERVER_CPU) && m.contains_key(NDR_MPPS));
+        assert!(m[SEARCH_TRIALS] >= 3.0);
+        // The no-drop goodput is that of the trial the search picked.
+        let report: RateSearchReport = serde_json::from_value(raw.clone()).unwrap();
+        assert!((m[NDR_GOODPUT] - report.goodput_bps().unwrap() / 1e9).abs() < 1e-12);
+        // A UDP point of a run written before the search existed: no `find_rate`, a plain
+        // stream report, throughput as the primary metric.
+        let mut old = p.clone();
+        if let Workload::Stream(s) = &mut old.workload {
+            s.find_rate = None;
+        }
+        assert_eq!(primary_of(&old.workload), THROUGHPUT);
+        let plain = report.trials[0].report.clone();
+        let m = extract(WorkloadKind::Udp, &serde_json::to_value(plain).unwrap()).unwrap();
+        assert!(m.contains_key(THROUGHPUT) && !m.contains_key(NDR_GOODPUT));
+    }
+
+    #[test]
+    fn the_loss_curve_of_a_repetition_is_sorted_and_absent_without_a_search() {
+        let (_, raw) = udp_search_rep();
+        let curve = loss_curve(&raw).unwrap();
+        let report: RateSearchReport = serde_json::from_value(raw.clone()).unwrap();
+        assert_eq!(curve.len(), report.trials.len());
+        assert!(
+            curve
+                .windows(2)
+                .all(|w| w[0].offered_gbps <= w[1].offered_gbps)
+        );
+        // The probe ran unlimited and overloaded the simulated path: the top of the curve.
+        let top = curve.last().unwrap();
+        assert!(!top.pass && top.loss_percent > 1.0, "{top:?}");
+        assert!(curve.iter().any(|c| c.confirmation && c.pass));
+        assert!(loss_curve(&json!({"flows": []})).is_none());
+        let plain = serde_json::to_value(&report.trials[0].report).unwrap();
+        assert!(loss_curve(&plain).is_none());
+    }
+
+    #[test]
+    fn a_search_without_a_passing_rate_is_an_error_naming_it() {
+        let (_, raw) = udp_search_rep();
+        let mut report: RateSearchReport = serde_json::from_value(raw).unwrap();
+        report.result.trial = None;
+        report.result.rate_bps = None;
+        report.result.status = netload::ndr::SearchStatus::NoPassingRate;
+        let err = extract(WorkloadKind::Udp, &serde_json::to_value(report).unwrap()).unwrap_err();
+        assert!(err.contains("found no rate"), "{err}");
+    }
+}
