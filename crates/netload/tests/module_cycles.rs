@@ -1,4 +1,4 @@
-//! No import cycles between netload's modules (issue 16), checked by
+//! No import cycles between the modules of any crate in the workspace (issue 16), checked by
 //! `scripts/module-cycles.py`; and that script does fail on a cycle, so this check can fail.
 
 use std::path::{Path, PathBuf};
@@ -32,15 +32,31 @@ fn synthetic_crate(files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 #[test]
-fn netload_has_no_module_cycles() {
-    let o = check(Path::new(env!("CARGO_MANIFEST_DIR")));
-    assert!(
-        o.status.success(),
-        "{}{}",
-        stdout(&o),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(stdout(&o).contains("no module cycles"), "{}", stdout(&o));
+fn no_crate_of_the_workspace_has_module_cycles() {
+    // Every crate under crates/ (netload and cnibench today), so a new crate is checked too.
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&crates).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.join("src").is_dir() {
+            continue;
+        }
+        let o = check(&dir);
+        assert!(
+            o.status.success(),
+            "{}{}",
+            stdout(&o),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(stdout(&o).contains("no module cycles"), "{}", stdout(&o));
+        checked.push(dir.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    for name in ["cnibench", "netload"] {
+        assert!(
+            checked.iter().any(|c| c == name),
+            "{name} not checked: {checked:?}"
+        );
+    }
 }
 
 #[test]
