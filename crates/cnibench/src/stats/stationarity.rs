@@ -42,7 +42,7 @@
 //!
 //! Thresholds and where they come from:
 //! - [`MATERIAL`] 20%: four times the 5% noise of a stationary series (issue 13), so such a
-//!   series cannot produce it between segment medians at n ≤ 12; well below every regime
+//!   series rarely produces it (3.1e-5 false alarms a series, measured over a million); well below every regime
 //!   change seen in the lab (×14.5 TTFB and ÷4.5 throughput in the quick suite, ×16 tcp-crr
 //!   latency in the thesis suite, −25% drift of a baseline stream); smaller drifts (8% in the
 //!   quick suite's tcp-rr point) are left to the confidence interval.
@@ -550,6 +550,24 @@ mod tests {
         assert_eq!((alarms, total), (0, 20_000));
     }
 
+    /// The false-alarm rate at 5% noise is small, not zero: a random seed found a stationary
+    /// series of 11 that rises 20% (Mann–Kendall p = 0.00076). Measured here: 31 alarms in
+    /// 1 000 000 series (lengths 3..=12; 17 shifts, 13 trends), 3.1e-5 a series, so about
+    /// one point in 30 000 of a stationary 5% run gets flagged. Slow in a debug build:
+    /// `cargo test --release -p cnibench --lib false_alarm_rate -- --ignored`.
+    #[test]
+    #[ignore = "a million series: run with --release --ignored"]
+    fn false_alarm_rate_at_5_percent_over_a_million_series() {
+        let mut alarms = 0;
+        for n in 3..=12 {
+            for seed in 0..100_000u64 {
+                let mut rng = Normal(0x5151_2323_7f4a_7c15 ^ (seed * 1000 + n as u64));
+                alarms += usize::from(detect(&stationary(&mut rng, n, 10.0, 0.05)).is_some());
+            }
+        }
+        assert!(alarms <= 50, "{alarms} false alarms in 1 000 000 series");
+    }
+
     /// Noisier than the issue asks, as lab UDP streams are (CoV up to 19%). Measured: 70 of
     /// 20 000 (0.35%) at 10% noise, 253 (1.3%) at 20%.
     #[test]
@@ -770,14 +788,6 @@ mod tests {
             if let (Some(a), Some(b)) = (a, b) {
                 prop_assert!((b.from / a.from / k - 1.0).abs() < 1e-9);
             }
-        }
-
-        /// Any stationary 5% series, of any seed and length, raises no alarm.
-        #[test]
-        fn stationary_five_percent_never_alarms(seed in any::<u64>(), n in 3usize..=12, level in 0.01f64..1e6) {
-            let mut rng = Normal(seed | 1);
-            let xs = stationary(&mut rng, n, level, 0.05);
-            prop_assert_eq!(detect(&xs), None, "{:?}", xs);
         }
 
         /// A shift of at least ×3 between two segments of 3+ repetitions at 5% noise is
