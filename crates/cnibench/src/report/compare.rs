@@ -38,6 +38,9 @@ pub struct Line {
     pub cells: Vec<Option<Cell>>,
 }
 
+/// The verdict of a point flagged unstable in either run.
+const UNSTABLE: &str = "unstable: not compared";
+
 impl Line {
     /// Verdict of run `i` against the first run.
     pub fn verdict(&self, i: usize) -> &'static str {
@@ -49,7 +52,7 @@ impl Line {
         };
         // A t-test of means over two regimes answers nothing about either regime.
         if cell.metric.unstable.is_some() || first.metric.unstable.is_some() {
-            return "unstable: not compared";
+            return UNSTABLE;
         }
         match (cell.welch, cell.delta_pct) {
             (Some(w), Some(d)) if w.significant() => {
@@ -313,14 +316,23 @@ pub fn render_html(runs: &[RunSummary], metas: &[Meta], lines: &[Line]) -> Strin
         stats::SIGNIFICANCE * 100.0
     );
     for (i, name) in names.iter().enumerate().skip(1) {
+        // A ratio of means over two regimes is no ratio of anything: the table says so, the
+        // chart leaves the point out.
+        let unstable = lines
+            .iter()
+            .filter(|l| !l.metric.key.contains("cpu") && l.verdict(i) == UNSTABLE)
+            .count();
         let bars: Vec<HBar> = lines
             .iter()
             .filter(|l| !l.metric.key.contains("cpu"))
             .filter_map(|l| {
                 let first = l.cells.first()?.as_ref()?;
                 let cell = l.cells.get(i)?.as_ref()?;
-                let (r, ci) = cell.ratio(first)?;
                 let verdict = l.verdict(i);
+                if verdict == UNSTABLE {
+                    return None;
+                }
+                let (r, ci) = cell.ratio(first)?;
                 let p = cell
                     .welch
                     .map_or("-".into(), |w| format!("{:.3}", w.p_value));
@@ -362,6 +374,12 @@ pub fn render_html(runs: &[RunSummary], metas: &[Meta], lines: &[Line]) -> Strin
                 true
             )
         );
+        if unstable > 0 {
+            let _ = writeln!(
+                h,
+                "<p class=\"meta\">Not drawn: {unstable} point(s) flagged unstable in either run (see the table).</p>"
+            );
+        }
     }
     h.push_str(&sweep_overlays(runs, metas, &names));
     h.push_str(
@@ -554,5 +572,58 @@ mod tests {
         // The ratio chart and the services sweep (throughput, CPU), every run overlaid.
         assert_eq!(html.matches("<svg").count(), 3, "{html}");
         assert!(!html.contains("chart error"));
+    }
+
+    #[test]
+    fn unstable_points_stay_in_the_table_and_out_of_the_ratio_chart() {
+        let (ma, a) = fixtures::run("cni-a", 1);
+        let (mb, mut b) = fixtures::run("cni-b", 2);
+        // Two regimes: three repetitions at the level, three at a fifth of it.
+        let p = b
+            .points
+            .iter_mut()
+            .find(|p| p.point.id.contains("services=10000,workload=tcp"))
+            .unwrap();
+        let id = p.point.id.clone();
+        let level = p.metrics[metrics::THROUGHPUT].stats.mean;
+        let raw = vec![
+            level,
+            level * 1.01,
+            level * 0.99,
+            level / 5.0,
+            level / 5.1,
+            level / 4.9,
+        ];
+        let shifted =
+            crate::results::MetricSummary::new(raw, &[1, 2, 3, 4, 5, 6], "Gbit/s").unwrap();
+        assert!(shifted.unstable.is_some(), "the fixture is a level shift");
+        p.metrics.insert(metrics::THROUGHPUT.into(), shifted);
+        let runs = [a.clone(), b];
+        let lines = compare(&runs);
+        let line = lines
+            .iter()
+            .find(|l| l.point == id && l.metric.key == metrics::THROUGHPUT)
+            .unwrap();
+        assert_eq!(line.verdict(1), UNSTABLE);
+        let html = render_html(&runs, &[ma.clone(), mb], &lines);
+        assert!(
+            html.contains("Not drawn: 1 point(s) flagged unstable"),
+            "{html}"
+        );
+        assert!(html.contains(UNSTABLE), "the table keeps it");
+        // The chart has one mark fewer than the same comparison without the shift.
+        let marks = |html: &str| {
+            let at = html.find("data-marks=\"").unwrap() + "data-marks=\"".len();
+            html[at..]
+                .split('"')
+                .next()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        };
+        let (mb2, b2) = fixtures::run("cni-b", 2);
+        let plain = [a, b2];
+        let plain_html = render_html(&plain, &[ma, mb2], &compare(&plain));
+        assert_eq!(marks(&html) + 1, marks(&plain_html));
     }
 }
