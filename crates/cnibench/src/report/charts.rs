@@ -91,8 +91,6 @@ fn svg(
 type RowChart<'a, 'b> =
     ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, SegmentedCoord<RangedCoordusize>>>;
 
-/// A chart of labelled rows, the first label at the top, over the x range `x`; the mesh
-/// is drawn. Row `i` of `labels` is segment `labels.len() - 1 - i`.
 /// Width of a row chart's label column: its longest label, within bounds.
 fn label_area_px(labels: &[&str]) -> u32 {
     let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(8) as u32;
@@ -104,6 +102,8 @@ fn text_px(text: &str) -> f64 {
     text.chars().count() as f64 * 7.6 + 12.0
 }
 
+/// A chart of labelled rows, the first label at the top, over the x range `x`; the mesh
+/// is drawn. Row `i` of `labels` is segment `labels.len() - 1 - i`.
 fn row_chart<'a, 'b>(
     area: &'a DrawingArea<SVGBackend<'b>, Shift>,
     title: &str,

@@ -317,11 +317,8 @@ pub fn render_html(runs: &[RunSummary], metas: &[Meta], lines: &[Line]) -> Strin
     );
     for (i, name) in names.iter().enumerate().skip(1) {
         // A ratio of means over two regimes is no ratio of anything: the table says so, the
-        // chart leaves the point out.
-        let unstable = lines
-            .iter()
-            .filter(|l| !l.metric.key.contains("cpu") && l.verdict(i) == UNSTABLE)
-            .count();
+        // chart leaves the point out and counts it.
+        let mut unstable = 0;
         let bars: Vec<HBar> = lines
             .iter()
             .filter(|l| !l.metric.key.contains("cpu"))
@@ -330,6 +327,7 @@ pub fn render_html(runs: &[RunSummary], metas: &[Meta], lines: &[Line]) -> Strin
                 let cell = l.cells.get(i)?.as_ref()?;
                 let verdict = l.verdict(i);
                 if verdict == UNSTABLE {
+                    unstable += 1;
                     return None;
                 }
                 let (r, ci) = cell.ratio(first)?;
