@@ -15,6 +15,7 @@
 //! - [`hist`]: latency histograms, percentile summaries, Jain's index, open-loop schedule;
 //! - [`rr`]: request/response latency (`TCP_RR`, `TCP_CRR`, `UDP_RR`), client and responder;
 //! - [`http`]: HTTP server with generated bodies and the TTFB client; [`idle`]: filler mode;
+//! - [`probe`]: wait until a TCP port answers or stops answering (datapath readiness);
 //! - [`server`], [`client`]: the two ends of a test; [`serve`]: what netload's and the iperf3
 //!   server share; [`render`]: human-readable tables;
 //! - [`ndr`]: the no-drop rate search of `netload udp --find-rate` (pure search, driver);
@@ -33,6 +34,7 @@ pub mod idle;
 pub mod iperf3;
 pub mod ndr;
 pub mod netns;
+pub mod probe;
 pub mod render;
 pub mod report;
 pub mod rr;

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Command::Rr(args) => cli::rr::run(&args),
         Command::Http(args) => cli::http::run(&args),
         Command::Idle(args) => cli::idle::run(&args),
+        Command::Probe(args) => cli::probe::run(&args),
         Command::RrServer(args) => cli::rr::run_server(&args),
         Command::HttpServer(args) => cli::http::run_server(&args),
         Command::Schema(args) => cli::schema::run(&args),

@@ -147,6 +147,38 @@ fn json_stream_emits_intervals_then_the_report() {
 fn published_schema_matches_the_code() {
     check_schema(&["schema"], "stream-report.schema.json");
     check_schema(&["schema", "rate-search"], "rate-search.schema.json");
+    check_schema(&["schema", "probe"], "probe.schema.json");
+}
+
+#[test]
+fn probe_exits_0_on_the_wanted_answer_and_3_at_the_deadline() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let open = netload(&["probe", "127.0.0.1", "-p", &port, "--within", "2", "--json"]);
+    assert!(open.status.success(), "{}", stderr(&open));
+    let doc: serde_json::Value = serde_json::from_slice(&open.stdout).unwrap();
+    assert_eq!(doc["schema"], "netload.probe/1");
+    assert_eq!(doc["reached"], true);
+    assert_eq!(doc["attempts"][0]["outcome"], "connected");
+    let still_open = netload(&[
+        "probe",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "--want",
+        "closed",
+        "--within",
+        "0.3",
+    ]);
+    assert_eq!(still_open.status.code(), Some(3), "{}", stderr(&still_open));
+    let line = String::from_utf8_lossy(&still_open.stdout);
+    assert!(line.contains("was not closed"), "{line}");
+    drop(listener);
+    let closed = netload(&["probe", "127.0.0.1", "-p", &port, "--want", "closed"]);
+    assert!(closed.status.success(), "{}", stderr(&closed));
+    let bad = netload(&["probe", "127.0.0.1", "-p", &port, "--within=-1"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("--within -1"), "{}", stderr(&bad));
 }
 
 fn check_schema(args: &[&str], file: &str) {

@@ -14,11 +14,13 @@
 //!   iperf3;
 //! - [`rr`]: `netload rr` and `netload rr-server`; [`http`]: `netload http` and
 //!   `netload http-server`;
-//! - [`mod@bench`]: `netload bench`; [`idle`]: `netload idle`; [`schema`]: `netload schema`.
+//! - [`mod@bench`]: `netload bench`; [`idle`]: `netload idle`; [`probe`]: `netload probe`;
+//!   [`schema`]: `netload schema`.
 
 pub mod bench;
 pub mod http;
 pub mod idle;
+pub mod probe;
 pub mod rr;
 pub mod schema;
 pub mod server;
@@ -52,6 +54,8 @@ pub enum Command {
     Http(http::HttpArgs),
     /// Sleep until SIGTERM/SIGINT: the filler pod of scale scenarios.
     Idle(idle::IdleArgs),
+    /// Wait until a TCP port answers (or, `--want closed`, stops answering).
+    Probe(probe::ProbeArgs),
     /// Only the request/response responder (`netload server` also runs one on `--rr-port`).
     RrServer(rr::RrServerArgs),
     /// Only the HTTP server (`netload server --http PORT` also runs one).

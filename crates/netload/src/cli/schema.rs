@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 
 use crate::ndr::RateSearchReport;
+use crate::probe::ProbeReport;
 use crate::report::StreamReport;
 
 /// Flags of `netload schema`.
@@ -23,6 +24,8 @@ pub enum SchemaKind {
     Stream,
     /// `netload udp --find-rate --json`.
     RateSearch,
+    /// `netload probe --json`.
+    Probe,
 }
 
 /// `netload schema`: prints the schema, pretty JSON.
@@ -30,6 +33,7 @@ pub fn run(args: &SchemaArgs) -> Result<ExitCode> {
     let schema = match args.kind {
         SchemaKind::Stream => schemars::schema_for!(StreamReport),
         SchemaKind::RateSearch => schemars::schema_for!(RateSearchReport),
+        SchemaKind::Probe => schemars::schema_for!(ProbeReport),
     };
     println!(
         "{}",
