@@ -2,7 +2,7 @@
 //! every request's method, path, query and body is checked and answered as the API server
 //! would. Exec (a WebSocket upgrade a mock cannot serve) goes through a fake [`Exec`].
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -152,6 +152,56 @@ fn list(kind: &str, api_version: &str, items: &[Value]) -> Value {
 struct FakeExec {
     commands: Mutex<Vec<(String, String, Vec<String>)>>,
     point: Point,
+    /// How the datapath answers `netload probe`: the client's connections succeed when
+    /// `vip_answers`, the outsider's fail when `policies_enforced`.
+    vip_answers: AtomicBool,
+    policies_enforced: AtomicBool,
+}
+
+impl FakeExec {
+    fn new(point: &Point) -> Self {
+        FakeExec {
+            commands: Mutex::default(),
+            point: point.clone(),
+            vip_answers: AtomicBool::new(true),
+            policies_enforced: AtomicBool::new(true),
+        }
+    }
+
+    /// The repetitions exec'd, past the datapath probes.
+    fn reps(&self) -> Vec<(String, String, Vec<String>)> {
+        let cmds = self.commands.lock().unwrap();
+        cmds.iter().filter(|c| c.2[1] != "probe").cloned().collect()
+    }
+
+    /// The probes exec'd: (pod, target, want).
+    fn probes(&self) -> Vec<(String, String, String)> {
+        let cmds = self.commands.lock().unwrap();
+        cmds.iter()
+            .filter(|c| c.2[1] == "probe")
+            .map(|(_, pod, cmd)| {
+                let flag = |f: &str| cmd[cmd.iter().position(|a| a == f).unwrap() + 1].clone();
+                (
+                    pod.clone(),
+                    format!("{}:{}", cmd[2], flag("--port")),
+                    flag("--want"),
+                )
+            })
+            .collect()
+    }
+
+    /// `netload probe`'s report: every attempt connected, or was refused.
+    fn probe_report(cmd: &[String], connects: bool) -> String {
+        let want = &cmd[cmd.iter().position(|a| a == "--want").unwrap() + 1];
+        let outcome = if connects { "connected" } else { "refused" };
+        let attempts: Vec<Value> = (0..3)
+            .map(|i| json!({"at_s": 0.2 * f64::from(i), "outcome": outcome, "took_ms": 0.1}))
+            .collect();
+        let reached = (want == "open") == connects;
+        json!({"schema": "netload.probe/1", "target": format!("{}:{}", cmd[2], cmd[4]),
+               "want": want, "reached": reached, "elapsed_s": 0.4, "attempts": attempts})
+        .to_string()
+    }
 }
 
 impl Exec for FakeExec {
@@ -164,7 +214,23 @@ impl Exec for FakeExec {
         self.commands
             .lock()
             .unwrap()
-            .push((namespace.into(), pod.into(), command));
+            .push((namespace.into(), pod.into(), command.clone()));
+        if command[1] == "probe" {
+            let connects = if pod == "outsider" {
+                !self.policies_enforced.load(Ordering::SeqCst)
+            } else {
+                self.vip_answers.load(Ordering::SeqCst)
+            };
+            let stdout = Self::probe_report(&command, connects);
+            return Box::pin(async move {
+                Ok(ExecOutput {
+                    success: true,
+                    status: "Success".into(),
+                    stdout,
+                    stderr: String::new(),
+                })
+            });
+        }
         let raw = FakeBackend::new(1)
             .run_rep(&self.point, 0, &Cancel::default())
             .unwrap()
@@ -245,10 +311,7 @@ fn mocked_in(
         let _guard = rt.enter();
         mock_client()
     };
-    let exec = Arc::new(FakeExec {
-        commands: Mutex::default(),
-        point: point.clone(),
-    });
+    let exec = Arc::new(FakeExec::new(point));
     let mut d = driver(client, exec.clone(), tuning, cancel);
     d.service_mode = mode;
     (KubeBackend::with_driver(rt, d, "mock".into()), api, exec)
@@ -475,8 +538,26 @@ fn lifecycle_of_a_direct_point() {
     assert!(!out.metrics.is_empty());
     assert_eq!(out.raw["cnibench_kube"]["dest"], "10.0.0.5");
     assert_eq!(out.raw["cnibench_kube"]["client_node"], "w2");
+    // Before the repetition, the client's probe of the address it measures (no
+    // policies: no outsider).
+    assert_eq!(
+        exec.probes(),
+        [("client".into(), "10.0.0.5:9201".into(), "open".into())]
+    );
+    assert_eq!(
+        out.raw["cnibench_kube"]["datapath"]["policies"],
+        Value::Null
+    );
+    assert!(
+        out.raw["cnibench_kube"]["datapath"]["client_probe"]
+            .as_str()
+            .unwrap()
+            .contains("10.0.0.5:9201 was open"),
+        "{}",
+        out.raw
+    );
     {
-        let cmds = exec.commands.lock().unwrap();
+        let cmds = exec.reps();
         assert_eq!(cmds.len(), 1);
         let (ns, pod, cmd) = &cmds[0];
         assert_eq!((ns.as_str(), pod.as_str()), (NS, "client"));
@@ -549,9 +630,10 @@ fn lifecycle_of_a_service_point_with_fillers() {
     assert_eq!(out.raw["cnibench_kube"]["dest"], "10.96.0.10");
     // Namespace, server, client, 10 services, 9 slices.
     assert_eq!(out.raw["cnibench_kube"]["objects"], 22);
+    assert_eq!(exec.reps()[0].2[1..3], ["udp", "10.96.0.10"]);
     assert_eq!(
-        exec.commands.lock().unwrap()[0].2[1..3],
-        ["udp", "10.96.0.10"]
+        exec.probes(),
+        [("client".into(), "10.96.0.10:9201".into(), "open".into())]
     );
     backend.teardown(&p).unwrap();
     backend.finish().unwrap();
@@ -721,7 +803,9 @@ fn consecutive_points_reconcile_the_difference() {
         assert_eq!(out.raw["cnibench_kube"]["client_node"], node);
         backend.teardown(p).unwrap();
     }
-    assert_eq!(exec.commands.lock().unwrap().len(), 4);
+    assert_eq!(exec.reps().len(), 4);
+    // Every point probes the VIP before it measures.
+    assert_eq!(exec.probes().len(), 4);
     finishing.store(true, Ordering::SeqCst);
     backend.finish().unwrap();
     join(&backend, task);
@@ -814,6 +898,14 @@ fn namespace_of_this_run_is_taken_over_after_a_crash() {
         let pods = format!("/api/v1/namespaces/{NS}/pods");
         let s = api.expect(Method::GET, &format!("{pods}/client")).await;
         respond(s.send, 404, &status(404, "NotFound"));
+        // An outsider left by a policy point before the crash: this point has no
+        // policies, so it goes.
+        let s = api.expect(Method::GET, &format!("{pods}/outsider")).await;
+        respond(
+            s.send,
+            200,
+            &json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "outsider", "namespace": NS, "uid": "uid-outsider"}}),
+        );
         let svcs = format!("/api/v1/namespaces/{NS}/services");
         let s = api.expect(Method::GET, &format!("{svcs}/server")).await;
         respond(
@@ -873,6 +965,22 @@ fn namespace_of_this_run_is_taken_over_after_a_crash() {
         let s = api.expect_apply(&pods).await;
         let client = s.body.clone();
         created(s, |_| {});
+        let s = api
+            .expect(Method::DELETE, &format!("{pods}/outsider"))
+            .await;
+        assert_eq!(s.body["propagationPolicy"], "Foreground", "{}", s.body);
+        respond(
+            s.send,
+            200,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+        );
+        let s = api.expect(Method::GET, &pods).await;
+        assert!(
+            s.query.contains("fieldSelector=metadata.name%3Doutsider"),
+            "{}",
+            s.query
+        );
+        respond(s.send, 200, &list("PodList", "v1", &[]));
         // Services 3..=9 and their slices; the measured one is kept.
         serve_fillers(&mut api, Method::PATCH, 3..=9).await;
         serve_ready(&mut api, &server, &client, 1).await;
@@ -1213,4 +1321,158 @@ fn dropping_a_prepared_backend_tears_down() {
             .expect("mock API server did not finish")
             .expect("mock API server assertions failed");
     });
+}
+
+/// A policy point small enough to serve by hand: the thesis's inter-node tcp policy
+/// point with 3 policies (default deny and two allows) and no filler pods.
+fn small_policy_point() -> Point {
+    let mut p = point("pod-to-pod-policies/placement=inter,pods=1000,");
+    p.objects.policies = 3;
+    p.objects.filler_pods = 0;
+    p
+}
+
+/// Serves a [`small_policy_point`]'s creates and readiness: namespace, server, client,
+/// outsider (the client's twin on its node, with a role no policy admits), the three
+/// policies, the three readiness watches, and the server pod's address (10.0.0.5).
+async fn serve_policy_point(api: &mut ApiServer) {
+    let (server, client) = serve_basic_creates(api, 1).await;
+    let pods = format!("/api/v1/namespaces/{NS}/pods");
+    let s = api.expect_apply(&pods).await;
+    assert_eq!(s.body["metadata"]["name"], "outsider");
+    assert_eq!(s.body["metadata"]["labels"]["cnibench.io/role"], "outsider");
+    assert_eq!(s.body["spec"], client["spec"], "the client's twin");
+    let outsider = s.body.clone();
+    created(s, |_| {});
+    let policies = serve_creates(
+        api,
+        &format!("/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies"),
+        3,
+    )
+    .await;
+    assert_eq!(policies, ["allow-00001", "allow-00002", "default-deny"]);
+    for _ in 0..3 {
+        let s = api.next().await;
+        assert_eq!(s.method, Method::GET);
+        if s.path.ends_with("/deployments") {
+            respond(
+                s.send,
+                200,
+                &list("DeploymentList", "apps/v1", &[ready_deployment(&server, 1)]),
+            );
+        } else {
+            assert_eq!(s.path, pods);
+            let pod = if s.query.contains("metadata.name%3Doutsider") {
+                &outsider
+            } else {
+                &client
+            };
+            respond(
+                s.send,
+                200,
+                &list("PodList", "v1", &[ready_pod(pod, "10.0.1.9")]),
+            );
+        }
+    }
+    let s = api.expect(Method::GET, &pods).await;
+    assert!(
+        s.query.contains("cnibench.io%2Frole%3Dserver"),
+        "{}",
+        s.query
+    );
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "server-abc", "namespace": NS}});
+    respond(
+        s.send,
+        200,
+        &list("PodList", "v1", &[ready_pod(&pod, "10.0.0.5")]),
+    );
+}
+
+#[test]
+fn enforced_policies_are_proven_before_the_point_is_measured() {
+    let p = small_policy_point();
+    let (mut backend, mut api, exec) = mocked(&p, fast(), Cancel::default());
+    let task = serve(&backend, async move {
+        serve_policy_point(&mut api).await;
+        serve_teardown(&mut api, &[]).await;
+    });
+    assert_eq!(backend.prepare(&p).unwrap(), Readiness::Ready);
+    // The client reaches the server on its workload's port; the outsider, on the port
+    // the policies admit the client to, does not.
+    assert_eq!(
+        exec.probes(),
+        [
+            ("client".into(), "10.0.0.5:9201".into(), "open".into()),
+            ("outsider".into(), "10.0.0.5:9201".into(), "closed".into()),
+        ]
+    );
+    let out = backend.run_rep(&p, 0, &Cancel::default()).unwrap();
+    let policies = &out.raw["cnibench_kube"]["datapath"]["policies"];
+    assert_eq!(policies["enforced"], true, "{}", out.raw);
+    assert!(
+        policies["outsider_probe"]
+            .as_str()
+            .unwrap()
+            .contains("was closed"),
+        "{policies}"
+    );
+    assert_eq!(exec.reps().len(), 1);
+    backend.teardown(&p).unwrap();
+    backend.finish().unwrap();
+    join(&backend, task);
+}
+
+#[test]
+fn policies_a_cni_ignores_mark_the_point_not_enforced_and_nothing_is_measured() {
+    let p = small_policy_point();
+    let (mut backend, mut api, exec) = mocked(&p, fast(), Cancel::default());
+    exec.policies_enforced.store(false, Ordering::SeqCst);
+    let task = serve(&backend, async move {
+        serve_policy_point(&mut api).await;
+        serve_teardown(&mut api, &[]).await;
+    });
+    let Readiness::NotApplicable(why) = backend.prepare(&p).unwrap() else {
+        panic!("a point whose policies are not enforced must not be measured");
+    };
+    assert!(why.starts_with("not enforced: "), "{why}");
+    assert!(why.contains("10.0.0.5:9201 was not closed"), "{why}");
+    assert!(why.contains("3 connected"), "{why}");
+    // No repetition may run on it.
+    assert!(backend.run_rep(&p, 0, &Cancel::default()).is_err());
+    assert!(exec.reps().is_empty());
+    backend.teardown(&p).unwrap();
+    backend.finish().unwrap();
+    join(&backend, task);
+}
+
+#[test]
+fn a_service_address_that_never_answers_fails_the_point_with_the_probe_s_account() {
+    let p = point("pod-to-pod/placement=inter,workload=tcp");
+    let (mut backend, mut api, exec) = mocked(&p, fast(), Cancel::default());
+    exec.vip_answers.store(false, Ordering::SeqCst);
+    let task = serve(&backend, async move {
+        let (server, client) = serve_basic_creates(&mut api, 1).await;
+        serve_ready(&mut api, &server, &client, 1).await;
+        let s = api
+            .expect(Method::GET, &format!("/api/v1/namespaces/{NS}/pods"))
+            .await;
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "server-abc", "namespace": NS}});
+        respond(
+            s.send,
+            200,
+            &list("PodList", "v1", &[ready_pod(&pod, "10.0.0.5")]),
+        );
+        serve_teardown(&mut api, &[]).await;
+    });
+    let e = backend.prepare(&p).unwrap_err().to_string();
+    assert!(e.contains("the datapath is not ready"), "{e}");
+    assert!(
+        e.contains("the client's connections to 10.0.0.5:9201"),
+        "{e}"
+    );
+    assert!(e.contains("was not open") && e.contains("3 refused"), "{e}");
+    assert!(exec.reps().is_empty());
+    backend.teardown(&p).unwrap();
+    backend.finish().unwrap();
+    join(&backend, task);
 }

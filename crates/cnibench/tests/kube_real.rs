@@ -15,9 +15,10 @@
 //! node's address for host-network pods, every condition True), and it finishes the
 //! deletion of pods that are terminating (grace period 0), as a kubelet does once the
 //! containers stopped. Nothing ever runs in a pod, so `pods/exec` has no kubelet to reach:
-//! the API server answers every exec with an error, each point's first repetition fails
-//! with it, and the point is recorded as failed. The tests check that it fails there,
-//! after its objects were created and awaited, and that no measurement is recorded.
+//! the API server answers every exec with an error, each point's first exec (the client's
+//! `netload probe` of the measured address, the last step of its preparation) fails with
+//! it, and the point is recorded as failed. The tests check that it fails there, after
+//! its objects were created and awaited, and that no measurement is recorded.
 //!
 //! Node addresses are 127.0.0.2 and 127.0.0.3 on port 10250, where nothing listens: the
 //! API server's exec attempts stay on loopback. Service addresses come from
@@ -539,8 +540,8 @@ fn user() -> String {
     user_kubeconfig().display().to_string()
 }
 
-/// Asserts that every point of a run got through prepare (objects created, readiness
-/// seen) and failed at its first exec, with the reason named; nothing measured.
+/// Asserts that every point of a run got through its objects and readiness and failed at
+/// its first exec (the datapath probe), with the reason named; nothing measured.
 fn assert_failed_at_exec(dir: &Path, log: &str) {
     assert!(
         dir.join("results.jsonl").exists(),
@@ -553,11 +554,11 @@ fn assert_failed_at_exec(dir: &Path, log: &str) {
         let status = e["status"].as_str().unwrap_or_default();
         assert_eq!(status, "failed", "{e}\n{log}");
         assert!(
-            note.contains("repetition")
-                && note.contains("exec in the client pod")
+            note.contains("prepare failed")
+                && note.contains("exec in pod client")
                 && note.contains(":10250/exec/")
                 && note.contains("connection refused"),
-            "the point must fail at the exec, after its prepare: {note}\n{log}"
+            "the point must fail at its first exec, after its objects are ready: {note}\n{log}"
         );
     }
     assert_eq!(reps(dir), 0, "nothing may be recorded as measured:\n{log}");

@@ -25,7 +25,7 @@ use ::kube::config::{KubeConfigOptions, Kubeconfig};
 use ::kube::{Client, Config};
 
 use super::cluster::{self, KubeError, KubeExec, Tuning};
-use super::driver::{Driver, Prepared};
+use super::driver::{Driver, Enforcement, Prepared};
 use super::estimate::{finish_estimate, setup_estimate};
 use super::objects::{self, ServiceMode};
 use super::preflight;
@@ -276,6 +276,12 @@ impl Backend for KubeBackend {
             .rt
             .block_on(Box::pin(self.driver.prepare(point, &*self.steps)))
             .map_err(backend_err)?;
+        if let Some(Enforcement::NotEnforced(probe)) = &p.datapath.policies {
+            return Ok(Readiness::NotApplicable(format!(
+                "not enforced: the CNI let a pod that no NetworkPolicy admits reach the server \
+                 ({probe}); measuring would time a datapath without policies"
+            )));
+        }
         self.state = Some(p);
         Ok(Readiness::Ready)
     }
@@ -321,6 +327,7 @@ impl Backend for KubeBackend {
                     "client_node": client,
                     "dest": p.dest,
                     "objects": p.objects,
+                    "datapath": p.datapath.to_json(),
                 }),
             );
         }

@@ -79,6 +79,14 @@ pub enum KubeError {
     /// The cluster cannot run the suite (nodes, ...).
     #[error("preflight: {0}")]
     Preflight(String),
+    /// The measured address never answered the client (`netload probe`'s account).
+    #[error("the datapath is not ready: {what}: {probe}")]
+    Datapath {
+        /// What was probed.
+        what: String,
+        /// What the probe saw.
+        probe: String,
+    },
     /// An exec into a pod failed to run (not: the command exited non-zero).
     #[error("exec in pod {pod}: {message}")]
     Exec {
@@ -110,6 +118,11 @@ pub struct Tuning {
     pub ready_per_pod: Duration,
     /// Time for a namespace to be gone after its delete.
     pub delete_timeout: Duration,
+    /// Time for the datapath to be ready once the pods are: the measured address to
+    /// answer the client (a Service VIP is programmed after its endpoints are ready;
+    /// kube-proxy's iptables sync of 10 000 Services takes tens of seconds), and the
+    /// policies to turn the outsider away (they are programmed asynchronously too).
+    pub datapath_timeout: Duration,
     /// Retries seen (shared by the clones of this value: one run, one count).
     pub retries: Arc<RetryStats>,
 }
@@ -125,6 +138,7 @@ impl Default for Tuning {
             ready_timeout: Duration::from_secs(300),
             ready_per_pod: Duration::from_millis(100),
             delete_timeout: Duration::from_secs(900),
+            datapath_timeout: Duration::from_secs(120),
             retries: Arc::default(),
         }
     }

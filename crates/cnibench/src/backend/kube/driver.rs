@@ -21,14 +21,16 @@ use super::cluster::{
     delete_all, delete_and_wait,
 };
 use super::objects::{
-    self, CLIENT, CONTROL_PORT, HTTP_PORT, NETLOAD, PointObjects, ROLE_LABEL, RR_PORT, RUN_LABEL,
-    ServiceMode, Settings,
+    self, CLIENT, CONTROL_PORT, HTTP_PORT, NETLOAD, OUTSIDER, PointObjects, ROLE_LABEL, RR_PORT,
+    RUN_LABEL, ServiceMode, Settings,
 };
 use super::preflight::ClusterInfo;
 use super::reconcile::{self, Change, Level};
 use crate::backend::tool::netload::{http_args, rr_args, stream_args};
+use crate::backend::tool::proc::tail;
 use crate::backend::{Cancel, NoProgress, Readiness, SetupProgress, Step};
 use crate::scenario::{PathKind, Placement, Point, Tool, Workload};
+use netload::probe::{ProbeReport, Want};
 
 /// A prepared point: where the client sends its traffic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +39,76 @@ pub struct Prepared {
     pub dest: String,
     /// Objects created.
     pub objects: usize,
+    /// What the datapath checks saw before the first repetition.
+    pub datapath: DatapathCheck,
+}
+
+/// What the datapath checks of [`Driver::prepare`] saw: the client's probe of the
+/// measured address, and on points with policies the outsider's.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DatapathCheck {
+    /// `netload probe`'s line for the client (the address answered).
+    pub client: String,
+    /// Whether the policies turned the outsider away, with its probe's line; `None`
+    /// without policies.
+    pub policies: Option<Enforcement>,
+}
+
+/// Whether a CNI enforces a point's policies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enforcement {
+    /// The outsider's connections failed (its probe's line).
+    Enforced(String),
+    /// The outsider got through until the deadline (its probe's line): the point is
+    /// not measured, since it would measure a datapath without policies.
+    NotEnforced(String),
+}
+
+impl DatapathCheck {
+    /// The checks as JSON, recorded with every repetition.
+    pub fn to_json(&self) -> serde_json::Value {
+        let policies = match &self.policies {
+            None => serde_json::Value::Null,
+            Some(Enforcement::Enforced(line)) => {
+                serde_json::json!({"enforced": true, "outsider_probe": line})
+            }
+            Some(Enforcement::NotEnforced(line)) => {
+                serde_json::json!({"enforced": false, "outsider_probe": line})
+            }
+        };
+        serde_json::json!({"client_probe": self.client, "policies": policies})
+    }
+}
+
+/// The port the client's first connection of `point` goes to.
+pub fn workload_port(point: &Point) -> u16 {
+    match point.workload {
+        Workload::Stream(_) => CONTROL_PORT,
+        Workload::Rr(_) => RR_PORT,
+        Workload::Http(_) => HTTP_PORT,
+    }
+}
+
+/// The `netload probe` command waiting up to `within` for `dest:port` to be `want`.
+pub fn probe_command(dest: &str, port: u16, want: Want, within: Duration) -> Vec<String> {
+    let want = match want {
+        Want::Open => "open",
+        Want::Closed => "closed",
+    };
+    [
+        NETLOAD,
+        "probe",
+        dest,
+        "--port",
+        &port.to_string(),
+        "--want",
+        want,
+        "--within",
+        &within.as_secs().max(1).to_string(),
+        "--json",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// The async core of the backend (testable against a mocked API server).
@@ -386,17 +458,21 @@ impl Driver {
             }
             bar.inc(1);
         }
-        match reconcile::pod_change(have.client.as_ref(), Some(&o.client)) {
-            Change::Replace => {
-                delete_and_wait(&pods, CLIENT, &fg, t).await?;
-                apply(&pods, &o.client, t, None).await?;
+        for (name, have_p, want_p) in [
+            (CLIENT, have.client.as_ref(), Some(&o.client)),
+            (OUTSIDER, have.outsider.as_ref(), o.outsider.as_ref()),
+        ] {
+            match reconcile::pod_change(have_p, want_p) {
+                Change::Replace | Change::Delete => delete_and_wait(&pods, name, &fg, t).await?,
+                _ => {}
             }
-            Change::Create => {
-                apply(&pods, &o.client, t, None).await?;
+            if let (Change::Replace | Change::Create, Some(p)) =
+                (reconcile::pod_change(have_p, want_p), want_p)
+            {
+                apply(&pods, p, t, None).await?;
             }
-            _ => {}
+            bar.inc(1);
         }
-        bar.inc(1);
         match (have.measured, o.measured_service()) {
             (false, Some(m)) => {
                 // The answer holds the ClusterIP (also for a retried apply).
@@ -440,7 +516,8 @@ impl Driver {
         })
     }
 
-    /// Waits (watching) until the server replicas, the client and the fillers are ready;
+    /// Waits (watching) until the server replicas, the client, the outsider and the
+    /// fillers are ready;
     /// meanwhile a watch of the run's pods ends the wait as soon as one of them cannot
     /// start ([`pod_failure`]: a missing image, the wrong architecture, a crash loop),
     /// and keeps each pod's last state in `last` for a timeout's message.
@@ -459,6 +536,14 @@ impl Driver {
             deployment_ready(o.server_replicas()),
         ));
         let client = Box::pin(cluster::await_ready(pods.clone(), CLIENT, pod_ready));
+        let outsider = Box::pin(async {
+            match &o.outsider {
+                Some(_) => cluster::await_ready(pods.clone(), OUTSIDER, pod_ready)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        });
         let fillers = Box::pin(async {
             match &o.fillers {
                 Some(f) => {
@@ -471,13 +556,13 @@ impl Driver {
             }
         });
         let failures = Box::pin(watch_pod_failures(
-            pods,
+            pods.clone(),
             format!("{RUN_LABEL}={}", self.run),
             last,
         ));
         tokio::select! {
-            r = async { futures::try_join!(server, client, fillers) } => {
-                let (_, client, _) = r?;
+            r = async { futures::try_join!(server, client, outsider, fillers) } => {
+                let (_, client, _, _) = r?;
                 Ok(Some(client))
             }
             e = failures => Err(e),
@@ -488,7 +573,7 @@ impl Driver {
     /// point, and after a point whose state was lost. No namespace: nothing. One being
     /// deleted (an earlier teardown): awaited gone, then nothing. One of another owner:
     /// an error. This run's (a crashed process of the same run, now `--resume`d): taken
-    /// over — its server, client and fillers are replaced (their spec is unknown), the
+    /// over — its server, client, outsider and fillers are replaced (their spec is unknown), the
     /// measured Service kept, and the numbered fillers and policies counted; those beyond
     /// the first gap (an interrupted bulk create leaves gaps) are deleted, so what is kept
     /// is exactly `1..=n` and the reconcile creates only what is missing.
@@ -558,6 +643,10 @@ impl Driver {
         let client = client
             .map_err(get_err("the client pod"))?
             .map(|_| Pod::default());
+        let (outsider, _) = cluster::retry(t, || pods.get_opt(OUTSIDER)).await;
+        let outsider = outsider
+            .map_err(get_err("the outsider pod"))?
+            .map(|_| Pod::default());
         let (measured, _) = cluster::retry(t, || svcs.get_opt(objects::SERVER)).await;
         let measured = measured.map_err(get_err("the measured Service"))?;
 
@@ -616,6 +705,7 @@ impl Driver {
                 namespace: Some(found),
                 server,
                 client,
+                outsider,
                 fillers,
                 measured: measured.is_some(),
                 filler_services: services,
@@ -625,9 +715,11 @@ impl Driver {
         })
     }
 
-    /// Reconciles the namespace to the point's objects and waits until they are ready.
-    /// Until it returns `Ok`, [`Driver::held`] is `None`: a failure, Ctrl-C or a readiness
-    /// timeout leaves the state unknown, and [`Driver::end_point`] deletes everything.
+    /// Reconciles the namespace to the point's objects, waits until they are ready, then
+    /// checks the datapath ([`DatapathCheck`]: the client reaches the server; on a point
+    /// with policies, the outsider does not). Until the pods are ready, [`Driver::held`]
+    /// is `None`: a failure, Ctrl-C or a readiness timeout leaves the state unknown, and
+    /// [`Driver::end_point`] deletes everything.
     pub async fn prepare(
         &self,
         point: &Point,
@@ -705,10 +797,80 @@ impl Driver {
             }
             (PathKind::Direct, _) => self.server_ip().await?,
         };
+        // The objects are there and ready whatever the datapath checks find: kept for
+        // the next point.
         *self.held.lock().unwrap_or_else(PoisonError::into_inner) = Some(held);
+        let datapath = self.check_datapath(point, &o, &dest).await?;
         Ok(Prepared {
             dest,
             objects: o.count(),
+            datapath,
+        })
+    }
+
+    /// Runs `netload probe` in `pod` (bounded, Ctrl-C aware) and reads its report.
+    async fn probe(
+        &self,
+        pod: &str,
+        dest: &str,
+        port: u16,
+        want: Want,
+    ) -> Result<ProbeReport, KubeError> {
+        let within = self.tuning.datapath_timeout;
+        let cmd = probe_command(dest, port, want, within);
+        let ns = self.namespace();
+        let out = bounded(
+            &format!("netload probe in pod {pod}"),
+            within + Duration::from_secs(30),
+            &self.cancel,
+            self.exec.exec(&ns, pod, cmd),
+        )
+        .await?;
+        serde_json::from_str(&out.stdout).map_err(|e| KubeError::Exec {
+            pod: pod.into(),
+            message: format!(
+                "netload probe printed no report ({e}; {}): {}",
+                out.status,
+                tail(&out.stderr)
+            ),
+        })
+    }
+
+    /// Before the first repetition: the client's connections to `dest` must succeed
+    /// (an error if they never do), then, on a point with policies, the outsider's must
+    /// fail ([`Enforcement`]). Both wait up to [`Tuning::datapath_timeout`], since a
+    /// CNI programs Services and policies after the objects exist.
+    async fn check_datapath(
+        &self,
+        point: &Point,
+        o: &PointObjects,
+        dest: &str,
+    ) -> Result<DatapathCheck, KubeError> {
+        let port = workload_port(point);
+        let client = self.probe(CLIENT, dest, port, Want::Open).await?;
+        if !client.reached {
+            return Err(KubeError::Datapath {
+                what: format!("the client's connections to {dest}:{port}"),
+                probe: client.summary(),
+            });
+        }
+        let policies = if o.outsider.is_some() {
+            // The control port: the allow policies admit the client there for every
+            // workload, so only the policies tell the two pods apart.
+            let r = self
+                .probe(OUTSIDER, dest, CONTROL_PORT, Want::Closed)
+                .await?;
+            Some(if r.reached {
+                Enforcement::Enforced(r.summary())
+            } else {
+                Enforcement::NotEnforced(r.summary())
+            })
+        } else {
+            None
+        };
+        Ok(DatapathCheck {
+            client: client.summary(),
+            policies,
         })
     }
 

@@ -21,6 +21,13 @@ pub const POINT_FIXED: Duration = Duration::from_secs(10);
 /// Fixed part of a point that keeps the server and client: the namespace patch, the
 /// readiness watches and the server's address.
 pub const POINT_REUSED: Duration = Duration::from_secs(1);
+/// The client's probe of the measured address before the first repetition: one exec
+/// (a WebSocket through the API server and kubelet) and a connection.
+pub const CLIENT_PROBE: Duration = Duration::from_secs(1);
+/// The outsider's probe on a point with policies: three failed connections in a row
+/// (`netload probe --want closed`), each a 1 s connect timeout and a 0.2 s pause when the
+/// policies drop; a CNI that rejects answers at once.
+pub const OUTSIDER_PROBE: Duration = Duration::from_millis(3_600);
 /// Fixed part of the end of the run: the namespace controller empties and removes it.
 pub const FINISH_FIXED: Duration = Duration::from_secs(10);
 
@@ -55,7 +62,8 @@ pub fn api_requests(previous: Option<&Point>, point: &Point, mode: ServiceMode) 
 
 /// Expected preparation time of `point` after `previous` (for `cnibench plan`):
 /// [`api_requests`] at [`CLIENT_RATE`], pods started and stopped at [`POD_RATE`], plus
-/// [`POINT_FIXED`] when the server or client is (re)started, else [`POINT_REUSED`].
+/// [`POINT_FIXED`] when the server or client is (re)started, else [`POINT_REUSED`], plus
+/// the datapath probes ([`CLIENT_PROBE`], [`OUTSIDER_PROBE`] on points with policies).
 pub fn setup_estimate(previous: Option<&Point>, point: &Point, mode: ServiceMode) -> Duration {
     let (from, to) = model_levels(previous, point, mode);
     let requests = reconcile::requests(&from, &to, mode);
@@ -65,7 +73,12 @@ pub fn setup_estimate(previous: Option<&Point>, point: &Point, mode: ServiceMode
     } else {
         POINT_REUSED
     };
-    Duration::from_millis(requests * 1000 / CLIENT_RATE + pods * 1000 / POD_RATE) + fixed
+    let probes = if to.outsider.is_some() {
+        CLIENT_PROBE + OUTSIDER_PROBE
+    } else {
+        CLIENT_PROBE
+    };
+    Duration::from_millis(requests * 1000 / CLIENT_RATE + pods * 1000 / POD_RATE) + fixed + probes
 }
 
 /// Expected time of the end of the run after `last`: [`reconcile::finish_requests`] at
@@ -110,16 +123,16 @@ mod tests {
         assert_eq!(
             table,
             [
-                ("baseline", (4, 2, 1, 11_120)),
-                ("http-replicas", (40_031, 643, 1, 257_305)),
-                ("pod-to-pod", (14, 10, 4, 40_570)),
-                ("pod-to-pod-policies", (20_008, 10_002, 1, 613_140)),
-                ("pod-to-service", (40_088, 10_058, 29, 994_340)),
-                ("rr-latency", (20_010, 103, 2, 127_200)),
+                ("baseline", (4, 2, 1, 13_120)),
+                ("http-replicas", (40_031, 643, 1, 273_305)),
+                ("pod-to-pod", (14, 10, 4, 44_570)),
+                ("pod-to-pod-policies", (20_009, 10_003, 1, 631_595)),
+                ("pod-to-service", (40_089, 10_059, 29, 1_024_395)),
+                ("rr-latency", (20_010, 103, 2, 131_200)),
             ]
         );
         let setup: u64 = table.iter().map(|(_, e)| e.3).sum();
-        assert_eq!(setup, 2_043_675);
+        assert_eq!(setup, 2_118_185);
         // The last point (rr-latency, one service) leaves the namespace delete.
         assert_eq!(
             finish_estimate(previous, mode),
@@ -134,8 +147,8 @@ mod tests {
             }
             n
         };
-        assert_eq!(total(ServiceMode::EndpointSlice), 120_155);
-        assert_eq!(total(ServiceMode::Selector), 80_159);
+        assert_eq!(total(ServiceMode::EndpointSlice), 120_157);
+        assert_eq!(total(ServiceMode::Selector), 80_161);
         let find = |prefix: &str| {
             points
                 .iter()

@@ -73,6 +73,8 @@ pub const NETLOAD: &str = "/netload";
 pub const SERVER: &str = "server";
 /// Name of the client pod.
 pub const CLIENT: &str = "client";
+/// The outsider pod of policy points: a client that no policy admits (see [`outsider`]).
+pub const OUTSIDER: &str = "outsider";
 /// Name of the filler Deployment.
 pub const FILLER: &str = "filler";
 /// The user and group of every container (distroless "nonroot").
@@ -168,6 +170,8 @@ pub struct PointObjects {
     pub server: Deployment,
     /// The client pod.
     pub client: Pod,
+    /// The outsider pod, on points with policies.
+    pub outsider: Option<Pod>,
     /// The filler pods' Deployment, if the point has filler pods.
     pub fillers: Option<Deployment>,
     /// The measured service first (when there is one), then the fillers.
@@ -181,7 +185,8 @@ pub struct PointObjects {
 impl PointObjects {
     /// Number of objects (one create each).
     pub fn count(&self) -> usize {
-        3 + usize::from(self.fillers.is_some())
+        3 + usize::from(self.outsider.is_some())
+            + usize::from(self.fillers.is_some())
             + self.services.len()
             + self.endpoint_slices.len()
             + self.policies.len()
@@ -468,6 +473,18 @@ pub fn client(s: &Settings, point: &Point) -> Pod {
     }
 }
 
+/// The outsider pod of a point with policies: the client's twin (idle, on its node) with
+/// a role no policy admits. Before measuring, it must fail to reach the server where the
+/// client succeeds, or the CNI does not enforce the policies (the driver checks).
+/// Host-network points have none: NetworkPolicy does not apply to host-network pods.
+pub fn outsider(s: &Settings, point: &Point) -> Option<Pod> {
+    (point.objects.policies > 0 && !point.topology.host_network).then(|| {
+        let mut pod = client(s, point);
+        pod.metadata = meta(s, OUTSIDER, Some(OUTSIDER));
+        pod
+    })
+}
+
 /// The filler Deployment (`count` idle pods, anywhere), or `None` for zero.
 pub fn fillers(s: &Settings, count: u32) -> Option<Deployment> {
     (count > 0).then(|| {
@@ -665,6 +682,7 @@ pub fn point_objects(s: &Settings, point: &Point) -> PointObjects {
         namespace: namespace(s, point),
         server: server(s, point),
         client: client(s, point),
+        outsider: outsider(s, point),
         fillers: fillers(s, point.objects.filler_pods),
         services: svcs,
         endpoint_slices: slices,

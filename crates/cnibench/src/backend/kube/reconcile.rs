@@ -25,6 +25,8 @@ pub struct Level {
     pub server: Option<Deployment>,
     /// The client pod.
     pub client: Option<Pod>,
+    /// The outsider pod (points with policies).
+    pub outsider: Option<Pod>,
     /// The filler Deployment.
     pub fillers: Option<Deployment>,
     /// Whether the measured Service exists.
@@ -43,6 +45,7 @@ impl Level {
             namespace: Some(objects::namespace(s, point)),
             server: Some(objects::server(s, point)),
             client: Some(objects::client(s, point)),
+            outsider: objects::outsider(s, point),
             fillers: objects::fillers(s, point.objects.filler_pods),
             measured: services > 0,
             filler_services: services.saturating_sub(1),
@@ -136,6 +139,7 @@ pub fn requests(held: &Level, want: &Level, mode: ServiceMode) -> u64 {
     namespace_change(held.namespace.as_ref(), want.namespace.as_ref()).requests()
         + deployment_change(held.server.as_ref(), want.server.as_ref()).requests()
         + pod_change(held.client.as_ref(), want.client.as_ref()).requests()
+        + pod_change(held.outsider.as_ref(), want.outsider.as_ref()).requests()
         + deployment_change(held.fillers.as_ref(), want.fillers.as_ref()).requests()
         + u64::from(held.measured != want.measured)
         + services
@@ -155,7 +159,7 @@ fn deployment_pods(d: Option<&Deployment>) -> u64 {
 }
 
 /// Pods started plus pods stopped to go from `held` to `want` (server replicas, the
-/// client, fillers).
+/// client, the outsider, fillers).
 pub fn pods_changed(held: &Level, want: &Level) -> u64 {
     let deploy = |h: Option<&Deployment>, w: Option<&Deployment>| {
         let (hn, wn) = (deployment_pods(h), deployment_pods(w));
@@ -165,14 +169,15 @@ pub fn pods_changed(held: &Level, want: &Level) -> u64 {
             Change::Create | Change::Replace | Change::Delete => hn + wn,
         }
     };
-    let client = match pod_change(held.client.as_ref(), want.client.as_ref()) {
+    let pod = |h: Option<&Pod>, w: Option<&Pod>| match pod_change(h, w) {
         Change::Replace => 2,
         Change::Create | Change::Delete => 1,
         _ => 0,
     };
     deploy(held.server.as_ref(), want.server.as_ref())
         + deploy(held.fillers.as_ref(), want.fillers.as_ref())
-        + client
+        + pod(held.client.as_ref(), want.client.as_ref())
+        + pod(held.outsider.as_ref(), want.outsider.as_ref())
 }
 
 /// Whether the server or the client pod is (re)started going from `held` to `want`.

@@ -5,7 +5,7 @@
 //!
 //! - `rbac.yaml`: the ClusterRole a run needs ([`super::rbac`]);
 //! - `<suite>/NN-<point>.yaml`: one file per point, in suite order: namespace, server,
-//!   client, filler Deployment, measured service;
+//!   client, outsider (points with policies), filler Deployment, measured service;
 //! - `<suite>/scale/services-<k>.yaml`, `<suite>/scale/policies-<n>.yaml`: the filler
 //!   services (with their EndpointSlices) and the policies, shared by every point with
 //!   the same count. A point file's header names the scale files applied with it and
@@ -102,6 +102,9 @@ fn point_documents(o: &PointObjects) -> Result<(String, Vec<(String, String)>), 
     own += &document("namespace", &o.namespace)?;
     own += &document("server", &o.server)?;
     own += &document("client", &o.client)?;
+    if let Some(p) = &o.outsider {
+        own += &document("outsider", p)?;
+    }
     if let Some(f) = &o.fillers {
         own += &document("fillers", f)?;
     }
