@@ -179,7 +179,9 @@ fn cmd_clean(a: &CleanArgs) -> Result<()> {
         println!("{line}");
     }
     if cleaned.namespaces.is_empty() {
-        println!("nothing to clean");
+        if cleaned.ended.is_empty() {
+            println!("nothing to clean");
+        }
     } else {
         println!(
             "removed {} namespaces: {}",

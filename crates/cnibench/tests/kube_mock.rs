@@ -25,6 +25,8 @@ use serde_json::{Value, json};
 use tower_test::mock::{Handle, SendResponse};
 
 const NS: &str = "cnibench-t1";
+/// A namespace created beforehand (`--namespace`).
+const GIVEN: &str = "team-a";
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
 type Responder = SendResponse<Response<Body>>;
@@ -45,10 +47,14 @@ struct ApiServer(ApiHandle, Vec<Responder>);
 /// Whether `path?query` is the readiness wait's watch of every pod of run t1 (it looks
 /// for pods that cannot start: tested on the real control plane, tests/kube_real.rs).
 fn is_failure_watch(path: &str, query: &str) -> bool {
-    path == format!("/api/v1/namespaces/{NS}/pods")
+    [NS, GIVEN]
+        .iter()
+        .any(|ns| path == format!("/api/v1/namespaces/{ns}/pods"))
         && query.contains("labelSelector=cnibench.io%2Frun%3Dt1")
         && !query.contains("%2Ccnibench.io%2Frole")
         && !query.contains("fieldSelector")
+        // A watcher's (its list pages, its watch), not a plain list of the run's pods.
+        && (query.contains("limit=") || query.contains("watch=true"))
 }
 
 impl ApiServer {
@@ -1163,6 +1169,7 @@ async fn ten_thousand_services_respect_the_concurrency() {
         client_node: "w2".into(),
         service_mode: ServiceMode::Selector,
         tolerations: Vec::new(),
+        namespace: None,
     };
     let svcs: Vec<Service> = (1..=10_000)
         .map(|k| cnibench::backend::kube::objects::filler_service(&s, k).0)
@@ -1207,7 +1214,7 @@ async fn missing_permissions_are_named() {
             respond(s.send, 201, &r);
         }
     });
-    let e = preflight::preflight(&client, NS, &[], &fast())
+    let e = preflight::preflight(&client, NS, false, &[], &fast())
         .await
         .unwrap_err()
         .to_string();
@@ -1285,7 +1292,7 @@ async fn preflight_records_nodes_cni_and_proxy() {
             &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-proxy"}, "data": {"config.conf": "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nmode: ipvs\n"}}),
         );
     });
-    let info = preflight::preflight(&client, NS, &[], &fast())
+    let info = preflight::preflight(&client, NS, false, &[], &fast())
         .await
         .unwrap();
     server.await.unwrap();
@@ -1475,4 +1482,261 @@ fn a_service_address_that_never_answers_fails_the_point_with_the_probe_s_account
     backend.teardown(&p).unwrap();
     backend.finish().unwrap();
     join(&backend, task);
+}
+
+#[tokio::test]
+async fn a_given_namespace_must_exist_and_needs_no_namespace_permissions() {
+    let (client, mut api) = mock_client();
+    let server = tokio::spawn(async move {
+        serve_version(&mut api).await;
+        let needed = cnibench::backend::kube::rbac::needed(true);
+        assert_eq!(
+            needed.len(),
+            cnibench::backend::kube::rbac::PERMISSIONS.len() - 5
+        );
+        for _ in &needed {
+            let s = api
+                .expect(
+                    Method::POST,
+                    "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                )
+                .await;
+            let a = &s.body["spec"]["resourceAttributes"];
+            if a["resource"] == "namespaces" {
+                // Only reading it, and asked in it: a RoleBinding there can grant it.
+                assert_eq!(
+                    (&a["verb"], &a["namespace"]),
+                    (&json!("get"), &json!(GIVEN))
+                );
+            }
+            let mut r = s.body.clone();
+            r["status"] = json!({"allowed": true});
+            respond(s.send, 201, &r);
+        }
+        let s = api
+            .expect(Method::GET, &format!("/api/v1/namespaces/{GIVEN}"))
+            .await;
+        respond(s.send, 404, &status(404, "NotFound"));
+    });
+    let e = preflight::preflight(&client, GIVEN, true, &[], &fast())
+        .await
+        .unwrap_err()
+        .to_string();
+    server.await.unwrap();
+    assert!(e.contains("namespace team-a does not exist"), "{e}");
+    assert!(e.contains("kubectl create namespace team-a"), "{e}");
+}
+
+/// A backend whose run goes into [`GIVEN`] (Pod Security `restricted`).
+fn mocked_given(point: &Point) -> (KubeBackend, ApiServer, Arc<FakeExec>) {
+    let rt = cnibench::backend::kube::adapter::runtime().unwrap();
+    let (client, api) = {
+        let _guard = rt.enter();
+        mock_client()
+    };
+    let exec = Arc::new(FakeExec::new(point));
+    let mut d = driver(client, exec.clone(), fast(), Cancel::default());
+    d.info.given_namespace = Some(preflight::GivenNamespace {
+        name: GIVEN.into(),
+        pod_security: Some("restricted".into()),
+    });
+    (KubeBackend::with_driver(rt, d, "mock".into()), api, exec)
+}
+
+fn names_list(names: &[&str]) -> Value {
+    let items: Vec<Value> = names
+        .iter()
+        .map(|n| json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": {"name": n, "namespace": GIVEN}}))
+        .collect();
+    json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": {}, "items": items})
+}
+
+/// Serves the look for other runs' objects in [`GIVEN`]: one list per kind whose names
+/// collide, selecting cnibench's objects of any run but t1; `first` answers the first
+/// (Deployments).
+async fn serve_other_runs(api: &mut ApiServer, first: &[&str]) {
+    for (i, path) in [
+        format!("/apis/apps/v1/namespaces/{GIVEN}/deployments"),
+        format!("/api/v1/namespaces/{GIVEN}/pods"),
+        format!("/api/v1/namespaces/{GIVEN}/services"),
+        format!("/apis/networking.k8s.io/v1/namespaces/{GIVEN}/networkpolicies"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let s = api.expect(Method::GET, path).await;
+        assert!(
+            s.query.contains(
+                "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dcnibench%2Ccnibench.io%2Frun%21%3Dt1"
+            ),
+            "{}",
+            s.query
+        );
+        respond(s.send, 200, &names_list(if i == 0 { first } else { &[] }));
+    }
+}
+
+#[test]
+fn a_given_namespace_is_used_as_it_is_and_only_the_run_s_objects_are_deleted() {
+    let p = point("pod-to-pod/placement=inter,workload=tcp");
+    let (mut backend, mut api, _) = mocked_given(&p);
+    let finishing = Arc::new(AtomicBool::new(false));
+    let finish_seen = finishing.clone();
+    let task = serve(&backend, async move {
+        serve_other_runs(&mut api, &[]).await;
+        // Taking stock of this run's objects (a resumed run's): none.
+        let deploys = format!("/apis/apps/v1/namespaces/{GIVEN}/deployments");
+        let pods = format!("/api/v1/namespaces/{GIVEN}/pods");
+        let svcs = format!("/api/v1/namespaces/{GIVEN}/services");
+        let policies = format!("/apis/networking.k8s.io/v1/namespaces/{GIVEN}/networkpolicies");
+        for path in [
+            format!("{deploys}/server"),
+            format!("{deploys}/filler"),
+            format!("{pods}/client"),
+            format!("{pods}/outsider"),
+            format!("{svcs}/server"),
+        ] {
+            let s = api.expect(Method::GET, &path).await;
+            respond(s.send, 404, &status(404, "NotFound"));
+        }
+        for path in [&svcs, &policies] {
+            let s = api.expect(Method::GET, path).await;
+            respond(s.send, 200, &names_list(&[]));
+        }
+        // No namespace request of any kind: straight to the objects, in team-a.
+        let s = api.expect_apply(&deploys).await;
+        assert_eq!(s.body["metadata"]["namespace"], GIVEN);
+        let server = s.body.clone();
+        created(s, |_| {});
+        let s = api.expect_apply(&pods).await;
+        assert_eq!(s.body["metadata"]["name"], "client");
+        assert_eq!(s.body["metadata"]["namespace"], GIVEN);
+        let client = s.body.clone();
+        created(s, |_| {});
+        for _ in 0..2 {
+            let s = api.next().await;
+            if s.path == deploys {
+                respond(
+                    s.send,
+                    200,
+                    &list("DeploymentList", "apps/v1", &[ready_deployment(&server, 1)]),
+                );
+            } else {
+                assert_eq!(s.path, pods);
+                respond(
+                    s.send,
+                    200,
+                    &list("PodList", "v1", &[ready_pod(&client, "10.0.1.9")]),
+                );
+            }
+        }
+        let s = api.expect(Method::GET, &pods).await;
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "server-abc", "namespace": GIVEN}});
+        respond(
+            s.send,
+            200,
+            &list("PodList", "v1", &[ready_pod(&pod, "10.0.0.5")]),
+        );
+        // The end of the run: the run's labelled objects, kind by kind; the namespace
+        // stays.
+        let s = api.next().await;
+        assert!(
+            finish_seen.load(Ordering::SeqCst),
+            "{} {}",
+            s.method,
+            s.path
+        );
+        assert_eq!(
+            (s.method.clone(), s.path.as_str()),
+            (Method::GET, policies.as_str())
+        );
+        assert!(
+            s.query.contains("labelSelector=cnibench.io%2Frun%3Dt1"),
+            "{}",
+            s.query
+        );
+        respond(s.send, 200, &names_list(&[]));
+        let s = api
+            .expect(
+                Method::GET,
+                &format!("/apis/discovery.k8s.io/v1/namespaces/{GIVEN}/endpointslices"),
+            )
+            .await;
+        respond(s.send, 200, &names_list(&[]));
+        let s = api.expect(Method::GET, &svcs).await;
+        respond(s.send, 200, &names_list(&[]));
+        let s = api.expect(Method::GET, &deploys).await;
+        respond(s.send, 200, &names_list(&["server"]));
+        for (collection, name) in [(&deploys, "server"), (&pods, "client")] {
+            let s = api
+                .expect(Method::DELETE, &format!("{collection}/{name}"))
+                .await;
+            assert_eq!(s.body["propagationPolicy"], "Foreground", "{}", s.body);
+            respond(
+                s.send,
+                200,
+                &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            );
+            // Awaited gone.
+            let s = api.expect(Method::GET, collection).await;
+            assert!(
+                s.query.contains(&format!("metadata.name%3D{name}")),
+                "{}",
+                s.query
+            );
+            let kind = if name == "server" {
+                "DeploymentList"
+            } else {
+                "PodList"
+            };
+            respond(s.send, 200, &list(kind, "v1", &[]));
+            if name == "server" {
+                // The bare pods, listed once the Deployment is gone.
+                let s = api.expect(Method::GET, &pods).await;
+                assert!(s.query.contains("cnibench.io%2Frun%3Dt1"), "{}", s.query);
+                respond(s.send, 200, &names_list(&["client"]));
+            }
+        }
+    });
+    assert_eq!(backend.prepare(&p).unwrap(), Readiness::Ready);
+    backend.teardown(&p).unwrap();
+    assert_eq!(backend.tools()["kube_namespace"], GIVEN);
+    assert_eq!(backend.tools()["kube_namespace_given"], "true");
+    assert_eq!(backend.tools()["kube_namespace_pod_security"], "restricted");
+    finishing.store(true, Ordering::SeqCst);
+    backend.finish().unwrap();
+    join(&backend, task);
+}
+
+#[test]
+fn a_given_namespace_with_another_run_s_objects_is_refused() {
+    let p = point("pod-to-pod/placement=inter,workload=tcp");
+    let (mut backend, mut api, _) = mocked_given(&p);
+    let task = serve(&backend, async move {
+        serve_other_runs(&mut api, &["server"]).await;
+    });
+    let e = backend.prepare(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("cnibench objects of another run in namespace team-a (server)"),
+        "{e}"
+    );
+    assert!(
+        e.contains("cnibench clean --backend kube --namespace team-a --all"),
+        "{e}"
+    );
+    join(&backend, task);
+}
+
+#[test]
+fn host_network_points_need_a_privileged_given_namespace() {
+    let p = point("baseline/");
+    assert!(p.topology.host_network);
+    let (backend, _api, _) = mocked_given(&p);
+    let Readiness::NotApplicable(why) = backend.applicability(&p) else {
+        panic!("a restricted namespace cannot hold host-network pods");
+    };
+    assert!(
+        why.contains("namespace team-a (--namespace) enforces 'restricted'"),
+        "{why}"
+    );
 }

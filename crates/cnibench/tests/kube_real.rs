@@ -628,6 +628,118 @@ fn kube_real_run_creates_every_object_kind_as_the_cnibench_user() {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// `--namespace`: a namespace an admin created (restricted, with an object of its own)
+/// is used as it is: cnibench creates no namespace, never labels or deletes this one, the
+/// host-network baseline is not applicable in it, every other point gets through its
+/// objects and readiness, and at the end nothing labelled by cnibench is left while the
+/// namespace and its own object stay.
+#[test]
+#[ignore = "needs the test control plane: bash scripts/test-kube.sh"]
+fn kube_real_run_in_a_given_namespace_keeps_it_and_leaves_nothing_of_cnibench() {
+    let rt = runtime();
+    let admin = rt.block_on(client_of(&admin_kubeconfig()));
+    rt.block_on(ensure_nodes(&admin));
+    let _kubelet = Kubelet::start(&rt, admin.clone(), |_| Fate::Run);
+    let recorder = Recorder::start(&rt, &admin);
+    let name = "team-given";
+    let nss: Api<Namespace> = Api::all(admin.clone());
+    let labels = BTreeMap::from([(
+        "pod-security.kubernetes.io/enforce".to_string(),
+        "restricted".to_string(),
+    )]);
+    let theirs: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "theirs"},
+        "spec": {"ports": [{"port": 80}]}
+    }))
+    .unwrap();
+    let labels = rt.block_on(async {
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(labels),
+                ..Default::default()
+            },
+            ..Namespace::default()
+        };
+        let created = nss.create(&PostParams::default(), &ns).await.unwrap();
+        let svcs: Api<Service> = Api::namespaced(admin.clone(), name);
+        svcs.create(&PostParams::default(), &theirs).await.unwrap();
+        // As the API server stored them (it adds kubernetes.io/metadata.name).
+        created.metadata.labels.unwrap_or_default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = write_suite(tmp.path(), EVERY_KIND);
+    let out = tmp.path().join("run");
+    let (code, log) = cnibench(
+        &[
+            "run",
+            "--backend",
+            "kube",
+            "--kubeconfig",
+            &user(),
+            "--namespace",
+            name,
+            "--suite",
+            suite.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--image",
+            "registry.invalid/netload:test",
+        ],
+        tmp.path(),
+        "run",
+    );
+    assert_eq!(code, Some(1), "every point fails at exec:\n{log}");
+    let ends = point_ends(&out);
+    assert_eq!(ends.len(), 8, "{log}");
+    let (baseline, others): (Vec<&Value>, Vec<&Value>) = ends
+        .iter()
+        .partition(|e| e["point"].as_str().unwrap().starts_with("baseline/"));
+    assert_eq!(baseline[0]["status"], "not-applicable", "{log}");
+    let why = baseline[0]["note"].as_str().unwrap();
+    assert!(
+        why.contains("namespace team-given (--namespace) enforces 'restricted'"),
+        "{why}"
+    );
+    for e in others {
+        let note = e["note"].as_str().unwrap_or_default();
+        assert_eq!(e["status"], "failed", "{e}\n{log}");
+        assert!(note.contains("exec in pod client"), "{note}\n{log}");
+    }
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["tools"]["kube_namespace"], name, "{meta}");
+    assert_eq!(meta["tools"]["kube_namespace_given"], "true", "{meta}");
+    // Its objects went into the given namespace, and no namespace of its own was made.
+    {
+        let seen = recorder.seen.lock().unwrap();
+        assert!(!seen.objects.contains_key("Namespace"), "{seen:?}");
+        let pods = &seen.objects["Pod"];
+        assert!(
+            pods.iter().all(|p| p.starts_with("team-given/")),
+            "{pods:?}"
+        );
+        assert!(pods.contains("team-given/outsider"), "{pods:?}");
+        assert_eq!(seen.objects["NetworkPolicy"].len(), 40, "{seen:?}");
+    }
+    let left = rt.block_on(leftovers(&admin));
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let (ns, their_service) = rt.block_on(async {
+        let ns = nss.get(name).await.unwrap();
+        let svcs: Api<Service> = Api::namespaced(admin.clone(), name);
+        let theirs = svcs.get_opt("theirs").await.unwrap();
+        nss.delete(name, &DeleteParams::default()).await.unwrap();
+        (ns, theirs)
+    });
+    assert_eq!(
+        ns.metadata.labels.unwrap_or_default(),
+        labels,
+        "labels changed"
+    );
+    assert!(ns.metadata.deletion_timestamp.is_none(), "being deleted");
+    assert!(their_service.is_some(), "their Service went");
+}
+
 /// The real restricted profile admits cnibench's pods and rejects one that drops a
 /// single restriction (so the label is enforced, not decoration).
 #[test]
@@ -646,6 +758,7 @@ fn kube_real_restricted_pod_security_admits_cnibench_pods_only() {
         client_node: "host-worker-2".into(),
         service_mode: objects::ServiceMode::EndpointSlice,
         tolerations: Vec::new(),
+        namespace: None,
     };
     let ns = objects::namespace(&settings, point);
     let name = ns.name_any();
@@ -949,6 +1062,7 @@ fn kube_real_scale_services_and_policies() {
             client_node: "host-worker-2".into(),
             service_mode: objects::ServiceMode::EndpointSlice,
             tolerations: Vec::new(),
+            namespace: None,
         };
         let ns = objects::namespace(&settings, point);
         let ns_name = ns.name_any();

@@ -35,6 +35,11 @@ pub struct KubeArgs {
     /// Kube: kubeconfig context (default: the current one).
     #[arg(long)]
     pub context: Option<String>,
+    /// Kube: run in this namespace, created beforehand, instead of creating one (for
+    /// users who may not create namespaces); cnibench then deletes only its labelled
+    /// objects in it, never the namespace.
+    #[arg(long, short = 'n', value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
 }
 
 /// Which suite and which of its points (`run`, `plan`, `render`).

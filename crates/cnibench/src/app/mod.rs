@@ -297,6 +297,7 @@ fn kube_options(a: &BackendArgs, nodes: &str) -> KubeOptions {
         image: a.image.clone(),
         service_mode: a.service_mode,
         nodes,
+        namespace: a.kube.namespace.clone(),
         tuning: Tuning {
             concurrency: usize::from(a.concurrency),
             ..Tuning::default()
@@ -334,7 +335,8 @@ pub enum CleanTarget {
 /// What `cnibench clean` did, for the user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cleaned {
-    /// One line per process ended.
+    /// One line per process ended (lab), or for the objects deleted in a namespace kept
+    /// (`--namespace`).
     pub ended: Vec<String>,
     /// The namespaces removed.
     pub namespaces: Vec<String>,
@@ -374,17 +376,24 @@ pub fn clean(target: CleanTarget, run_id: Option<&str>, kube_args: &KubeArgs) ->
                         kube_args.context.as_deref(),
                     )
                     .await?;
-                    driver::clean(
-                        &client,
-                        run_id,
-                        &Tuning::default(),
-                        &progress::SetupBars::stderr(),
-                    )
-                    .await
+                    let (t, steps) = (Tuning::default(), progress::SetupBars::stderr());
+                    match &kube_args.namespace {
+                        Some(ns) => driver::clean_in(&client, run_id, ns, &t, &steps)
+                            .await
+                            .map(|n| (Vec::new(), Some((ns.clone(), n)))),
+                        None => driver::clean(&client, run_id, &t, &steps)
+                            .await
+                            .map(|names| (names, None)),
+                    }
                 })
                 .map_err(AppError::KubeClean)?;
+            let (namespaces, objects) = namespaces;
             Ok(Cleaned {
-                ended: Vec::new(),
+                ended: objects
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(ns, n)| format!("deleted {n} cnibench objects in namespace {ns} (kept: it was created beforehand)"))
+                    .into_iter()
+                    .collect(),
                 namespaces,
             })
         }

@@ -17,7 +17,7 @@ enum Planner {
     /// The backend, built with its tools.
     Built(Box<dyn Backend>),
     /// Its settings alone (a tool is missing here).
-    Offline(BackendSettings),
+    Offline(Box<BackendSettings>),
     /// Settings that do not hold (the reason): no point can run.
     Unusable(String),
 }
@@ -69,7 +69,7 @@ pub fn plan(a: &PlanArgs) -> Result<String> {
             Ok(b) => Planner::Built(b),
             Err(e) => {
                 eprintln!("note: {} (needed to run, not to plan)", chain(&e));
-                Planner::Offline(settings)
+                Planner::Offline(Box::new(settings))
             }
         },
     };

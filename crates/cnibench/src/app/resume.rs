@@ -51,13 +51,21 @@ pub fn settings(
     })
 }
 
-/// The kube options with the image and service mode a run recorded put back.
+/// The kube options with the image, service mode and given namespace a run recorded put
+/// back.
 fn restore_kube(mut o: KubeOptions, tools: &BTreeMap<String, String>) -> Result<KubeOptions> {
     if let Some(v) = tools.get("kube_image") {
         o.image.clone_from(v);
     }
     if let Some(v) = tools.get("kube_service_mode") {
         o.service_mode = ServiceMode::from_str(v, false).map_err(AppError::Invalid)?;
+    }
+    // A run in a namespace created beforehand continues there (its objects are there).
+    if tools
+        .get("kube_namespace_given")
+        .is_some_and(|v| v == "true")
+    {
+        o.namespace = tools.get("kube_namespace").cloned();
     }
     Ok(o)
 }
@@ -163,9 +171,29 @@ mod tests {
                 assert_eq!(o.service_mode, ServiceMode::Selector);
                 assert_eq!(o.kubeconfig.as_deref(), Some(Path::new("/k/config")));
                 assert_eq!(o.tuning.concurrency, 8);
+                assert_eq!(o.namespace, None);
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_kube_run_in_a_given_namespace_continues_there() {
+        let mut t = tools(&[
+            ("kube_namespace", "team-a"),
+            ("kube_namespace_given", "true"),
+        ]);
+        let namespace =
+            |t: &BTreeMap<String, String>| match settings(Path::new("r"), "kube", t, &flags(&[]))
+                .unwrap()
+            {
+                BackendSettings::Kube(o) => o.namespace,
+                other => panic!("{other:?}"),
+            };
+        assert_eq!(namespace(&t).as_deref(), Some("team-a"));
+        // Its own namespace is recreated from the run id, not taken as given.
+        t.remove("kube_namespace_given");
+        assert_eq!(namespace(&t), None);
     }
 
     #[test]

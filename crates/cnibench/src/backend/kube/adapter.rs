@@ -49,6 +49,9 @@ pub struct KubeOptions {
     pub service_mode: ServiceMode,
     /// Nodes to use (server first); empty: chosen by the preflight.
     pub nodes: Vec<String>,
+    /// A namespace created beforehand to run in (`--namespace`); `None`: the run creates
+    /// its own, `cnibench-<run id>`.
+    pub namespace: Option<String>,
     /// Concurrency, retries, timeouts.
     pub tuning: Tuning,
 }
@@ -61,6 +64,7 @@ impl Default for KubeOptions {
             image: objects::default_image(),
             service_mode: ServiceMode::default(),
             nodes: Vec::new(),
+            namespace: None,
             tuning: Tuning::default(),
         }
     }
@@ -175,8 +179,12 @@ impl KubeBackend {
         let (driver, context) = rt.block_on(async {
             let (client, context) =
                 connect(opts.kubeconfig.as_deref(), opts.context.as_deref()).await?;
-            let ns = objects::namespace_name(&run);
-            let info = preflight::preflight(&client, &ns, &opts.nodes, &opts.tuning).await?;
+            let ns = opts
+                .namespace
+                .clone()
+                .unwrap_or_else(|| objects::namespace_name(&run));
+            let given = opts.namespace.is_some();
+            let info = preflight::preflight(&client, &ns, given, &opts.nodes, &opts.tuning).await?;
             let driver = Driver {
                 exec: Arc::new(KubeExec {
                     client: client.clone(),

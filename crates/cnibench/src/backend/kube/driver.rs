@@ -345,12 +345,16 @@ impl Driver {
             server_node: server,
             service_mode: self.service_mode,
             tolerations: self.info.tolerations.clone(),
+            namespace: self.info.given_namespace.as_ref().map(|g| g.name.clone()),
         }
     }
 
-    /// The run's namespace.
+    /// The run's namespace: the given one (`--namespace`) or its own.
     pub fn namespace(&self) -> String {
-        objects::namespace_name(&self.run)
+        match &self.info.given_namespace {
+            Some(g) => g.name.clone(),
+            None => objects::namespace_name(&self.run),
+        }
     }
 
     /// Whether the cluster can run `point` (tool, nodes, pod capacity), without API calls.
@@ -367,6 +371,17 @@ impl Driver {
         }
         if point.topology.host_network && point.topology.path == PathKind::Service {
             return Readiness::NotApplicable("the baseline has no service path".into());
+        }
+        if let Some(g) = &self.info.given_namespace {
+            let level = g.pod_security.as_deref();
+            if point.topology.host_network && matches!(level, Some("restricted" | "baseline")) {
+                return Readiness::NotApplicable(format!(
+                    "host-network pods need Pod Security 'privileged'; namespace {} \
+                     (--namespace) enforces '{}'",
+                    g.name,
+                    level.unwrap_or_default()
+                ));
+            }
         }
         if let Some(mtu) = point.topology.mtu {
             return Readiness::NotApplicable(format!(
@@ -569,25 +584,18 @@ impl Driver {
         }
     }
 
-    /// What the run's namespace holds when this process does not know: at the first
-    /// point, and after a point whose state was lost. No namespace: nothing. One being
-    /// deleted (an earlier teardown): awaited gone, then nothing. One of another owner:
-    /// an error. This run's (a crashed process of the same run, now `--resume`d): taken
-    /// over — its server, client, outsider and fillers are replaced (their spec is unknown), the
-    /// measured Service kept, and the numbered fillers and policies counted; those beyond
-    /// the first gap (an interrupted bulk create leaves gaps) are deleted, so what is kept
-    /// is exactly `1..=n` and the reconcile creates only what is missing.
-    pub async fn discover(&self, steps: &dyn SetupProgress) -> Result<Held, KubeError> {
+    /// The run's own namespace if it exists and is this run's; `None` if there is none
+    /// (one being deleted is awaited gone first); an error if another owner's.
+    async fn discover_own_namespace(&self, ns: &str) -> Result<Option<Namespace>, KubeError> {
         let t = &self.tuning;
-        let ns = self.namespace();
         let nss: Api<Namespace> = Api::all(self.client.clone());
-        let (r, _) = cluster::retry(t, || nss.get_opt(&ns)).await;
+        let (r, _) = cluster::retry(t, || nss.get_opt(ns)).await;
         let Some(found) = r.map_err(|source| KubeError::Api {
             action: format!("get namespace {ns}"),
             source,
         })?
         else {
-            return Ok(Held::default());
+            return Ok(None);
         };
         if let Some(uid) = found
             .metadata
@@ -598,7 +606,7 @@ impl Driver {
             let gone = async {
                 ::kube::runtime::wait::await_condition(
                     nss.clone(),
-                    &ns,
+                    ns,
                     conditions::is_deleted(&uid),
                 )
                 .await
@@ -615,7 +623,7 @@ impl Driver {
                 gone,
             )
             .await?;
-            return Ok(Held::default());
+            return Ok(None);
         }
         let labels = found.metadata.labels.clone().unwrap_or_default();
         if labels.get(RUN_LABEL) != Some(&self.run)
@@ -626,6 +634,64 @@ impl Driver {
                 hint: " and was not created by this cnibench run; pick another run id (--label) or delete it".into(),
             });
         }
+        Ok(Some(found))
+    }
+
+    /// In a given namespace (`--namespace`): an error if it holds cnibench objects of
+    /// another run, whose names this run's would collide with (`server`, `svc-00001`...).
+    async fn refuse_other_runs(&self, ns: &str) -> Result<(), KubeError> {
+        let (c, t) = (&self.client, &self.tuning);
+        let sel = format!(
+            "{}={},{RUN_LABEL}!={}",
+            objects::MANAGED_BY,
+            objects::MANAGER,
+            self.run
+        );
+        let mut found = list_names::<Deployment>(c, ns, &sel, t).await?;
+        found.extend(list_names::<Pod>(c, ns, &sel, t).await?);
+        found.extend(list_names::<Service>(c, ns, &sel, t).await?);
+        found.extend(list_names::<NetworkPolicy>(c, ns, &sel, t).await?);
+        if found.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<&str> = found.iter().take(5).map(String::as_str).collect();
+        Err(KubeError::AlreadyExists {
+            what: format!(
+                "cnibench objects of another run in namespace {ns} ({}{})",
+                shown.join(", "),
+                if found.len() > shown.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            ),
+            hint: format!(
+                "; a namespace holds one run at a time: wait for that run, or remove them with \
+                 `cnibench clean --backend kube --namespace {ns} --all`"
+            ),
+        })
+    }
+
+    /// What the run's namespace holds when this process does not know: at the first
+    /// point, and after a point whose state was lost. No namespace: nothing. One being
+    /// deleted (an earlier teardown): awaited gone, then nothing. One of another owner:
+    /// an error. This run's (a crashed process of the same run, now `--resume`d): taken
+    /// over — its server, client, outsider and fillers are replaced (their spec is unknown), the
+    /// measured Service kept, and the numbered fillers and policies counted; those beyond
+    /// the first gap (an interrupted bulk create leaves gaps) are deleted, so what is kept
+    /// is exactly `1..=n` and the reconcile creates only what is missing.
+    pub async fn discover(&self, steps: &dyn SetupProgress) -> Result<Held, KubeError> {
+        let t = &self.tuning;
+        let ns = self.namespace();
+        let namespace = if self.info.given_namespace.is_some() {
+            self.refuse_other_runs(&ns).await?;
+            None
+        } else {
+            match self.discover_own_namespace(&ns).await? {
+                Some(found) => Some(found),
+                None => return Ok(Held::default()),
+            }
+        };
         let deploys: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let svcs: Api<Service> = Api::namespaced(self.client.clone(), &ns);
@@ -702,7 +768,7 @@ impl Driver {
         bar.finish();
         Ok(Held {
             level: Level {
-                namespace: Some(found),
+                namespace,
                 server,
                 client,
                 outsider,
@@ -936,10 +1002,19 @@ impl Driver {
     /// Deletes the filler services (Services have no `deletecollection`: the namespace
     /// controller would delete them one by one at the controller-manager's client rate,
     /// 20/s by default, so 10k take 8 minutes; here they go at this client's concurrency),
-    /// then the namespace, and waits until it is gone.
+    /// then the namespace, and waits until it is gone. In a given namespace
+    /// (`--namespace`), which is not cnibench's to delete, every object labelled with the
+    /// run goes instead ([`delete_labelled`]).
     pub async fn teardown(&self, steps: &dyn SetupProgress) -> Result<(), KubeError> {
         self.take_held();
         let ns = self.namespace();
+        if self.info.given_namespace.is_some() {
+            let bar = self.step(steps, None, "deleting the run's objects");
+            let sel = format!("{RUN_LABEL}={}", self.run);
+            let r = delete_labelled(&self.client, &ns, &sel, &self.tuning, &*bar).await;
+            bar.finish();
+            return r.map(|_| ());
+        }
         let sel = format!("{RUN_LABEL}={},{ROLE_LABEL}=filler", self.run);
         let bar = self.step(steps, None, "deleting the namespace");
         let r = delete_namespace_and_fillers(&self.client, &ns, &sel, &self.tuning, &*bar).await;
@@ -975,6 +1050,47 @@ pub async fn delete_namespace_and_fillers(
         cluster::delete_all::<Service>(client, ns, &names, t, bar).await?;
     }
     cluster::delete_namespace(client, ns, t, bar).await
+}
+
+/// Deletes every object of the kinds cnibench creates in namespace `ns` that matches
+/// label selector `sel`, for a namespace that is not cnibench's to delete (`--namespace`):
+/// policies, EndpointSlices and Services at this client's concurrency, then the
+/// Deployments (foreground: awaited gone with their pods) and the bare pods (client,
+/// outsider), awaited gone. Returns how many objects it deleted.
+pub async fn delete_labelled(
+    client: &Client,
+    ns: &str,
+    sel: &str,
+    t: &Tuning,
+    bar: &dyn Step,
+) -> Result<usize, KubeError> {
+    let policies = list_names::<NetworkPolicy>(client, ns, sel, t).await?;
+    let slices = list_names::<EndpointSlice>(client, ns, sel, t).await?;
+    let services = list_names::<Service>(client, ns, sel, t).await?;
+    bar.set_message(format!(
+        "deleting {} policies, {} EndpointSlices, {} services in {ns}",
+        policies.len(),
+        slices.len(),
+        services.len()
+    ));
+    cluster::delete_all::<NetworkPolicy>(client, ns, &policies, t, bar).await?;
+    cluster::delete_all::<EndpointSlice>(client, ns, &slices, t, bar).await?;
+    cluster::delete_all::<Service>(client, ns, &services, t, bar).await?;
+    let fg = DeleteParams::foreground();
+    let deploys = list_names::<Deployment>(client, ns, sel, t).await?;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    for name in &deploys {
+        bar.set_message(format!("deleting Deployment {name} in {ns}"));
+        delete_and_wait(&api, name, &fg, t).await?;
+    }
+    // Listed after the Deployments are gone: what is left are the bare pods.
+    let pods = list_names::<Pod>(client, ns, sel, t).await?;
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    for name in &pods {
+        bar.set_message(format!("deleting pod {name} in {ns}"));
+        delete_and_wait(&api, name, &fg, t).await?;
+    }
+    Ok(policies.len() + slices.len() + services.len() + deploys.len() + pods.len())
 }
 
 /// Names of the `K`s in `ns` matching label selector `sel`.
@@ -1022,6 +1138,29 @@ fn contiguous(sets: &[BTreeSet<u32>], first: u32) -> u32 {
     n
 }
 
+fn clean_selector(run_id: Option<&str>) -> String {
+    let sel = format!("{}={}", objects::MANAGED_BY, objects::MANAGER);
+    match run_id {
+        Some(id) => format!("{sel},{RUN_LABEL}={}", objects::kube_run_id(id)),
+        None => sel,
+    }
+}
+
+/// In namespace `ns`, created beforehand (`--namespace`): deletes the cnibench objects
+/// (`run`: only that run's) and keeps the namespace; returns how many objects went.
+pub async fn clean_in(
+    client: &Client,
+    run_id: Option<&str>,
+    ns: &str,
+    t: &Tuning,
+    steps: &dyn SetupProgress,
+) -> Result<usize, KubeError> {
+    let bar = steps.step(None, "deleting cnibench objects");
+    let r = delete_labelled(client, ns, &clean_selector(run_id), t, &*bar).await;
+    bar.finish();
+    r
+}
+
 /// Deletes every namespace cnibench left (`run`: only that run's, by its cnibench run id);
 /// returns their names.
 pub async fn clean(
@@ -1030,11 +1169,8 @@ pub async fn clean(
     t: &Tuning,
     steps: &dyn SetupProgress,
 ) -> Result<Vec<String>, KubeError> {
+    let sel = clean_selector(run_id);
     let api: Api<Namespace> = Api::all(client.clone());
-    let mut sel = format!("{}={}", objects::MANAGED_BY, objects::MANAGER);
-    if let Some(id) = run_id {
-        sel = format!("{sel},{RUN_LABEL}={}", objects::kube_run_id(id));
-    }
     let lp = ListParams::default().labels(&sel);
     let (r, _) = cluster::retry(t, || api.list(&lp)).await;
     let list = r.map_err(|source| KubeError::Api {

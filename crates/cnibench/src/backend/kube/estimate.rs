@@ -40,6 +40,7 @@ fn model_settings(mode: ServiceMode) -> Settings {
         client_node: "worker-2".into(),
         service_mode: mode,
         tolerations: Vec::new(),
+        namespace: None,
     }
 }
 

@@ -61,6 +61,8 @@ pub const ROLE_LABEL: &str = "cnibench.io/role";
 pub const POINT_ANNOTATION: &str = "cnibench.io/point";
 /// The node label placement uses.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+/// The Pod Security level label: set on the run's own namespace, read on a given one.
+pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
 /// netload's control (and stream data) port.
 pub const CONTROL_PORT: u16 = netload::control::DEFAULT_PORT;
 /// netload's request/response responder port.
@@ -122,6 +124,18 @@ pub struct Settings {
     /// Taint keys every pod tolerates (NoSchedule): the control-plane taint when a
     /// single-node cluster (kind, k3s) runs the points on its control-plane node.
     pub tolerations: Vec<String>,
+    /// A namespace created beforehand (`--namespace`), which cnibench neither creates,
+    /// labels nor deletes; `None`: the run's own ([`namespace_name`]).
+    pub namespace: Option<String>,
+}
+
+impl Settings {
+    /// The namespace the point's objects go into.
+    pub fn namespace(&self) -> String {
+        self.namespace
+            .clone()
+            .unwrap_or_else(|| namespace_name(&self.run))
+    }
 }
 
 /// The default image: `ghcr.io/cnibench/netload:<cnibench version>`.
@@ -219,7 +233,7 @@ fn labels(run: &str, role: Option<&str>) -> BTreeMap<String, String> {
 fn meta(s: &Settings, name: &str, role: Option<&str>) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.into()),
-        namespace: Some(namespace_name(&s.run)),
+        namespace: Some(s.namespace()),
         labels: Some(labels(&s.run, role)),
         ..ObjectMeta::default()
     }
@@ -241,7 +255,7 @@ pub fn namespace(s: &Settings, point: &Point) -> Namespace {
     } else {
         "restricted"
     };
-    l.insert("pod-security.kubernetes.io/enforce".into(), level.into());
+    l.insert(POD_SECURITY_ENFORCE.into(), level.into());
     Namespace {
         metadata: ObjectMeta {
             name: Some(namespace_name(&s.run)),
@@ -703,6 +717,7 @@ mod tests {
             client_node: "worker-2".into(),
             service_mode: ServiceMode::Selector,
             tolerations: Vec::new(),
+            namespace: None,
         }
     }
 

@@ -9,10 +9,10 @@ use ::kube::Client;
 use ::kube::api::{Api, ListParams, PostParams};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
-use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
 
 use super::cluster::{KubeError, Tuning, retry};
-use super::rbac;
+use super::{objects, rbac};
 
 /// What the preflight found.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -36,12 +36,15 @@ pub struct ClusterInfo {
     pub cni_image: String,
     /// kube-proxy mode, or `none/replaced` without a kube-proxy DaemonSet.
     pub proxy_mode: String,
+    /// The namespace created beforehand the run goes into (`--namespace`); `None`: the
+    /// run creates its own.
+    pub given_namespace: Option<GivenNamespace>,
 }
 
 impl ClusterInfo {
     /// As `meta.json` tool entries (`kube_*`).
     pub fn to_tools(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut tools = BTreeMap::from([
             ("kube_server_version".into(), self.server_version.clone()),
             ("kube_distribution".into(), self.distribution.clone()),
             ("kube_nodes".into(), self.nodes.join(",")),
@@ -49,7 +52,15 @@ impl ClusterInfo {
             ("kube_cni".into(), self.cni.clone()),
             ("kube_cni_image".into(), self.cni_image.clone()),
             ("kube_proxy_mode".into(), self.proxy_mode.clone()),
-        ])
+        ]);
+        if let Some(g) = &self.given_namespace {
+            tools.insert("kube_namespace_given".into(), "true".into());
+            tools.insert(
+                "kube_namespace_pod_security".into(),
+                g.pod_security.clone().unwrap_or_else(|| "unset".into()),
+            );
+        }
+        tools
     }
 }
 
@@ -288,11 +299,17 @@ pub fn tolerations(chosen: &[NodeFacts]) -> Vec<String> {
     }
 }
 
-/// Asks one SelfSubjectAccessReview per permission; every missing one is named.
-pub async fn check_rbac(client: &Client, namespace: &str, t: &Tuning) -> Result<(), KubeError> {
+/// Asks one SelfSubjectAccessReview per permission ([`rbac::needed`]; `given`: the
+/// namespace was created beforehand); every missing one is named.
+pub async fn check_rbac(
+    client: &Client,
+    namespace: &str,
+    given: bool,
+    t: &Tuning,
+) -> Result<(), KubeError> {
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let mut missing = Vec::new();
-    for p in rbac::PERMISSIONS {
+    for p in &rbac::needed(given) {
         let review = rbac::review(p, namespace);
         let pp = PostParams::default();
         let (r, _) = retry(t, || api.create(&pp, &review)).await;
@@ -311,10 +328,55 @@ pub async fn check_rbac(client: &Client, namespace: &str, t: &Tuning) -> Result<
     }
 }
 
-/// The whole preflight: version, permissions, nodes, CNI and kube-proxy.
+/// A namespace created beforehand (`--namespace`) as the preflight found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GivenNamespace {
+    /// Its name.
+    pub name: String,
+    /// Its `pod-security.kubernetes.io/enforce` label (`None`: not set, the cluster's
+    /// default applies).
+    pub pod_security: Option<String>,
+}
+
+/// The given namespace (`--namespace`): it must exist; its Pod Security level decides
+/// whether host-network points can run in it.
+async fn given_namespace(
+    client: &Client,
+    name: &str,
+    t: &Tuning,
+) -> Result<GivenNamespace, KubeError> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let (r, _) = retry(t, || api.get_opt(name)).await;
+    let found = r.map_err(|source| KubeError::Api {
+        action: format!("get namespace {name} (--namespace)"),
+        source,
+    })?;
+    let ns = found.ok_or_else(|| {
+        KubeError::Preflight(format!(
+            "namespace {name} does not exist: --namespace takes a namespace created beforehand \
+             (kubectl create namespace {name}); without --namespace cnibench creates its own"
+        ))
+    })?;
+    if ns.metadata.deletion_timestamp.is_some() {
+        return Err(KubeError::Preflight(format!(
+            "namespace {name} (--namespace) is being deleted"
+        )));
+    }
+    Ok(GivenNamespace {
+        name: name.into(),
+        pod_security: ns
+            .metadata
+            .labels
+            .and_then(|l| l.get(objects::POD_SECURITY_ENFORCE).cloned()),
+    })
+}
+
+/// The whole preflight: version, permissions, the given namespace (`given`: it was
+/// created beforehand, `--namespace`), nodes, CNI and kube-proxy.
 pub async fn preflight(
     client: &Client,
     namespace: &str,
+    given: bool,
     wanted_nodes: &[String],
     t: &Tuning,
 ) -> Result<ClusterInfo, KubeError> {
@@ -323,7 +385,12 @@ pub async fn preflight(
         action: "cannot reach the API server (GET /version)".into(),
         source,
     })?;
-    check_rbac(client, namespace, t).await?;
+    check_rbac(client, namespace, given, t).await?;
+    let given_namespace = if given {
+        Some(given_namespace(client, namespace, t).await?)
+    } else {
+        None
+    };
     let nodes: Api<Node> = Api::all(client.clone());
     let all = ListParams::default();
     let (r, _) = retry(t, || nodes.list(&all)).await;
@@ -416,6 +483,7 @@ pub async fn preflight(
         cni,
         cni_image,
         proxy_mode: proxy,
+        given_namespace,
     })
 }
 

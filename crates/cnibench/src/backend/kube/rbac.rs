@@ -131,6 +131,25 @@ pub const PERMISSIONS: &[Permission] = &[
     Permission::new("", "configmaps", "get", Scope::KubeSystem),
 ];
 
+/// Reading the pre-created namespace itself (`--namespace`): its Pod Security level. A
+/// RoleBinding in that namespace can grant it (RBAC treats a namespace's own name as the
+/// namespace of the request).
+pub const GIVEN_NAMESPACE_GET: Permission = Permission::new("", "namespaces", "get", Scope::Run);
+
+/// What a run needs: [`PERMISSIONS`]; in a namespace created beforehand (`given`), none
+/// of the cluster-wide namespace verbs, only [`GIVEN_NAMESPACE_GET`] in it.
+pub fn needed(given: bool) -> Vec<Permission> {
+    if !given {
+        return PERMISSIONS.to_vec();
+    }
+    PERMISSIONS
+        .iter()
+        .filter(|p| !(p.resource == "namespaces" && p.scope == Scope::Cluster))
+        .copied()
+        .chain([GIVEN_NAMESPACE_GET])
+        .collect()
+}
+
 /// The SelfSubjectAccessReview asking for `p` (`namespace` is the run's).
 pub fn review(p: &Permission, namespace: &str) -> SelfSubjectAccessReview {
     SelfSubjectAccessReview {

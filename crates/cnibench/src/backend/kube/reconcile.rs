@@ -42,7 +42,8 @@ impl Level {
     pub fn of(s: &Settings, point: &Point) -> Level {
         let services = objects::service_count(point);
         Level {
-            namespace: Some(objects::namespace(s, point)),
+            // A given namespace (`--namespace`) is not cnibench's: never created or patched.
+            namespace: s.namespace.is_none().then(|| objects::namespace(s, point)),
             server: Some(objects::server(s, point)),
             client: Some(objects::client(s, point)),
             outsider: objects::outsider(s, point),
@@ -201,6 +202,7 @@ mod tests {
             client_node: "b".into(),
             service_mode: ServiceMode::EndpointSlice,
             tolerations: Vec::new(),
+            namespace: None,
         }
     }
 

@@ -273,6 +273,7 @@ pub fn render_settings(image: String, service_mode: objects::ServiceMode) -> Set
         client_node: RENDER_NODES[1].into(),
         service_mode,
         tolerations: Vec::new(),
+        namespace: None,
     }
 }
 
