@@ -540,6 +540,27 @@ fn user() -> String {
     user_kubeconfig().display().to_string()
 }
 
+/// `cnibench run --backend kube` as user cnibench: `suite` into `out`, with `extra` flags
+/// and an image no node can pull (nothing runs anyway); the exit code and the output.
+fn run_as_user(dir: &Path, suite: &Path, out: &Path, extra: &[&str]) -> (Option<i32>, String) {
+    let user = user();
+    let mut args = vec![
+        "run",
+        "--backend",
+        "kube",
+        "--kubeconfig",
+        &user,
+        "--suite",
+        suite.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--image",
+        "registry.invalid/netload:test",
+    ];
+    args.extend_from_slice(extra);
+    cnibench(&args, dir, "run")
+}
+
 /// Asserts that every point of a run got through its objects and readiness and failed at
 /// its first exec (the datapath probe), with the reason named; nothing measured.
 fn assert_failed_at_exec(dir: &Path, log: &str) {
@@ -575,23 +596,7 @@ fn kube_real_run_creates_every_object_kind_as_the_cnibench_user() {
     let tmp = tempfile::tempdir().unwrap();
     let suite = write_suite(tmp.path(), EVERY_KIND);
     let out = tmp.path().join("run");
-    let (code, log) = cnibench(
-        &[
-            "run",
-            "--backend",
-            "kube",
-            "--kubeconfig",
-            &user(),
-            "--suite",
-            suite.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--image",
-            "registry.invalid/netload:test",
-        ],
-        tmp.path(),
-        "run",
-    );
+    let (code, log) = run_as_user(tmp.path(), &suite, &out, &[]);
     assert_eq!(code, Some(1), "every point fails at exec:\n{log}");
     assert_failed_at_exec(&out, &log);
     assert_eq!(point_ends(&out).len(), 8, "{log}");
@@ -670,25 +675,7 @@ fn kube_real_run_in_a_given_namespace_keeps_it_and_leaves_nothing_of_cnibench() 
     let tmp = tempfile::tempdir().unwrap();
     let suite = write_suite(tmp.path(), EVERY_KIND);
     let out = tmp.path().join("run");
-    let (code, log) = cnibench(
-        &[
-            "run",
-            "--backend",
-            "kube",
-            "--kubeconfig",
-            &user(),
-            "--namespace",
-            name,
-            "--suite",
-            suite.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--image",
-            "registry.invalid/netload:test",
-        ],
-        tmp.path(),
-        "run",
-    );
+    let (code, log) = run_as_user(tmp.path(), &suite, &out, &["--namespace", name]);
     assert_eq!(code, Some(1), "every point fails at exec:\n{log}");
     let ends = point_ends(&out);
     assert_eq!(ends.len(), 8, "{log}");
