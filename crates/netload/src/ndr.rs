@@ -592,6 +592,52 @@ impl RateSearchReport {
 pub type TrialRunner<'a> =
     dyn FnMut(&ClientOptions, &mut dyn FnMut(&Interval)) -> Result<TestOutcome, ClientError> + 'a;
 
+/// Spread of the senders' rates, `(max - min) / median`, among the passing trials at a
+/// sender-limited result above which the figure is flagged: 25%, well past the 5-10%
+/// a busy 2-core VM gives run to run, well short of the 2-3x of a sender that shares a
+/// core with its receiver in some trials and not in others.
+pub const UNSTEADY_SENDER_SPREAD: f64 = 0.25;
+
+/// A warning when the search ended sender-limited and the senders' rate differed between
+/// the passing trials at that rate by more than [`UNSTEADY_SENDER_SPREAD`]: the figure
+/// then says where the scheduler put the threads more than what the path carries.
+pub fn unsteady_sender(trials: &[Trial], result: &Conclusion) -> Option<String> {
+    if result.status != SearchStatus::SenderLimited {
+        return None;
+    }
+    let at = trials.get(result.trial?)?;
+    let rates: Vec<f64> = trials
+        .iter()
+        .filter(|t| t.pass && t.offered_bps.to_bits() == at.offered_bps.to_bits())
+        .map(|t| t.sent_bps)
+        .collect();
+    rate_spread_warning(rates)
+}
+
+/// The warning of [`unsteady_sender`] for the senders' rates of the trials at the final
+/// rate, bits per second.
+fn rate_spread_warning(mut rates: Vec<f64>) -> Option<String> {
+    if rates.len() < 2 {
+        return None;
+    }
+    rates.sort_by(f64::total_cmp);
+    let median = rates[(rates.len() - 1) / 2];
+    let (lo, hi) = (rates[0], rates[rates.len() - 1]);
+    let spread = (hi - lo) / median;
+    (median > 0.0 && spread > UNSTEADY_SENDER_SPREAD).then(|| {
+        format!(
+            "unsteady sender: its rate varied {:.2}-{:.2} Gbit/s between the trials at the \
+             no-drop rate ({:.0}% of the median, {:.2}); the CPU is contended or the sender \
+             shared a core with the receiver in some trials: pin them apart (--affinity) \
+             for a figure of the path",
+            lo / 1e9,
+            hi / 1e9,
+            spread * 100.0,
+            median / 1e9
+        )
+    })
+}
+
 /// Runs a search: `trial` runs each trial, `on_trial` sees every trial as it ends.
 pub fn run(
     base: &ClientOptions,
@@ -660,6 +706,7 @@ pub fn run(
     if let Some(t) = conclusion.trial.and_then(|i| trials.get(i)) {
         warnings.extend(t.report.warnings.iter().cloned());
     }
+    warnings.extend(unsteady_sender(&trials, &conclusion));
     Ok(RateSearchReport {
         kind: RATE_SEARCH_KIND.into(),
         schema_version: RATE_SEARCH_SCHEMA_VERSION,
@@ -772,6 +819,21 @@ mod tests {
         );
         assert!(log.len() <= 12, "{log:?}");
         assert!(c.trial.is_some());
+    }
+
+    #[test]
+    fn a_sender_whose_rate_swings_between_trials_is_flagged() {
+        // The first loopback and veth searches of the filed NDR run
+        // (benches/runs/stream-vs-iperf3-20261204-ndr-quiet.json): probe and two
+        // confirmations, every one unlimited and lossless.
+        let w = rate_spread_warning(vec![12.53e9, 14.44e9, 34.15e9]).unwrap();
+        assert!(w.contains("varied 12.53-34.15 Gbit/s"), "{w}");
+        assert!(w.contains("150% of the median, 14.44"), "{w}");
+        assert!(w.contains("--affinity"), "{w}");
+        // The later searches of the same paths: steady.
+        assert_eq!(rate_spread_warning(vec![42.5e9, 42.23e9, 41.52e9]), None);
+        assert_eq!(rate_spread_warning(vec![40.63e9, 41.19e9, 40.24e9]), None);
+        assert_eq!(rate_spread_warning(vec![42.0e9]), None);
     }
 
     #[test]
