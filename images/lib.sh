@@ -1,5 +1,17 @@
-# shellcheck shell=bash
-# Shared by build-oci.sh and check-image.sh (sourced, not run).
+# shellcheck shell=bash disable=SC2034
+# Shared by build-oci.sh and check-image.sh (sourced, not run). Its tables are read there, so
+# the "appears unused" check (SC2034) is off for this file.
+
+# The image's platforms, in the order of its index. The first is the one a client gets when it
+# does not choose, and the one this (amd64) machine runs natively.
+NETLOAD_PLATFORMS=(amd64 arm64)
+# OCI architecture -> Rust target. Both link glibc statically (crt-static).
+declare -A PLATFORM_TRIPLE=([amd64]=x86_64-unknown-linux-gnu [arm64]=aarch64-unknown-linux-gnu)
+# OCI variant: arm64 images conventionally say v8 (containerd and Docker match arm64 to
+# arm64/v8); amd64 has none.
+declare -A PLATFORM_VARIANT=([amd64]='' [arm64]=v8)
+# What `readelf --file-header` prints as Machine for a binary of that architecture.
+declare -A PLATFORM_ELF_MACHINE=([amd64]='Advanced Micro Devices X86-64' [arm64]=AArch64)
 
 # static_elf FILE: fail unless FILE is an ELF executable with no program interpreter (PT_INTERP)
 # and no shared-library dependency (DT_NEEDED). A static-pie binary still has a dynamic section
@@ -14,6 +26,20 @@ static_elf() {
   fi
   if grep -q '(NEEDED)' <<<"$dynamic"; then
     echo "error: $file needs shared libraries: $(grep '(NEEDED)' <<<"$dynamic" | grep -o '\[.*\]' | tr '\n' ' ')" >&2
+    return 1
+  fi
+}
+
+# elf_machine FILE ARCH: fail unless FILE is an ELF binary for the OCI architecture ARCH, so a
+# binary from the wrong target directory cannot end up in another platform's manifest.
+elf_machine() {
+  local file=$1 arch=$2 header machine wanted
+  wanted=${PLATFORM_ELF_MACHINE[$arch]:-}
+  [ -n "$wanted" ] || { echo "error: no ELF machine known for architecture '$arch'" >&2; return 1; }
+  header=$(readelf --file-header --wide "$file") || { echo "error: $file is not an ELF file" >&2; return 1; }
+  machine=$(sed -n 's/^ *Machine: *//p' <<<"$header")
+  if [ "$machine" != "$wanted" ]; then
+    echo "error: $file is built for '$machine', not for $arch ('$wanted')" >&2
     return 1
   fi
 }

@@ -2,8 +2,8 @@
 # The whole test suite, exactly as CI runs it (`.ci/run` calls this script).
 # Installs the system packages the tests need when they are missing, then runs
 # fmt, clippy, every test tier (unit, loopback, network namespaces as root), the container image
-# (built twice, checked with skopeo/umoci/chroot), the manifest validator (on the full thesis
-# render and on manifests/) and the docs build.
+# for amd64 and arm64 (built twice, checked with skopeo/umoci/chroot/qemu), the manifest
+# validator (on the full thesis render and on manifests/) and the docs build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
@@ -22,7 +22,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests (nextest, profile ci)"
 cargo nextest run --workspace --locked --profile ci --no-tests=fail
 
-step "container image: static build, OCI archive twice (same bytes), skopeo + umoci + chroot checks"
+step "container image: static amd64 and arm64 builds, one OCI archive twice (same bytes), skopeo + umoci + chroot (arm64 under qemu) checks"
 image=target/image/netload-oci.tar
 bash images/build-oci.sh "$image" >/dev/null
 # Another umask must not change a byte: modes and owners are set, never inherited.

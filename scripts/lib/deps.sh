@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the scripts: make sure the system tools the project needs are present,
 # installing Debian packages when we are root and they are missing.
 
@@ -14,6 +15,8 @@ declare -A NETLOAD_PACKAGES=(
   [readelf]=binutils
   [skopeo]=skopeo
   [umoci]=umoci
+  # Runs the arm64 image's netload on this amd64 machine (check-image.sh).
+  [qemu-aarch64-static]=qemu-user-static
   # The browser test of the HTML report (scripts/report-browser.sh).
   [chromium]=chromium
   # scripts/control-plane.sh (the kube end-to-end tests) only.
@@ -54,6 +57,39 @@ require_tools() {
     command -v "$tool" >/dev/null 2>&1 || install_package "${NETLOAD_PACKAGES[$tool]}"
     command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool still missing after installing ${NETLOAD_PACKAGES[$tool]}" >&2; exit 1; }
   done
+}
+
+# require_rust_target TRIPLE: the standard library for TRIPLE in the active toolchain, added
+# with rustup when missing (its component servers are reachable, like crates.io). No version
+# to pin: rustup installs the one that matches the toolchain.
+require_rust_target() {
+  local triple=$1 sysroot
+  sysroot=$(rustc --print sysroot)
+  [ -d "$sysroot/lib/rustlib/$triple/lib" ] && return 0
+  command -v rustup >/dev/null 2>&1 || {
+    echo "error: the Rust standard library for $triple is missing from $sysroot and there is no rustup to add it" >&2
+    exit 1
+  }
+  echo "installing the Rust target $triple: rustup target add $triple" >&2
+  rustup target add "$triple" >&2 || {
+    echo "error: 'rustup target add $triple' failed; add it by hand" >&2
+    exit 1
+  }
+}
+
+# require_aarch64_linker: Debian's cross gcc and the aarch64 glibc it links against. The arm64
+# netload links glibc statically like the amd64 one, from the same Debian glibc release, so both
+# images resolve names the same way (images/README.md). A package from the Debian release
+# rather than a separately downloaded toolchain (zig) keeps it one apt install like the rest.
+AARCH64_LINKER=aarch64-linux-gnu-gcc
+require_aarch64_linker() {
+  command -v "$AARCH64_LINKER" >/dev/null 2>&1 || install_package gcc-aarch64-linux-gnu
+  # gcc only recommends the C library, and install_package leaves recommends out.
+  [ -f /usr/aarch64-linux-gnu/lib/libc.a ] || install_package libc6-dev-arm64-cross
+  if ! command -v "$AARCH64_LINKER" >/dev/null 2>&1 || [ ! -f /usr/aarch64-linux-gnu/lib/libc.a ]; then
+    echo "error: $AARCH64_LINKER or /usr/aarch64-linux-gnu/lib/libc.a still missing after installing gcc-aarch64-linux-gnu and libc6-dev-arm64-cross" >&2
+    exit 1
+  fi
 }
 
 # The test runner the test command uses (test groups keep the netns tests serial). Built
