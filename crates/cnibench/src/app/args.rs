@@ -35,9 +35,9 @@ pub struct KubeArgs {
     /// Kube: kubeconfig context (default: the current one).
     #[arg(long)]
     pub context: Option<String>,
-    /// Kube: run in this namespace, created beforehand, instead of creating one (for
-    /// users who may not create namespaces); cnibench then deletes only its labelled
-    /// objects in it, never the namespace.
+    /// Kube: a namespace created beforehand to run in (`run`) or to clean (`clean`),
+    /// instead of cnibench's own (for users who may not create namespaces); only
+    /// cnibench's labelled objects in it are ever deleted, never the namespace.
     #[arg(long, short = 'n', value_name = "NAMESPACE")]
     pub namespace: Option<String>,
 }
