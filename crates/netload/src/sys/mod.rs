@@ -89,6 +89,15 @@ pub fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<TcpInfo> {
             &raw mut len,
         )
     })?;
+    // A kernel (or an emulator: qemu-user) may fill less than the struct; the fields left
+    // zero would read as an RTT of 0 and no retransmits, so a short answer is an error.
+    let needed = tcp_info_bytes_read();
+    if (len as usize) < needed {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("TCP_INFO: the kernel returned {len} bytes, fewer than the {needed} read"),
+        ));
+    }
     // SAFETY: zero-initialised and possibly (partly) overwritten by the kernel: every bit
     // pattern is a valid tcp_info of plain integers.
     let info = unsafe { info.assume_init() };
@@ -101,6 +110,24 @@ pub fn tcp_info(fd: BorrowedFd<'_>) -> io::Result<TcpInfo> {
         rcv_mss: info.tcpi_rcv_mss,
         pmtu: info.tcpi_pmtu,
     })
+}
+
+/// Bytes of `struct tcp_info` up to the end of the last field [`tcp_info`] reads.
+fn tcp_info_bytes_read() -> usize {
+    use std::mem::offset_of;
+    let end = |offset: usize| offset + size_of::<u32>();
+    [
+        end(offset_of!(libc::tcp_info, tcpi_total_retrans)),
+        end(offset_of!(libc::tcp_info, tcpi_rtt)),
+        end(offset_of!(libc::tcp_info, tcpi_rttvar)),
+        end(offset_of!(libc::tcp_info, tcpi_snd_cwnd)),
+        end(offset_of!(libc::tcp_info, tcpi_snd_mss)),
+        end(offset_of!(libc::tcp_info, tcpi_rcv_mss)),
+        end(offset_of!(libc::tcp_info, tcpi_pmtu)),
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0)
 }
 
 /// Receives and discards up to `len` bytes of a TCP stream without copying them to user
@@ -430,6 +457,9 @@ mod tests {
         let info = tcp_info(c.as_fd()).unwrap();
         assert!(info.snd_mss > 0);
         assert!(info.pmtu >= 1280);
+        // The fields read end within the classic 104-byte struct (Linux 2.6), well short
+        // of what current kernels return.
+        assert!(tcp_info_bytes_read() <= 104, "{}", tcp_info_bytes_read());
     }
 
     #[test]
