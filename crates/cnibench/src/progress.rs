@@ -290,7 +290,7 @@ impl Observer for Progress {
         let key = metrics::primary_of(&point.workload);
         let info = metrics::info(key);
         let detail = match end.status {
-            PointStatus::NotApplicable | PointStatus::Failed => {
+            PointStatus::NotApplicable | PointStatus::NotEnforced | PointStatus::Failed => {
                 end.note.clone().unwrap_or_default()
             }
             _ => format!("n={} {}", end.reps, info.label),

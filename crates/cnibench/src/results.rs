@@ -87,6 +87,9 @@ pub enum PointStatus {
     TimeBudget,
     /// The backend cannot run this point (recorded, not faked).
     NotApplicable,
+    /// The cluster ignores what the point is about (its policies are not enforced): not
+    /// measured, since that would time a datapath without them.
+    NotEnforced,
     /// The backend failed; measured repetitions are kept.
     Failed,
     /// Interrupted by the user (Ctrl-C).
@@ -102,6 +105,7 @@ impl PointStatus {
                 | PointStatus::MaxReps
                 | PointStatus::TimeBudget
                 | PointStatus::NotApplicable
+                | PointStatus::NotEnforced
         )
     }
 
@@ -112,6 +116,7 @@ impl PointStatus {
             PointStatus::MaxReps => "NOT CONVERGED (max reps)",
             PointStatus::TimeBudget => "NOT CONVERGED (time budget)",
             PointStatus::NotApplicable => "not applicable",
+            PointStatus::NotEnforced => "NOT ENFORCED",
             PointStatus::Failed => "FAILED",
             PointStatus::Interrupted => "INTERRUPTED",
         }
@@ -407,7 +412,10 @@ impl PointSummary {
     pub fn flag(&self) -> &'static str {
         match self.status {
             Some(
-                s @ (PointStatus::Failed | PointStatus::Interrupted | PointStatus::NotApplicable),
+                s @ (PointStatus::Failed
+                | PointStatus::Interrupted
+                | PointStatus::NotApplicable
+                | PointStatus::NotEnforced),
             ) => s.as_str(),
             _ if self.is_unstable() => UNSTABLE,
             Some(s) => match s {
@@ -442,10 +450,15 @@ pub struct RunSummary {
 
 impl RunSummary {
     /// One line: how many measured points converged, how many are unstable, how many
-    /// were not applicable.
+    /// were not applicable or not enforced.
     pub fn verdict(&self) -> String {
         let na = self.points.iter().filter(|p| p.not_applicable()).count();
-        let measured = self.points.len() - na;
+        let not_enforced = self
+            .points
+            .iter()
+            .filter(|p| p.status == Some(PointStatus::NotEnforced))
+            .count();
+        let measured = self.points.len() - na - not_enforced;
         let converged = self.points.iter().filter(|p| p.converged()).count();
         let unstable = self.points.iter().filter(|p| p.is_unstable()).count();
         let attention = self.points.iter().filter(|p| p.needs_attention()).count();
@@ -458,6 +471,12 @@ impl RunSummary {
         }
         if na > 0 {
             let _ = write!(v, "; {na} not applicable on this backend");
+        }
+        if not_enforced > 0 {
+            let _ = write!(
+                v,
+                "; {not_enforced} not measured: the cluster does not enforce what they test"
+            );
         }
         if attention > 0 {
             let _ = write!(v, "; {attention} need attention");

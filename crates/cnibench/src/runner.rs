@@ -106,7 +106,7 @@ pub fn run(
             PointStatus::Failed => outcome.failed += 1,
             PointStatus::MaxReps | PointStatus::TimeBudget => outcome.not_converged += 1,
             PointStatus::Interrupted => outcome.interrupted = true,
-            PointStatus::Converged | PointStatus::NotApplicable => {}
+            PointStatus::Converged | PointStatus::NotApplicable | PointStatus::NotEnforced => {}
         }
         *outcome
             .ended
@@ -159,6 +159,10 @@ fn run_point(
         Ok(Readiness::Ready) => {}
         Ok(Readiness::NotApplicable(reason)) => {
             return Ok(end(PointStatus::NotApplicable, &values, Some(reason)));
+        }
+        Ok(Readiness::NotEnforced(evidence)) => {
+            observer.warn(&format!("{}: not enforced: {evidence}", point.id));
+            return Ok(end(PointStatus::NotEnforced, &values, Some(evidence)));
         }
         // Ctrl-C during the preparation (a bulk create, a readiness wait) interrupts the
         // point like Ctrl-C during a repetition: the run stops and says how to resume.

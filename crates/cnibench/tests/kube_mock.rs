@@ -1438,10 +1438,13 @@ fn policies_a_cni_ignores_mark_the_point_not_enforced_and_nothing_is_measured() 
         serve_policy_point(&mut api).await;
         serve_teardown(&mut api, &[]).await;
     });
-    let Readiness::NotApplicable(why) = backend.prepare(&p).unwrap() else {
+    let Readiness::NotEnforced(why) = backend.prepare(&p).unwrap() else {
         panic!("a point whose policies are not enforced must not be measured");
     };
-    assert!(why.starts_with("not enforced: "), "{why}");
+    assert!(
+        why.starts_with("the CNI let a pod that no NetworkPolicy admits"),
+        "{why}"
+    );
     assert!(why.contains("10.0.0.5:9201 was not closed"), "{why}");
     assert!(why.contains("3 connected"), "{why}");
     // No repetition may run on it.

@@ -230,7 +230,7 @@ impl BackendSettings {
             BackendSettings::Fake(_) => iperf3::applicability(point),
             BackendSettings::Loopback(_) => match iperf3::applicability(point) {
                 Readiness::Ready => loopback::applicability(point),
-                na @ Readiness::NotApplicable(_) => na,
+                other => other,
             },
             BackendSettings::Lab(opts, _) => lab::applicability(point, opts),
             BackendSettings::Kube(_) => driver::tool_applicability(point),

@@ -77,6 +77,7 @@ pub fn plan(a: &PlanArgs) -> Result<String> {
         .iter()
         .map(|p| match planner.applicability(p) {
             Readiness::NotApplicable(why) => Some(format!("not applicable: {why}")),
+            Readiness::NotEnforced(why) => Some(format!("not enforced: {why}")),
             Readiness::Ready => None,
         })
         .collect();

@@ -35,6 +35,9 @@ pub enum Readiness {
     Ready,
     /// The backend cannot reproduce this point; the reason is recorded.
     NotApplicable(String),
+    /// The datapath ignores what the point is about (a CNI that does not enforce
+    /// NetworkPolicy): measuring it would time another datapath; the evidence is recorded.
+    NotEnforced(String),
 }
 
 /// What one repetition produced.

@@ -37,6 +37,7 @@ pub fn render(run: &RunSummary) -> String {
             crate::results::PointStatus::MaxReps => "max-reps",
             crate::results::PointStatus::TimeBudget => "time-budget",
             crate::results::PointStatus::NotApplicable => "not-applicable",
+            crate::results::PointStatus::NotEnforced => "not-enforced",
             crate::results::PointStatus::Failed => "failed",
             crate::results::PointStatus::Interrupted => "interrupted",
         });

@@ -285,9 +285,9 @@ impl Backend for KubeBackend {
             .block_on(Box::pin(self.driver.prepare(point, &*self.steps)))
             .map_err(backend_err)?;
         if let Some(Enforcement::NotEnforced(probe)) = &p.datapath.policies {
-            return Ok(Readiness::NotApplicable(format!(
-                "not enforced: the CNI let a pod that no NetworkPolicy admits reach the server \
-                 ({probe}); measuring would time a datapath without policies"
+            return Ok(Readiness::NotEnforced(format!(
+                "the CNI let a pod that no NetworkPolicy admits reach the server ({probe}); \
+                 measuring would time a datapath without policies"
             )));
         }
         self.state = Some(p);

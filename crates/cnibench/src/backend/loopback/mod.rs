@@ -117,7 +117,7 @@ impl Backend for LoopbackBackend {
     fn applicability(&self, point: &Point) -> Readiness {
         match iperf3::applicability(point) {
             Readiness::Ready => applicability(point),
-            na @ Readiness::NotApplicable(_) => na,
+            other => other,
         }
     }
 

@@ -344,7 +344,7 @@ mod tests {
         for (p, word) in points.iter().zip(["request/response", "HTTP"]) {
             match applicability(p) {
                 Readiness::NotApplicable(why) => assert!(why.contains(word), "{why}"),
-                Readiness::Ready => panic!("{} with iperf3 is not applicable", p.id),
+                other => panic!("{} with iperf3 is not applicable: {other:?}", p.id),
             }
         }
     }
