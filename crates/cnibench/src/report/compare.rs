@@ -36,6 +36,8 @@ pub struct Line {
     pub metric: MetricInfo,
     /// One cell per run, `None` where the run did not measure the point.
     pub cells: Vec<Option<Cell>>,
+    /// Per run: the point ended not enforced there (the cluster ignores what it tests).
+    pub not_enforced: Vec<bool>,
 }
 
 /// The verdict of a point flagged unstable in either run.
@@ -44,11 +46,20 @@ const UNSTABLE: &str = "unstable: not compared";
 impl Line {
     /// Verdict of run `i` against the first run.
     pub fn verdict(&self, i: usize) -> &'static str {
+        let not_enforced = |i: usize| self.not_enforced.get(i).copied().unwrap_or(false);
         let Some(cell) = self.cells.get(i).and_then(Option::as_ref) else {
-            return "not measured";
+            return if not_enforced(i) {
+                "not enforced: not measured"
+            } else {
+                "not measured"
+            };
         };
         let Some(first) = self.cells.first().and_then(Option::as_ref) else {
-            return "not in the first run";
+            return if not_enforced(0) {
+                "not enforced in the first run"
+            } else {
+                "not in the first run"
+            };
         };
         // A t-test of means over two regimes answers nothing about either regime.
         if cell.metric.unstable.is_some() || first.metric.unstable.is_some() {
@@ -127,10 +138,20 @@ pub fn compare(runs: &[RunSummary]) -> Vec<Line> {
                     })
                 })
                 .collect();
+            let not_enforced = runs
+                .iter()
+                .map(|r| {
+                    r.points.iter().any(|p| {
+                        p.point.id == id
+                            && p.status == Some(crate::results::PointStatus::NotEnforced)
+                    })
+                })
+                .collect();
             Some(Line {
                 point: id,
                 metric: metrics::info(&key),
                 cells,
+                not_enforced,
             })
         })
         .collect()
@@ -570,6 +591,32 @@ mod tests {
         // The ratio chart and the services sweep (throughput, CPU), every run overlaid.
         assert_eq!(html.matches("<svg").count(), 3, "{html}");
         assert!(!html.contains("chart error"));
+    }
+
+    #[test]
+    fn a_point_one_cluster_does_not_enforce_says_so_in_the_comparison() {
+        let (_, a) = fixtures::run("cni-a", 1);
+        let (_, mut b) = fixtures::run("cni-b", 2);
+        let p = b
+            .points
+            .iter_mut()
+            .find(|p| p.point.id.contains("services=100,") && p.primary == metrics::THROUGHPUT)
+            .unwrap();
+        let id = p.point.id.clone();
+        p.status = Some(crate::results::PointStatus::NotEnforced);
+        p.metrics.clear();
+        let lines = compare(&[a.clone(), b.clone()]);
+        let line = lines
+            .iter()
+            .find(|l| l.point == id && l.metric.key == metrics::THROUGHPUT)
+            .unwrap();
+        assert_eq!(line.verdict(1), "not enforced: not measured");
+        let lines = compare(&[b, a]);
+        let line = lines
+            .iter()
+            .find(|l| l.point == id && l.metric.key == metrics::THROUGHPUT)
+            .unwrap();
+        assert_eq!(line.verdict(1), "not enforced in the first run");
     }
 
     #[test]
