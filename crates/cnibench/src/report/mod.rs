@@ -334,6 +334,59 @@ kind = "rr-latency"
     }
 }
 
+/// A point the cluster did not enforce, through every output (one module that sees them
+/// all: table, markdown, html and csv do not see each other).
+#[cfg(test)]
+mod not_enforced_tests {
+    #[test]
+    fn points_a_cluster_does_not_enforce_are_not_counted_as_measured_and_say_why() {
+        let (meta, _, mut records) = super::fixtures::run_with_records("cni-a", 1);
+        let evidence = "the CNI let a pod that no NetworkPolicy admits reach the server";
+        for r in &mut records {
+            if let crate::results::Record::PointEnd(e) = r
+                && e.status == crate::results::PointStatus::NotApplicable
+            {
+                e.status = crate::results::PointStatus::NotEnforced;
+                e.note = Some(evidence.into());
+            }
+        }
+        let run = crate::results::summarize(&meta, &records, &[]);
+        let text = super::table::footer(&run);
+        let total = run.points.len();
+        let ne = run
+            .points
+            .iter()
+            .filter(|p| p.status == Some(crate::results::PointStatus::NotEnforced))
+            .count();
+        assert!(ne > 0);
+        assert!(
+            text.contains(&format!("of {} measured points", total - ne)),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{ne} not measured: the cluster does not enforce what they test"
+            )),
+            "{text}"
+        );
+        let line = text
+            .lines()
+            .find(|l| l.contains("NOT ENFORCED"))
+            .unwrap_or_else(|| panic!("no NOT ENFORCED line: {text}"));
+        assert!(line.contains(evidence), "{line}");
+        assert!(!text.contains("not applicable:"), "{text}");
+        // Every output says it, with the evidence.
+        let md = crate::report::markdown::render(&meta, &run, &[]);
+        assert!(
+            md.contains("**NOT ENFORCED**") && md.contains(evidence),
+            "{md}"
+        );
+        let html = crate::report::html::render(&meta, &run, &[]);
+        assert!(html.contains("NOT ENFORCED") && html.contains(evidence));
+        assert!(crate::report::csv::render(&run).contains("not-enforced"));
+    }
+}
+
 /// A run directory read back the ways `cnibench report` reads it: a gzipped log, or only
 /// summary.json. Here rather than in results.rs because the fixture run is the report's.
 #[cfg(test)]
