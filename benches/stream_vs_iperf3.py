@@ -249,6 +249,8 @@ class RunResult:
     search_status: Optional[str] = None
     search_trials: Optional[int] = None
     curve: list[tuple[float, float, bool, str]] = field(default_factory=list)
+    # What the tool itself warned about (netload's search: an unsteady sender, ...).
+    warnings: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------
@@ -422,6 +424,7 @@ def netload_search_result(doc: dict[str, Any], length: int) -> dict[str, Any]:
         "search_trials": len(trials),
         "curve": [((t["offered_bps"] or t["sent_bps"]) / 1e9, t["loss_percent"], t["pass"], t["purpose"])
                   for t in trials],
+        "warnings": [str(w) for w in doc.get("warnings") or []],
     }
     i = res.get("trial")
     if i is None or not 0 <= i < len(trials):
@@ -727,6 +730,7 @@ def render_curves(results: list[RunResult]) -> str:
             continue
         pts = ", ".join("%.3g→%.3g%%%s" % (x, y, "" if ok else "✗") for x, y, ok, _ in sorted(r.curve))
         out.append("- %s row %d run %d %s (%s): %s" % (r.path, r.row, r.run, r.tool, r.search_status, pts))
+        out.extend("  - %s warned: %s" % (r.tool, w) for w in r.warnings)
     return "\n".join(out) or "(no searches)"
 
 

@@ -251,8 +251,14 @@ class NoDropRows(unittest.TestCase):
                  "pass": True, "purpose": "confirm", "report": netload_udp()}
         probe = dict(trial, offered_bps=0.0, sent_bps=20e9, loss_percent=40.0, **{"pass": False, "purpose": "probe"})
         doc = {"kind": "udp-rate-search", "trials": [probe, trial],
-               "result": {"status": "confirmed", "rate_bps": 9e9, "trial": 1}}
+               "result": {"status": "confirmed", "rate_bps": 9e9, "trial": 1},
+               "warnings": ["unsteady sender: its rate varied 22.11-44.34 Gbit/s"]}
         out = h.netload_search_result(doc, 1400)
+        self.assertEqual(out["warnings"], ["unsteady sender: its rate varied 22.11-44.34 Gbit/s"])
+        r = h.RunResult(path="veth", row=9, run=0, tool="netload", order=0, command="", server_command="",
+                        ok=True, search_status="sender-limited", curve=out["curve"], warnings=out["warnings"])
+        self.assertIn("  - netload warned: unsteady sender: its rate varied 22.11-44.34 Gbit/s",
+                      h.render_curves([r]))
         self.assertEqual((out["search_status"], out["search_trials"], out["offered_gbps"]), ("confirmed", 2, 9.0))
         self.assertAlmostEqual(out["mpps"], 8.96e9 / 8 / 1400 / 1e6)
         self.assertEqual(out["curve"][0][:3], (20.0, 40.0, False))
