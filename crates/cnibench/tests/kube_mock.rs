@@ -1743,3 +1743,19 @@ fn host_network_points_need_a_privileged_given_namespace() {
         "{why}"
     );
 }
+
+#[test]
+fn one_policy_alone_is_the_default_deny_and_not_applicable() {
+    let mut p = small_policy_point();
+    p.objects.policies = 1;
+    let (backend, _api, _) = mocked(&p, fast(), Cancel::default());
+    let Readiness::NotApplicable(why) = backend.applicability(&p) else {
+        panic!("policies=1 denies the client too");
+    };
+    assert!(
+        why.contains("policies=1 is the default deny alone"),
+        "{why}"
+    );
+    p.objects.policies = 2;
+    assert_eq!(backend.applicability(&p), Readiness::Ready);
+}

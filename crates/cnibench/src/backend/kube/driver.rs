@@ -383,6 +383,13 @@ impl Driver {
                 ));
             }
         }
+        if point.objects.policies == 1 {
+            return Readiness::NotApplicable(
+                "policies=1 is the default deny alone, which denies the client too; \
+                 a point with policies needs at least 2 (the deny and one allow)"
+                    .into(),
+            );
+        }
         if let Some(mtu) = point.topology.mtu {
             return Readiness::NotApplicable(format!(
                 "mtu={mtu}: on a cluster the CNI sets the pod MTU; configure it there and label the run"

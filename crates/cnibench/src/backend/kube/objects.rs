@@ -623,7 +623,8 @@ pub fn default_deny(s: &Settings) -> NetworkPolicy {
 }
 
 /// Allow policy `i` (1-based): the server admits the client (and one unused
-/// 198.19.0.0/16 address, so every policy is a distinct rule) on the netload ports.
+/// 198.19.0.0/16 address, so every policy is a distinct rule) on every port the server
+/// listens on (control and stream data, request/response, HTTP).
 pub fn allow_policy(s: &Settings, i: u32) -> NetworkPolicy {
     let peer_ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 0, 0)) + i);
     let port = |p: u16, proto: &str| NetworkPolicyPort {
@@ -661,6 +662,7 @@ pub fn allow_policy(s: &Settings, i: u32) -> NetworkPolicy {
                     port(CONTROL_PORT, "UDP"),
                     port(RR_PORT, "TCP"),
                     port(RR_PORT, "UDP"),
+                    port(HTTP_PORT, "TCP"),
                 ]),
             }]),
             ..NetworkPolicySpec::default()
