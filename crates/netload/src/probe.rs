@@ -30,6 +30,16 @@ pub enum Want {
     Closed,
 }
 
+impl Want {
+    /// As `--want` takes it and the report's line says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Want::Open => "open",
+            Want::Closed => "closed",
+        }
+    }
+}
+
 /// What one connection attempt did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -181,10 +191,7 @@ impl ProbeReport {
             "{} {} {} after {:.1} s ({} attempts: {})",
             self.target,
             if self.reached { "was" } else { "was not" },
-            match self.want {
-                Want::Open => "open",
-                Want::Closed => "closed",
-            },
+            self.want.as_str(),
             self.elapsed_s,
             self.attempts.len(),
             seen.join(", ")

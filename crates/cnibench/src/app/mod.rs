@@ -369,7 +369,7 @@ pub fn clean(target: CleanTarget, run_id: Option<&str>, kube_args: &KubeArgs) ->
         }
         CleanTarget::Kube => {
             let rt = kube::runtime()?;
-            let namespaces = rt
+            let (namespaces, objects) = rt
                 .block_on(async {
                     let (client, _) = kube::connect(
                         kube_args.kubeconfig.as_deref(),
@@ -387,7 +387,6 @@ pub fn clean(target: CleanTarget, run_id: Option<&str>, kube_args: &KubeArgs) ->
                     }
                 })
                 .map_err(AppError::KubeClean)?;
-            let (namespaces, objects) = namespaces;
             Ok(Cleaned {
                 ended: objects
                     .filter(|(_, n)| *n > 0)

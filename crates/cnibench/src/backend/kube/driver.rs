@@ -91,10 +91,6 @@ pub fn workload_port(point: &Point) -> u16 {
 
 /// The `netload probe` command waiting up to `within` for `dest:port` to be `want`.
 pub fn probe_command(dest: &str, port: u16, want: Want, within: Duration) -> Vec<String> {
-    let want = match want {
-        Want::Open => "open",
-        Want::Closed => "closed",
-    };
     [
         NETLOAD,
         "probe",
@@ -102,7 +98,7 @@ pub fn probe_command(dest: &str, port: u16, want: Want, within: Duration) -> Vec
         "--port",
         &port.to_string(),
         "--want",
-        want,
+        want.as_str(),
         "--within",
         &within.as_secs().max(1).to_string(),
         "--json",
@@ -484,13 +480,11 @@ impl Driver {
             (CLIENT, have.client.as_ref(), Some(&o.client)),
             (OUTSIDER, have.outsider.as_ref(), o.outsider.as_ref()),
         ] {
-            match reconcile::pod_change(have_p, want_p) {
-                Change::Replace | Change::Delete => delete_and_wait(&pods, name, &fg, t).await?,
-                _ => {}
+            let change = reconcile::pod_change(have_p, want_p);
+            if matches!(change, Change::Replace | Change::Delete) {
+                delete_and_wait(&pods, name, &fg, t).await?;
             }
-            if let (Change::Replace | Change::Create, Some(p)) =
-                (reconcile::pod_change(have_p, want_p), want_p)
-            {
+            if let (Change::Replace | Change::Create, Some(p)) = (change, want_p) {
                 apply(&pods, p, t, None).await?;
             }
             bar.inc(1);
@@ -1083,21 +1077,37 @@ pub async fn delete_labelled(
     cluster::delete_all::<NetworkPolicy>(client, ns, &policies, t, bar).await?;
     cluster::delete_all::<EndpointSlice>(client, ns, &slices, t, bar).await?;
     cluster::delete_all::<Service>(client, ns, &services, t, bar).await?;
-    let fg = DeleteParams::foreground();
-    let deploys = list_names::<Deployment>(client, ns, sel, t).await?;
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    for name in &deploys {
-        bar.set_message(format!("deleting Deployment {name} in {ns}"));
-        delete_and_wait(&api, name, &fg, t).await?;
-    }
+    let deploys = delete_each_awaited::<Deployment>(client, ns, sel, t, bar).await?;
     // Listed after the Deployments are gone: what is left are the bare pods.
-    let pods = list_names::<Pod>(client, ns, sel, t).await?;
-    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    for name in &pods {
-        bar.set_message(format!("deleting pod {name} in {ns}"));
+    let pods = delete_each_awaited::<Pod>(client, ns, sel, t, bar).await?;
+    Ok(policies.len() + slices.len() + services.len() + deploys + pods)
+}
+
+/// Deletes the `K`s in `ns` matching `sel` one after another, each with foreground
+/// propagation and awaited gone with its dependents; returns how many there were.
+async fn delete_each_awaited<K>(
+    client: &Client,
+    ns: &str,
+    sel: &str,
+    t: &Tuning,
+    bar: &dyn Step,
+) -> Result<usize, KubeError>
+where
+    K: ::kube::Resource<DynamicType = (), Scope = ::kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    let names = list_names::<K>(client, ns, sel, t).await?;
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let fg = DeleteParams::foreground();
+    for name in &names {
+        bar.set_message(format!("deleting {} {name} in {ns}", K::kind(&())));
         delete_and_wait(&api, name, &fg, t).await?;
     }
-    Ok(policies.len() + slices.len() + services.len() + deploys.len() + pods.len())
+    Ok(names.len())
 }
 
 /// Names of the `K`s in `ns` matching label selector `sel`.
